@@ -1,0 +1,128 @@
+"""evkit: event-driven workflows for Jupyter, checkpointed in DuckDB, exactly-once.
+
+``from evkit import workflow`` gives the Ray-Workflows-compatible namespace; the flat
+``evkit`` namespace holds the same plus the types (``RunHandle``, ``RunSnapshot``,
+``FakeClock``, the errors).
+"""
+
+from __future__ import annotations
+
+from evkit import workflow as workflow
+from evkit.api import (
+    RunHandle as RunHandle,
+    cancel as cancel,
+    delete as delete,
+    get_metadata as get_metadata,
+    get_output as get_output,
+    get_runtime as get_runtime,
+    get_status as get_status,
+    init as init,
+    list_all as list_all,
+    resume as resume,
+    resume_all as resume_all,
+    resume_async as resume_async,
+    run as run,
+    run_async as run_async,
+    send_event as send_event,
+    shutdown as shutdown,
+    sleep as sleep,
+    sql as sql,
+)
+from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
+from evkit.context import (
+    EventContext as EventContext,
+    StepContext as StepContext,
+    get_current_step_id as get_current_step_id,
+    get_current_workflow_id as get_current_workflow_id,
+    get_event_context as get_event_context,
+)
+from evkit.dag import StepFunction as StepFunction, StepNode as StepNode, step as step, wait_for_event as wait_for_event
+from evkit.errors import (
+    CheckpointConflictError as CheckpointConflictError,
+    EventTimeoutError as EventTimeoutError,
+    EvkitError as EvkitError,
+    NotAStoreError as NotAStoreError,
+    RunError as RunError,
+    RunStateError as RunStateError,
+    StepFailedError as StepFailedError,
+    StoreError as StoreError,
+    StoreLockedError as StoreLockedError,
+    StoreVersionError as StoreVersionError,
+    WorkflowCancellationError as WorkflowCancellationError,
+    WorkflowDefinitionError as WorkflowDefinitionError,
+    WorkflowError as WorkflowError,
+    WorkflowExecutionError as WorkflowExecutionError,
+    WorkflowNotFoundError as WorkflowNotFoundError,
+    WorkflowNotResumableError as WorkflowNotResumableError,
+    WorkflowStillActiveError as WorkflowStillActiveError,
+)
+from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.manual import ManualListener as ManualListener
+from evkit.model import (
+    RunSnapshot as RunSnapshot,
+    StepOptions as StepOptions,
+    StepSnapshot as StepSnapshot,
+    WorkflowStatus as WorkflowStatus,
+)
+from evkit.runtime import Runtime as Runtime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointConflictError",
+    "Clock",
+    "EventContext",
+    "EventListener",
+    "EventTimeoutError",
+    "EvkitError",
+    "FakeClock",
+    "ManualListener",
+    "NotAStoreError",
+    "RunError",
+    "RunHandle",
+    "RunSnapshot",
+    "RunStateError",
+    "Runtime",
+    "StepContext",
+    "StepFailedError",
+    "StepFunction",
+    "StepNode",
+    "StepOptions",
+    "StepSnapshot",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
+    "TimerListener",
+    "WallClock",
+    "WorkflowCancellationError",
+    "WorkflowDefinitionError",
+    "WorkflowError",
+    "WorkflowExecutionError",
+    "WorkflowNotFoundError",
+    "WorkflowNotResumableError",
+    "WorkflowStatus",
+    "WorkflowStillActiveError",
+    "cancel",
+    "delete",
+    "get_current_step_id",
+    "get_current_workflow_id",
+    "get_event_context",
+    "get_metadata",
+    "get_output",
+    "get_runtime",
+    "get_status",
+    "init",
+    "list_all",
+    "resume",
+    "resume_all",
+    "resume_async",
+    "run",
+    "run_async",
+    "send_event",
+    "shutdown",
+    "sleep",
+    "sql",
+    "step",
+    "wait_for_event",
+    "workflow",
+]

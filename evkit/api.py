@@ -1,0 +1,617 @@
+"""The functions users call: ``init``, ``run``, ``resume``, ``get_status``, ``sql``... and
+the :class:`RunHandle` that ``run_async`` returns.
+
+They work from any thread and any loop; the runtime (``evkit.runtime``) carries each call
+to the engine's loop. Ray Workflows' names and behaviour are kept where they apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, final
+
+from evkit import codec
+from evkit.context import current_clock
+from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_event
+from evkit.errors import (
+    RunStateError,
+    WorkflowCancellationError,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+)
+from evkit.listeners.base import TimerListener
+from evkit.model import RunSnapshot, WorkflowStatus
+from evkit.runtime import LoopMode, Runtime
+from evkit.store.connection import store_errors
+from evkit.store.reads import step_metadata
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from evkit.clock import Clock
+    from evkit.engine import ActiveRun, Engine
+    from evkit.executors.base import StepExecutor
+
+DEFAULT_STORAGE = "evkit.duckdb"
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def init(
+    storage: str | os.PathLike[str] | None = None,
+    *,
+    loop: LoopMode = "auto",
+    clock: Clock | None = None,
+    executor: StepExecutor | None = None,
+) -> Runtime:
+    """Open the store and set how the engine runs; optional (the first call makes one).
+
+    Calling it again with another store closes the previous runtime (its runs stay
+    RESUMABLE); with the same arguments it returns the current one.
+
+    Args:
+        storage: The DuckDB file (default: ``$EVKIT_STORAGE``, else ``evkit.duckdb`` in
+            the working directory).
+        loop: ``"auto"`` runs the engine on the loop already running in this thread (the
+            kernel's, in a notebook) or, without one, on a loop in a background thread;
+            ``"thread"`` always uses the background thread, so waits, timers and widgets
+            keep going while a cell computes.
+        clock: The clock timers use (``evkit.FakeClock()`` in tests).
+        executor: Where step bodies run (default: a local thread pool).
+
+    Returns:
+        The runtime; use it as a context manager to close the store at the end.
+
+    Raises:
+        StoreLockedError: Another process has the file open.
+        NotAStoreError: The file is not an evkit store.
+        StoreVersionError: The store is from a newer evkit.
+    """
+    global _runtime
+    path = os.path.abspath(os.fspath(storage or os.environ.get("EVKIT_STORAGE") or DEFAULT_STORAGE))
+    with _runtime_lock:
+        current = _runtime
+        if (
+            current is not None
+            and not current.closed
+            and current.storage == path
+            and current.loop_mode == loop
+            and clock is None
+            and executor is None
+        ):
+            return current
+        _runtime = None
+    if current is not None:
+        current.close()
+    runtime = Runtime(path, loop=loop, clock=clock, executor=executor)
+    with _runtime_lock:
+        _runtime = runtime
+    return runtime
+
+
+def shutdown() -> None:
+    """Close the current runtime, if any: runs still executing stay RESUMABLE."""
+    global _runtime
+    with _runtime_lock:
+        current, _runtime = _runtime, None
+    if current is not None:
+        current.close()
+
+
+def get_runtime() -> Runtime:
+    """The current runtime, made with the defaults if ``init`` was not called."""
+    with _runtime_lock:
+        current = _runtime
+    if current is None or current.closed:
+        return init()
+    return current
+
+
+@final
+class RunHandle:
+    """A run started with ``run_async`` or ``resume_async``.
+
+    ``await handle`` (from any loop) or ``handle.result(timeout=...)`` gives the output;
+    ``handle.status`` polls; ``handle.cancel()`` cancels; in a notebook, displaying it
+    shows a live view of the run.
+    """
+
+    def __init__(self, runtime: Runtime, active: ActiveRun) -> None:
+        self.workflow_id = active.workflow_id
+        self._runtime = runtime
+        self._active = active
+        self._engine_loop = active.task.get_loop()
+        self._future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        self._future.set_running_or_notify_cancel()
+        self._runtime.call_soon(lambda _: active.task.add_done_callback(self._copy_outcome))
+
+    def _copy_outcome(self, task: asyncio.Task[object]) -> None:
+        if task.cancelled():
+            self._future.set_exception(
+                WorkflowCancellationError(
+                    f"Run {self.workflow_id!r} stopped: its runtime was closed or its loop ended. "
+                    f"Resume it with workflow.resume({self.workflow_id!r}).",
+                    workflow_id=self.workflow_id,
+                )
+            )
+        elif (exc := task.exception()) is not None:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(task.result())
+
+    def __repr__(self) -> str:
+        return f"<evkit.RunHandle {self.workflow_id!r} {self.status.value}>"
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        """Wait for the output without blocking the loop you await on."""
+        return self._wait().__await__()
+
+    async def _wait(self) -> object:
+        if _running_loop() is self._engine_loop:
+            return await asyncio.shield(self._active.task)
+        return await asyncio.wrap_future(self._future)
+
+    def result(self, timeout: float | None = None) -> object:
+        """Block until the run ends and return its output.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no limit).
+
+        Raises:
+            WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+            WorkflowCancellationError: The run was cancelled.
+            TimeoutError: ``timeout`` passed; the run goes on.
+        """
+        if _running_loop() is self._engine_loop:
+
+            async def wait(_: Engine) -> object:
+                return await asyncio.wait_for(asyncio.shield(self._active.task), timeout)
+
+            return self._runtime.call(wait)
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"Run {self.workflow_id!r} did not finish within {timeout} s; it is still "
+                f"{self.status.value}. Wait again, or cancel it with handle.cancel()."
+            ) from None
+
+    def done(self) -> bool:
+        """True once the run ended (in any way)."""
+        return self._future.done()
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The run's status now (RUNNING, WAITING, then its final status)."""
+        if not self._future.done():
+            return self._active.status
+        execution = self._active.execution
+        if execution is not None:
+            return execution.status
+        exc = self._future.exception()
+        if exc is None:
+            return WorkflowStatus.SUCCESSFUL
+        return WorkflowStatus.CANCELED if isinstance(exc, WorkflowCancellationError) else WorkflowStatus.FAILED
+
+    def cancel(self) -> None:
+        """Cancel the run: waits are cancelled, cleanup hooks awaited, CANCELED recorded."""
+        self._runtime.call(lambda engine: engine.cancel(self.workflow_id))
+
+    async def cancel_async(self) -> None:
+        """Like :meth:`cancel`, awaitable."""
+        await self._runtime.acall(lambda engine: engine.cancel(self.workflow_id))
+
+    def snapshot(self) -> RunSnapshot:
+        """An immutable picture of the run now (see ``RunSnapshot``)."""
+        return self._runtime.call_soon(lambda _: self._active.snapshot())
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on the engine's loop after the run changes; returns an
+        unsubscribe function. Keep the callback short: it runs on the engine's loop."""
+
+        def attach(_: Engine) -> Callable[[], None]:
+            execution = self._active.execution
+            if execution is not None:
+                return execution.subscribe(callback)
+            self._active.subscribers.append(callback)
+            return lambda: self._active.subscribers.remove(callback)
+
+        return self._runtime.call_soon(attach)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime executing this run."""
+        return self._runtime
+
+    @property
+    def engine_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the run executes on."""
+        return self._engine_loop
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+# ---------------------------------------------------------------------- starting runs
+
+
+def _new_workflow_id(node: StepNode) -> str:
+    return f"{node.name}.{uuid.uuid4().hex[:12]}"
+
+
+def _check_id(workflow_id: object, argument: str = "workflow_id") -> str:
+    if not isinstance(workflow_id, str):
+        raise TypeError(f"`{argument}` must be a str, got {type(workflow_id).__qualname__} {workflow_id!r}.")
+    if not workflow_id:
+        raise ValueError(f"`{argument}` must not be empty.")
+    return workflow_id
+
+
+def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, object] | None) -> RunHandle:
+    if not isinstance(node, StepNode):
+        raise TypeError(
+            f"run() needs a step node (fn.step(...) or wait_for_event(...)), got {type(node).__qualname__}."
+        )
+    if metadata is not None and codec.to_json(dict(metadata)) is None:
+        raise ValueError(f"`metadata` must be a JSON-serializable dict, got {metadata!r}.")
+    workflow_id = _check_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
+    dag = flatten(node)
+    runtime = get_runtime()
+    active = runtime.call_soon(lambda engine: engine.start(workflow_id, dag, metadata=metadata))
+    return RunHandle(runtime, active)
+
+
+def run_async(
+    node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+) -> RunHandle:
+    """Start a workflow and return its handle at once (the cell returns immediately).
+
+    A ``workflow_id`` that the store already has is resumed instead of started again.
+
+    Raises:
+        RunStateError: A run with this id is already running in this process.
+        ValueError: ``metadata`` is not JSON-serializable.
+    """
+    return _start(node, workflow_id, metadata)
+
+
+def run(node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+    """Run a workflow to the end and return its output (blocks; works in a notebook cell).
+
+    Raises:
+        WorkflowExecutionError: A step failed (``__cause__`` is its error).
+        WorkflowCancellationError: The run was cancelled meanwhile.
+        RunStateError: A run with this id is already running in this process.
+    """
+    return _start(node, workflow_id, metadata).result()
+
+
+class _Runner:
+    """Lets ``node.run()`` / ``node.run_async()`` call this module (registered below)."""
+
+    def run(self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None) -> object:
+        return run(node, workflow_id=workflow_id, metadata=metadata)
+
+    def run_async(
+        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+    ) -> RunHandle:
+        return run_async(node, workflow_id=workflow_id, metadata=metadata)
+
+
+set_runner(_Runner())
+
+
+def resume_async(workflow_id: str) -> RunHandle:
+    """Resume a run from its checkpoints and return its handle at once.
+
+    Committed steps and events are not run again; an event checkpointed but not committed
+    gets ``event_checkpointed`` again; everything else runs. A finished run's handle gives
+    its stored output.
+
+    Raises:
+        RunStateError: The run is already running in this process.
+        WorkflowNotResumableError: (from the handle) the id is unknown or the run was cancelled.
+    """
+    workflow_id = _check_id(workflow_id)
+    runtime = get_runtime()
+    active = runtime.call_soon(lambda engine: engine.start(workflow_id, None))
+    return RunHandle(runtime, active)
+
+
+def resume(workflow_id: str) -> object:
+    """Resume a run and block until it ends; return its output.
+
+    Raises:
+        WorkflowNotResumableError: The id is unknown, or the run was cancelled.
+        WorkflowExecutionError: A step failed again.
+    """
+    return resume_async(workflow_id).result()
+
+
+def resume_all(include_failed: bool = False) -> list[tuple[str, RunHandle]]:
+    """Resume every RESUMABLE run (and FAILED ones with ``include_failed``).
+
+    Returns:
+        ``(workflow_id, handle)`` for each run resumed.
+    """
+    wanted = {WorkflowStatus.RESUMABLE} | ({WorkflowStatus.FAILED} if include_failed else set())
+    return [(wid, resume_async(wid)) for wid, status in list_all() if status in wanted]
+
+
+def cancel(workflow_id: str) -> None:
+    """Cancel a run (see ``RunHandle.cancel``); a run that is not live is marked CANCELED.
+
+    Raises:
+        WorkflowNotFoundError: The store has no such run.
+    """
+    workflow_id = _check_id(workflow_id)
+    get_runtime().call(lambda engine: engine.cancel(workflow_id))
+
+
+def delete(workflow_id: str) -> None:
+    """Delete a run and all its checkpoints from the store.
+
+    Raises:
+        WorkflowStillActiveError: The run is running; cancel it first.
+        WorkflowNotFoundError: The store has no such run.
+    """
+    workflow_id = _check_id(workflow_id)
+    get_runtime().call(lambda engine: engine.delete(workflow_id))
+
+
+def get_status(workflow_id: str) -> WorkflowStatus:
+    """The run's status (RESUMABLE if the store says running but nothing here runs it).
+
+    Raises:
+        TypeError: ``workflow_id`` is not a str.
+        WorkflowNotFoundError: The store has no such run.
+    """
+    workflow_id = _check_id(workflow_id)
+
+    async def status(engine: Engine) -> WorkflowStatus:
+        active = engine.active(workflow_id)
+        if active is not None:
+            return active.status
+        stored = await engine.load(workflow_id)
+        if stored is None:
+            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
+        return engine.status_of(workflow_id, stored.status)
+
+    return get_runtime().call(status)
+
+
+def _not_found(workflow_id: str, engine: Engine) -> str:
+    return (
+        f"Run {workflow_id!r} is not in store {engine.writer.path!r}. "
+        "List the known runs with workflow.list_all()."
+    )
+
+
+def get_output(workflow_id: str) -> object:
+    """The run's output: waits if it is running here, else loads it from the store.
+
+    Raises:
+        WorkflowNotFoundError: The store has no such run.
+        WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+        WorkflowCancellationError: The run was cancelled.
+        RunStateError: The run is RESUMABLE: resume it to get an output.
+    """
+    workflow_id = _check_id(workflow_id)
+
+    async def output(engine: Engine) -> object:
+        active = engine.active(workflow_id)
+        if active is not None:
+            return await asyncio.shield(active.task)
+        stored = await engine.load(workflow_id)
+        if stored is None:
+            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
+        status = engine.status_of(workflow_id, stored.status)
+        if status is WorkflowStatus.SUCCESSFUL:
+            assert stored.output_blob is not None
+            return codec.loads(stored.output_blob)
+        if status is WorkflowStatus.FAILED:
+            error = WorkflowExecutionError(
+                f"Run {workflow_id!r} failed: {stored.error_text}", workflow_id=workflow_id
+            )
+            if stored.error_blob is not None:
+                original = codec.loads(stored.error_blob)
+                if isinstance(original, BaseException):
+                    error.__cause__ = original.__cause__ or original
+            raise error
+        if status is WorkflowStatus.CANCELED:
+            raise WorkflowCancellationError(f"Run {workflow_id!r} was cancelled.", workflow_id=workflow_id)
+        raise RunStateError(
+            f"Run {workflow_id!r} is {status.value} and has no output yet; resume it with "
+            f"workflow.resume({workflow_id!r}).",
+            workflow_id=workflow_id,
+        )
+
+    return get_runtime().call(output)
+
+
+def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, object]:
+    """Ray-style metadata of a run, or of one of its steps.
+
+    Returns:
+        For a run: ``{"workflow_id", "status", "user_metadata", "stats": {"start_time",
+        "end_time"}}``; for a step: ``{"workflow_id", "step_id", "state", "attempts",
+        "step_options", "user_metadata", "stats"}``.
+
+    Raises:
+        WorkflowNotFoundError: The run (or the step in it) is unknown.
+    """
+    workflow_id = _check_id(workflow_id)
+
+    async def metadata(engine: Engine) -> dict[str, object]:
+        stored = await engine.load(workflow_id)
+        if stored is None:
+            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
+        status = engine.status_of(workflow_id, stored.status)
+        user = json.loads(stored.user_metadata) if stored.user_metadata else {}
+        if step_id is None:
+            return {
+                "workflow_id": workflow_id,
+                "status": status.value,
+                "user_metadata": user or {},
+                "stats": {
+                    "start_time": stored.created_at,
+                    "end_time": stored.updated_at if status.is_final else None,
+                },
+            }
+        stats = await engine.queue.read(step_metadata, workflow_id, step_id)
+        dag = codec.loads(stored.dag_blob)
+        flat = {s.step_id: s for s in dag.steps}  # type: ignore[attr-defined]
+        if stats is None and step_id not in flat:
+            raise WorkflowNotFoundError(
+                f"Run {workflow_id!r} has no step {step_id!r}. Its steps: "
+                f"{', '.join(map(repr, flat))}.",
+                workflow_id=workflow_id,
+            )
+        options = flat[step_id].options if step_id in flat else None
+        return {
+            "workflow_id": workflow_id,
+            "step_id": step_id,
+            "state": (stats or {}).get("state"),
+            "attempts": (stats or {}).get("attempts", 0),
+            "step_options": {
+                "max_retries": options.max_retries,
+                "catch_exceptions": options.catch_exceptions,
+                "retry_exceptions": bool(options.retry_exceptions),
+            }
+            if options
+            else {},
+            "user_metadata": dict(options.metadata) if options else {},
+            "stats": {
+                "start_time": (stats or {}).get("start_time"),
+                "end_time": (stats or {}).get("end_time"),
+            },
+        }
+
+    return get_runtime().call(metadata)
+
+
+def list_all(
+    status_filter: WorkflowStatus | str | Iterable[WorkflowStatus | str] | None = None,
+) -> list[tuple[str, WorkflowStatus]]:
+    """Every run in the store with its status, oldest first.
+
+    Args:
+        status_filter: A status, a status name, or a set of either.
+
+    Raises:
+        TypeError: ``status_filter`` is something else.
+        ValueError: A status name is unknown.
+    """
+    wanted = _status_set(status_filter)
+    runs = get_runtime().call(lambda engine: engine.statuses())
+    return [(wid, status) for wid, status in runs if wanted is None or status in wanted]
+
+
+def _status_set(value: object) -> set[WorkflowStatus] | None:
+    if value is None:
+        return None
+    if isinstance(value, (WorkflowStatus, str)):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise TypeError(
+            f"`status_filter` must be a WorkflowStatus, a status name or a set of them, got {value!r}."
+        )
+    result = set()
+    for item in value:
+        try:
+            result.add(WorkflowStatus(item))
+        except ValueError:
+            known = ", ".join(s.value for s in WorkflowStatus)
+            raise ValueError(f"`status_filter` has unknown status {item!r}; known: {known}.") from None
+    return result
+
+
+# ---------------------------------------------------------------------- events
+
+
+@step(name="sleep_deadline")
+async def _sleep_deadline(seconds: float) -> float:
+    return current_clock().now() + seconds
+
+
+def sleep(seconds: float) -> EventNode:
+    """An event step that finishes ``seconds`` after it starts (a durable timer).
+
+    The deadline is fixed when the step starts and kept in the store: after a restart the
+    timer waits only what is left.
+
+    Raises:
+        ValueError: ``seconds`` is negative or not a number.
+    """
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
+        raise ValueError(f"`seconds` must be a number >= 0, got {seconds!r}.")
+    node = wait_for_event(TimerListener, _sleep_deadline.step(float(seconds)))
+    return node.with_options(name="sleep")  # type: ignore[return-value]
+
+
+def send_event(
+    workflow_id: str, key: str, payload: object = None, *, event_id: str | None = None
+) -> str:
+    """Send an event to a run's ``ManualListener`` wait on ``key``; returns its event id.
+
+    The event is stored durably before this returns. Sent before the step waits, it is
+    kept and delivered when it does; sending the same ``event_id`` again delivers it once.
+
+    Raises:
+        WorkflowNotFoundError: The store has no such run.
+        TypeError: The payload cannot be pickled (nothing is stored).
+    """
+    workflow_id = _check_id(workflow_id)
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
+    try:
+        codec.dumps(payload)
+    except TypeError as exc:
+        raise TypeError(
+            f"send_event({workflow_id!r}, {key!r}): the payload of type {type(payload).__qualname__} "
+            f"cannot be stored ({exc.__cause__ or exc}); send picklable data. Nothing was stored."
+        ) from None
+
+    async def send(engine: Engine) -> str:
+        if engine.active(workflow_id) is None and await engine.load(workflow_id) is None:
+            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
+        result = await engine.inbox.send(workflow_id, key, payload, event_id=event_id)
+        return result.event_id
+
+    return get_runtime().call(send)
+
+
+# ---------------------------------------------------------------------- SQL
+
+_cursors = threading.local()
+
+
+def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = None) -> duckdb.DuckDBPyRelation:
+    """Run SQL on the store from the process that owns it; returns a DuckDB relation.
+
+    Query the documented views ``workflows``, ``steps``, ``events`` and ``inbox_events``
+    (see docs/store.md). Each thread reads through its own cursor, a consistent snapshot
+    of what is committed.
+
+    Raises:
+        StoreError: The query failed (the message has DuckDB's explanation).
+    """
+    runtime = get_runtime()
+    cursor = getattr(_cursors, "by_runtime", {}).get(id(runtime))
+    if cursor is None:
+        cursor = runtime.writer.cursor()
+        _cursors.by_runtime = {id(runtime): cursor}
+    with store_errors(runtime.storage, "running SQL"):
+        return cursor.sql(query, params=params)  # type: ignore[arg-type]
+

@@ -1,0 +1,57 @@
+"""Turns Python values into what the store keeps: a cloudpickle blob and a readable text.
+
+The blob is what evkit loads back; the text (JSON when the value allows, else a repr) is
+for people and SQL. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+
+import cloudpickle
+
+_MAX_TEXT = 10_000
+_repr = reprlib.Repr()
+_repr.maxstring = 2_000
+_repr.maxother = 2_000
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 50
+
+
+def dumps(value: object) -> bytes:
+    """Pickle ``value`` with cloudpickle (functions and classes by value where needed).
+
+    Raises:
+        TypeError: The value cannot be pickled; the message names its type.
+    """
+    try:
+        return cloudpickle.dumps(value)
+    except Exception as exc:  # pickling can raise almost anything
+        raise TypeError(f"cannot pickle a value of type {type(value).__qualname__}: {exc}") from exc
+
+
+def loads(blob: bytes) -> object:
+    """Load a blob written by :func:`dumps`."""
+    return cloudpickle.loads(blob)
+
+
+def readable(value: object) -> str:
+    """JSON for JSON-able values, otherwise a bounded repr; never raises."""
+    try:
+        text = json.dumps(value, allow_nan=False, sort_keys=False)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = _repr.repr(value)
+        except Exception as exc:  # a broken __repr__ must not break a checkpoint
+            text = f"<{type(value).__qualname__} (repr failed: {exc!r})>"
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT] + "..."
+    return text
+
+
+def to_json(value: object) -> str | None:
+    """Strict JSON of ``value``, or ``None`` when it is not JSON-serializable."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None

@@ -1,0 +1,460 @@
+"""Building DAGs from ``@step`` functions and ``wait_for_event``; ids and topological order.
+
+A node is an immutable description of one call. :func:`flatten` turns a node and
+everything it depends on into a :class:`FlatDag`: steps in topological order, with
+unique ids, whose arguments refer to upstream steps by :class:`Ref`. The flat form is what
+the engine executes and the store pickles (it has no deep nesting to overflow pickle's
+recursion). This module runs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, ParamSpec, Protocol, TypeVar, final, overload
+
+from evkit import codec
+from evkit.errors import WorkflowDefinitionError
+from evkit.listeners.base import EventListener
+from evkit.model import StepKind, StepOptions
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(StepOptions))
+
+
+class _NoDefault:
+    """Marker: ``wait_for_event`` got no ``default``, so a timeout raises."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT = _NoDefault()
+
+
+class Runner(Protocol):
+    """What ``node.run()`` calls; the API layer registers it (see :func:`set_runner`)."""
+
+    def run(self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None) -> object:
+        """Run to the end and return the output."""
+        ...
+
+    def run_async(
+        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+    ) -> object:
+        """Start and return a handle at once."""
+        ...
+
+
+_runner: Runner | None = None
+
+
+def set_runner(runner: Runner) -> None:
+    """Register what ``StepNode.run``/``run_async`` delegate to (done by ``evkit.api``)."""
+    global _runner
+    _runner = runner
+
+
+def _get_runner() -> Runner:
+    if _runner is None:  # pragma: no cover - evkit/__init__ always registers one
+        raise RuntimeError("evkit.api was not imported; import evkit to run workflows.")
+    return _runner
+
+
+def make_options(base: StepOptions | None, overrides: Mapping[str, object], *, where: str) -> StepOptions:
+    """Validate option keywords and merge them over ``base``.
+
+    Raises:
+        WorkflowDefinitionError: An unknown option or a value of the wrong kind.
+    """
+    unknown = sorted(set(overrides) - _OPTION_NAMES)
+    if unknown:
+        raise WorkflowDefinitionError(
+            f"{where} got unknown option(s) {', '.join(map(repr, unknown))}. "
+            f"Valid options: {', '.join(sorted(_OPTION_NAMES))}."
+        )
+    options = dataclasses.replace(base or StepOptions(), **overrides)  # type: ignore[arg-type]
+    if options.name is not None and (not isinstance(options.name, str) or not options.name):
+        raise WorkflowDefinitionError(f"{where}: `name` must be a non-empty string, got {options.name!r}.")
+    if "/" in (options.name or ""):
+        raise WorkflowDefinitionError(
+            f"{where}: `name` must not contain '/', got {options.name!r} ('/' separates "
+            "the steps of a dynamic continuation)."
+        )
+    if not isinstance(options.max_retries, int) or options.max_retries < 0:
+        raise WorkflowDefinitionError(
+            f"{where}: `max_retries` must be an integer >= 0, got {options.max_retries!r}."
+        )
+    if options.retry_backoff_seconds < 0:
+        raise WorkflowDefinitionError(
+            f"{where}: `retry_backoff_seconds` must be >= 0, got {options.retry_backoff_seconds!r}."
+        )
+    if codec.to_json(dict(options.metadata)) is None:
+        raise WorkflowDefinitionError(
+            f"{where}: `metadata` must be a JSON-serializable dict, got {options.metadata!r}."
+        )
+    return options
+
+
+class StepNode:
+    """One call of a step in a DAG: ``fn.step(...)``, or an event wait.
+
+    Pass it as an argument to other steps, ``run()`` it, or return it from a step to
+    continue the workflow with it (a dynamic continuation).
+    """
+
+    __slots__ = ("args", "func", "kind", "kwargs", "options")
+    kind: StepKind
+
+    def __init__(
+        self,
+        func: Callable[..., object],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        options: StepOptions,
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.options = options
+        self.kind = "function"
+
+    @property
+    def name(self) -> str:
+        """The step's name (its id in a run is this, made unique)."""
+        return self.options.name or getattr(self.func, "__name__", "step")
+
+    def with_options(self, **options: object) -> StepNode:
+        """Return a copy of this node with some options changed (``name=``, ``max_retries=``...)."""
+        clone = self._copy()
+        clone.options = make_options(self.options, options, where=f"Step {self.name!r}")
+        return clone
+
+    def _copy(self) -> StepNode:
+        clone = object.__new__(type(self))
+        for slot in _all_slots(type(self)):
+            setattr(clone, slot, getattr(self, slot))
+        return clone
+
+    def run(self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+        """Run the workflow ending at this node and return its output (blocks).
+
+        Works in a script, under pytest and inside a running loop (a notebook cell).
+        """
+        return _get_runner().run(self, workflow_id=workflow_id, metadata=metadata)
+
+    def run_async(self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+        """Start the workflow and return a handle at once (await it, poll it, cancel it)."""
+        return _get_runner().run_async(self, workflow_id=workflow_id, metadata=metadata)
+
+    def __repr__(self) -> str:
+        return f"<evkit step node {self.name!r}>"
+
+
+def _all_slots(cls: type) -> list[str]:
+    slots: list[str] = []
+    for klass in cls.__mro__:
+        slots += list(getattr(klass, "__slots__", ()))
+    return slots
+
+
+@final
+class EventNode(StepNode):
+    """A step that finishes when its listener's event arrives (``wait_for_event``)."""
+
+    __slots__ = ("default", "listener", "timeout_seconds")
+
+    def __init__(
+        self,
+        listener: type[EventListener],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        options: StepOptions,
+        *,
+        timeout_seconds: float | None,
+        default: object,
+    ) -> None:
+        super().__init__(_event_placeholder, args, kwargs, options)
+        self.kind = "event"
+        self.listener = listener
+        self.timeout_seconds = timeout_seconds
+        self.default = default
+
+    @property
+    def name(self) -> str:
+        """The step's name: the option, else the listener class name."""
+        return self.options.name or self.listener.__name__
+
+
+def _event_placeholder(*args: object, **kwargs: object) -> object:  # pragma: no cover - never called
+    raise AssertionError("event steps have no body")
+
+
+class StepFunction(Generic[P, R]):
+    """A function decorated with ``@workflow.step``.
+
+    ``fn.step(*args)`` (or ``fn.bind(*args)``) makes a node; calling ``fn(*args)`` just
+    calls the function. ``fn.options(...)`` returns a copy with other options.
+    """
+
+    def __init__(self, func: Callable[P, R], options: StepOptions) -> None:
+        if not callable(func):
+            raise WorkflowDefinitionError(f"@workflow.step needs a function, got {func!r}.")
+        self.func = func
+        self.step_options = options
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function directly, outside any workflow."""
+        return self.func(*args, **kwargs)
+
+    def step(self, *args: P.args, **kwargs: P.kwargs) -> StepNode:
+        """Make a node that calls this function with these arguments (nodes among them
+        are replaced by their results when the workflow runs).
+
+        Raises:
+            WorkflowDefinitionError: The arguments do not fit the function's signature.
+        """
+        try:
+            inspect.signature(self.func).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise WorkflowDefinitionError(
+                f"Step {self.step_options.name or self.func.__name__!r}: arguments do not fit "
+                f"its signature {inspect.signature(self.func)}: {exc}."
+            ) from None
+        except ValueError:  # pragma: no cover - builtins without a signature
+            pass
+        return StepNode(self.func, args, dict(kwargs), self.step_options)
+
+    bind = step
+
+    def options(self, **options: object) -> StepFunction[P, R]:
+        """Return a copy of this step function with some options changed."""
+        where = f"Step {self.step_options.name or self.func.__name__!r}"
+        return StepFunction(self.func, make_options(self.step_options, options, where=where))
+
+    def __repr__(self) -> str:
+        return f"<evkit step function {self.func.__qualname__}>"
+
+
+@overload
+def step(func: Callable[P, R], /) -> StepFunction[P, R]: ...
+@overload
+def step(
+    func: None = None, /, **options: object
+) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+def step(
+    func: Callable[P, R] | None = None, /, **options: object
+) -> StepFunction[P, R] | Callable[[Callable[P, R]], StepFunction[P, R]]:
+    """Make a function a workflow step; works bare (``@step``) and called (``@step(name=...)``).
+
+    Args:
+        func: The function (when used bare).
+        **options: ``name``, ``max_retries``, ``retry_exceptions``,
+            ``retry_backoff_seconds``, ``catch_exceptions``, ``metadata``, ``resources``,
+            ``executor``.
+
+    Raises:
+        WorkflowDefinitionError: An unknown option or a bad option value.
+    """
+    if func is not None:
+        if options:  # pragma: no cover - impossible through the overloads
+            raise WorkflowDefinitionError("@step takes either a function or options, not both.")
+        return StepFunction(func, StepOptions())
+    where = f"@workflow.step({', '.join(f'{k}=' for k in options)})"
+    validated = make_options(None, options, where=where)
+
+    def decorate(fn: Callable[P, R]) -> StepFunction[P, R]:
+        return StepFunction(fn, validated)
+
+    return decorate
+
+
+def wait_for_event(
+    listener: type[EventListener],
+    *args: object,
+    timeout_seconds: float | None = None,
+    default: object = NO_DEFAULT,
+    **kwargs: object,
+) -> EventNode:
+    """Make an event step: it finishes when ``listener().poll_for_event(*args, **kwargs)``
+    returns, after the event is checkpointed and committed.
+
+    Args:
+        listener: An ``EventListener`` subclass (the class, not an instance).
+        *args: Passed to ``poll_for_event``; nodes among them are resolved first.
+        timeout_seconds: Give up after this long (counted from when the wait starts,
+            kept as an absolute deadline across restarts).
+        default: Returned (and checkpointed) on timeout instead of raising.
+        **kwargs: Passed to ``poll_for_event``.
+
+    Returns:
+        A node whose value is the event.
+
+    Raises:
+        WorkflowDefinitionError: ``listener`` is not an ``EventListener`` subclass, it cannot
+            be pickled, or ``timeout_seconds`` is not positive. (It is also a ``TypeError``.)
+    """
+    if not (isinstance(listener, type) and issubclass(listener, EventListener)):
+        raise WorkflowDefinitionError(
+            f"wait_for_event() needs an EventListener subclass, got {listener!r}. "
+            "Subclass evkit.workflow.EventListener and pass the class itself."
+        )
+    try:
+        codec.dumps(listener)
+    except TypeError as exc:
+        raise WorkflowDefinitionError(
+            f"Listener class {listener.__qualname__!r} cannot be pickled, so a resumed run "
+            f"could not rebuild it: {exc.__cause__ or exc}. Keep listener classes free of "
+            "locks, sockets and open files; create those inside poll_for_event."
+        ) from exc
+    if timeout_seconds is not None and not timeout_seconds > 0:
+        raise WorkflowDefinitionError(f"`timeout_seconds` must be positive, got {timeout_seconds!r}.")
+    return EventNode(
+        listener, args, dict(kwargs), StepOptions(), timeout_seconds=timeout_seconds, default=default
+    )
+
+
+# ---------------------------------------------------------------------------- flat DAGs
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """Stands for the result of step ``step_id`` inside a flat step's arguments."""
+
+    step_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlatStep:
+    """One step of a :class:`FlatDag`: a node with its id and its upstream refs."""
+
+    step_id: str
+    name: str
+    kind: StepKind
+    func: Callable[..., object] | None
+    listener: type[EventListener] | None
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    options: StepOptions
+    upstream: tuple[str, ...]
+    timeout_seconds: float | None = None
+    default: object = NO_DEFAULT
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlatDag:
+    """Steps in topological order (every step after its upstream) and the output step."""
+
+    steps: tuple[FlatStep, ...]
+    output: str
+
+    def by_id(self) -> dict[str, FlatStep]:
+        """Map each step id to its step."""
+        return {s.step_id: s for s in self.steps}
+
+
+def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:
+    """Give every node reachable from ``root`` a unique id and order them topologically.
+
+    Ids are the step names, made unique with ``_1``, ``_2``... in post-order; inside a
+    continuation of step ``s`` they start with ``s/``. The same node object used twice is
+    one step. Iterative, so a chain of 100,000 steps is fine.
+    """
+    ids: dict[int, str] = {}
+    used: dict[str, int] = {}
+    order: list[FlatStep] = []
+    stack: list[tuple[StepNode, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in ids:
+            continue
+        if not expanded:
+            stack.append((node, True))
+            for child in reversed(_child_nodes(node)):
+                if id(child) not in ids:
+                    stack.append((child, False))
+            continue
+        step_id = _unique(prefix + node.name, used)
+        ids[id(node)] = step_id
+        upstream: list[str] = []
+        args = tuple(_to_refs(a, ids, upstream) for a in node.args)
+        kwargs = {k: _to_refs(v, ids, upstream) for k, v in node.kwargs.items()}
+        is_event = isinstance(node, EventNode)
+        order.append(
+            FlatStep(
+                step_id=step_id,
+                name=node.name,
+                kind=node.kind,
+                func=None if is_event else node.func,
+                listener=node.listener if is_event else None,
+                args=args,
+                kwargs=kwargs,
+                options=node.options,
+                upstream=tuple(dict.fromkeys(upstream)),
+                timeout_seconds=node.timeout_seconds if is_event else None,
+                default=node.default if is_event else NO_DEFAULT,
+            )
+        )
+    return FlatDag(steps=tuple(order), output=ids[id(root)])
+
+
+def _unique(name: str, used: dict[str, int]) -> str:
+    count = used.get(name, 0)
+    used[name] = count + 1
+    return name if count == 0 else f"{name}_{count}"
+
+
+def _child_nodes(node: StepNode) -> list[StepNode]:
+    found: list[StepNode] = []
+    _collect(node.args, found)
+    _collect(tuple(node.kwargs.values()), found)
+    return found
+
+
+def _collect(value: object, found: list[StepNode]) -> None:
+    if isinstance(value, StepNode):
+        found.append(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect(item, found)
+
+
+def _to_refs(value: object, ids: dict[int, str], upstream: list[str]) -> object:
+    if isinstance(value, StepNode):
+        upstream.append(ids[id(value)])
+        return Ref(ids[id(value)])
+    if isinstance(value, list):
+        return [_to_refs(v, ids, upstream) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_to_refs(v, ids, upstream) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_refs(v, ids, upstream) for k, v in value.items()}
+    return value
+
+
+def resolve_refs(value: object, results: Mapping[str, object]) -> object:
+    """Replace every :class:`Ref` in ``value`` by the result of its step."""
+    if isinstance(value, Ref):
+        return results[value.step_id]
+    if isinstance(value, list):
+        return [resolve_refs(v, results) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(resolve_refs(v, results) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, results) for k, v in value.items()}
+    return value

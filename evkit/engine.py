@@ -1,0 +1,254 @@
+"""The scheduler of one store on one event loop: starts, resumes, cancels and tracks runs.
+
+Every method here runs on the engine's loop (the runtime bridges other threads to it).
+Each run is one task owned by the engine; its exception is always retrieved, and the
+run's outcome is written to the store before the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from evkit import codec
+from evkit.clock import Clock
+from evkit.dag import FlatDag
+from evkit.errors import (
+    RunStateError,
+    WorkflowNotFoundError,
+    WorkflowNotResumableError,
+    WorkflowStillActiveError,
+)
+from evkit.execution import RunExecution
+from evkit.executors.base import StepExecutor
+from evkit.listeners.manual import Inbox
+from evkit.model import RunSnapshot, WorkflowStatus
+from evkit.store import StoreWriter, WriteQueue, now
+from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
+
+
+@dataclass(slots=True)
+class ActiveRun:
+    """A run this engine is executing: its task, and its execution once loaded."""
+
+    workflow_id: str
+    task: asyncio.Task[object]
+    execution: RunExecution | None = None
+    cancel_requested: bool = False
+    subscribers: list[Callable[[], None]] = field(default_factory=list)
+
+    def snapshot(self) -> RunSnapshot:
+        """The execution's snapshot, or an empty RUNNING one while the run is loading."""
+        if self.execution is not None:
+            return self.execution.snapshot()
+        return RunSnapshot(workflow_id=self.workflow_id, status=WorkflowStatus.RUNNING, steps=())
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The live status."""
+        return self.execution.status if self.execution is not None else WorkflowStatus.RUNNING
+
+
+class Engine:
+    """Runs workflows of one store on the loop it was created on.
+
+    Args:
+        writer: The store's writer (owned by the runtime).
+        clock: The clock timers and timeouts use.
+        executors: Step executors by name.
+        default_executor: The name of the executor steps use by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        writer: StoreWriter,
+        clock: Clock,
+        executors: Mapping[str, StepExecutor],
+        default_executor: str,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.writer = writer
+        self.queue = WriteQueue(writer, self.loop)
+        self.clock = clock
+        self.executors = dict(executors)
+        self.default_executor = default_executor
+        self.inbox = Inbox(self.queue)
+        self.services: dict[str, object] = {"inbox": self.inbox}
+        self._active: dict[str, ActiveRun] = {}
+        self._finished: dict[str, RunExecution] = {}
+
+    # ------------------------------------------------------------------ runs
+
+    def start(
+        self,
+        workflow_id: str,
+        dag: FlatDag | None,
+        *,
+        metadata: Mapping[str, object] | None = None,
+    ) -> ActiveRun:
+        """Start (or, if the store has it, resume) a run; returns at once.
+
+        ``dag`` is ``None`` for a resume: the run must then exist in the store.
+
+        Raises:
+            RunStateError: A run with this id is already running in this process.
+        """
+        if workflow_id in self._active:
+            raise RunStateError(
+                f"Run {workflow_id!r} is already running in this process. Wait for it "
+                f"(workflow.get_output({workflow_id!r})), cancel it, or use another workflow_id.",
+                workflow_id=workflow_id,
+            )
+        task = self.loop.create_task(self._main(workflow_id, dag, metadata), name=f"evkit-run:{workflow_id}")
+        active = ActiveRun(workflow_id=workflow_id, task=task)
+        self._active[workflow_id] = active
+        task.add_done_callback(lambda t: self._ended(workflow_id, t))
+        return active
+
+    def _ended(self, workflow_id: str, task: asyncio.Task[object]) -> None:
+        active = self._active.pop(workflow_id, None)
+        if active is not None and active.execution is not None:
+            self._finished[workflow_id] = active.execution
+        self.inbox.release_run(workflow_id)
+        if not task.cancelled():
+            task.exception()  # retrieved here; handles re-raise it to whoever waits
+
+    async def _main(self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None) -> object:
+        stored = await self.queue.read(load_run, workflow_id)
+        active = self._active[workflow_id]
+        if stored is None:
+            if dag is None:
+                raise WorkflowNotResumableError(
+                    f"Run {workflow_id!r} is not in store {self.writer.path!r}, so it cannot be "
+                    "resumed. Check the id with workflow.list_all().",
+                    workflow_id=workflow_id,
+                )
+            user_metadata = codec.to_json(dict(metadata or {}))
+            self.queue.append("run_definitions", (workflow_id, now(), codec.dumps(dag), dag.output, user_metadata))
+        else:
+            status = WorkflowStatus(stored.status)
+            if status is WorkflowStatus.SUCCESSFUL:
+                assert stored.output_blob is not None
+                return codec.loads(stored.output_blob)
+            if status is WorkflowStatus.CANCELED:
+                raise WorkflowNotResumableError(
+                    f"Run {workflow_id!r} was cancelled, and cancelled runs cannot be resumed. "
+                    f"Delete it (workflow.delete({workflow_id!r})) or use another workflow_id.",
+                    workflow_id=workflow_id,
+                )
+            loaded = codec.loads(stored.dag_blob)
+            assert isinstance(loaded, FlatDag)
+            dag = loaded
+        self.queue.append("run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None))
+        execution = RunExecution(
+            workflow_id=workflow_id,
+            dag=dag,
+            stored=stored,
+            queue=self.queue,
+            clock=self.clock,
+            executors=self.executors,
+            default_executor=self.default_executor,
+            services=self.services,
+        )
+        active.execution = execution
+        execution.cancel_requested = active.cancel_requested
+        for callback in active.subscribers:
+            execution.subscribe(callback)
+            callback()
+        if active.cancel_requested:
+            active.task.cancel()
+        return await execution.execute()
+
+    def active(self, workflow_id: str) -> ActiveRun | None:
+        """The live run with this id, if this engine is executing it."""
+        return self._active.get(workflow_id)
+
+    def last_execution(self, workflow_id: str) -> RunExecution | None:
+        """The execution of a run that ended in this process (for its final snapshot)."""
+        active = self._active.get(workflow_id)
+        if active is not None and active.execution is not None:
+            return active.execution
+        return self._finished.get(workflow_id)
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Cancel a run: its waits are cancelled (cleanup hooks awaited) and CANCELED is
+        recorded. A run that is not live just gets CANCELED in the store.
+
+        Raises:
+            WorkflowNotFoundError: The store has no such run.
+        """
+        active = self._active.get(workflow_id)
+        if active is not None:
+            active.cancel_requested = True
+            if active.execution is not None:
+                active.execution.cancel_requested = True
+            active.task.cancel()
+            await asyncio.wait([active.task])  # its outcome goes to the run's handle
+            if active.execution is not None:
+                return
+            # Cancelled while loading: nothing ran, but the store must still say CANCELED.
+        if not await self.queue.read(run_exists, workflow_id):
+            raise WorkflowNotFoundError(
+                f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",
+                workflow_id=workflow_id,
+            )
+        await self.queue.append("run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None))
+
+    async def delete(self, workflow_id: str) -> None:
+        """Delete everything the store holds about a finished or resumable run.
+
+        Raises:
+            WorkflowStillActiveError: The run is running in this process.
+            WorkflowNotFoundError: The store has no such run.
+        """
+        if workflow_id in self._active:
+            raise WorkflowStillActiveError(
+                f"Run {workflow_id!r} is still running; cancel it before deleting it.",
+                workflow_id=workflow_id,
+            )
+        if not await self.queue.read(run_exists, workflow_id):
+            raise WorkflowNotFoundError(
+                f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to delete.",
+                workflow_id=workflow_id,
+            )
+        for sql in DELETE_RUN_SQL:
+            self.queue.execute(sql, [workflow_id])
+        await self.queue.flush()
+        self._finished.pop(workflow_id, None)
+
+    async def load(self, workflow_id: str, *, with_steps: bool = False) -> StoredRun | None:
+        """What the store holds about a run (after flushing queued writes)."""
+        return await self.queue.read(load_run, workflow_id, with_steps=with_steps)
+
+    async def statuses(self) -> list[tuple[str, WorkflowStatus]]:
+        """Every run with its status: live ones as the engine sees them, stored RUNNING
+        ones that no live scheduler owns as RESUMABLE."""
+        result = []
+        for workflow_id, stored in await self.queue.read(list_statuses):
+            result.append((workflow_id, self.status_of(workflow_id, stored)))
+        return result
+
+    def status_of(self, workflow_id: str, stored_status: str) -> WorkflowStatus:
+        """Combine the stored status with what is live here."""
+        active = self._active.get(workflow_id)
+        if active is not None:
+            return active.status
+        status = WorkflowStatus(stored_status)
+        if status in (WorkflowStatus.RUNNING, WorkflowStatus.WAITING):
+            return WorkflowStatus.RESUMABLE
+        return status
+
+    async def aclose(self) -> None:
+        """Stop executing (runs stay RUNNING in the store, so they are RESUMABLE later),
+        write what is queued, and close the executors. Does not close the store."""
+        for active in list(self._active.values()):
+            if active.execution is not None:
+                active.execution.abandoned = True
+            active.task.cancel()
+        await asyncio.gather(*(a.task for a in list(self._active.values())), return_exceptions=True)
+        await self.queue.aclose()
+        for executor in self.executors.values():
+            await executor.aclose()

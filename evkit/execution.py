@@ -1,0 +1,585 @@
+"""One run of a workflow on the event loop: step tasks, the event contract, snapshots.
+
+A :class:`RunExecution` turns a :class:`~evkit.dag.FlatDag` into one asyncio task per step,
+each awaiting its upstream tasks. Checkpointed results are taken from the store instead of
+running again. It writes through the store's :class:`~evkit.store.WriteQueue` and never
+blocks the loop. The engine (``evkit.engine``) creates, registers and cancels executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from evkit import codec
+from evkit.context import EventContext, StepContext, set_context
+from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, StepNode, flatten, resolve_refs
+from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellationError, WorkflowExecutionError
+from evkit.executors.base import StepCall, WorkerLostError
+from evkit.listeners.base import EventListener, TimerListener
+from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus
+from evkit.store import now
+from evkit.store.reads import StoredEvent, StoredRun
+
+if TYPE_CHECKING:
+    from evkit.clock import Clock
+    from evkit.executors.base import StepExecutor
+    from evkit.store import WriteQueue
+
+logger = logging.getLogger("evkit")
+
+
+class _TimedOut(Exception):
+    """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
+
+
+@dataclasses.dataclass(slots=True)
+class _StepView:
+    """Mutable per-step bookkeeping behind the immutable snapshots."""
+
+    state: StepState = "pending"
+    attempts: int = 0
+    times: dict[str, float] = dataclasses.field(default_factory=dict)
+    deadline: float | None = None
+    timeout_at: float | None = None
+    args_text: str | None = None
+    error: str | None = None
+
+
+class RunExecution:
+    """Executes one run on the loop it was created on.
+
+    Args:
+        workflow_id: The run's id.
+        dag: The flat DAG (from the caller for a new run, from the store on resume).
+        stored: What the store already has for this run (``None`` for a new run).
+        queue: The store's write queue (on this loop).
+        clock: The runtime's clock.
+        executors: Executors by name; ``default_executor`` names the one steps use.
+        services: Passed to listeners in their ``EventContext``.
+    """
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        dag: FlatDag,
+        stored: StoredRun | None,
+        queue: WriteQueue,
+        clock: Clock,
+        executors: Mapping[str, StepExecutor],
+        default_executor: str,
+        services: Mapping[str, object],
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.dag = dag
+        self._queue = queue
+        self._clock = clock
+        self._executors = executors
+        self._default_executor = default_executor
+        self._services = services
+        self._steps: dict[str, FlatStep] = {}
+        self._order: list[str] = []
+        self._views: dict[str, _StepView] = {}
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._results: dict[str, bytes] = dict(stored.results) if stored else {}
+        self._continuations: dict[str, bytes] = dict(stored.continuations) if stored else {}
+        self._prior_attempts: dict[str, int] = dict(stored.attempts) if stored else {}
+        self._events: dict[str, StoredEvent] = dict(stored.events) if stored else {}
+        self._status = WorkflowStatus.RUNNING
+        self._error: str | None = None
+        self._started_at = time.time()
+        self._ended_at: float | None = None
+        self._version = 0
+        self._busy = 0  # function steps running + events between receipt and commit
+        self._waiting = 0  # event steps polling
+        self._subscribers: list[Callable[[], None]] = []
+        self._notify_scheduled = False
+        self.abandoned = False  # set by the engine on shutdown: record nothing more
+        self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
+        self._add_steps(dag)
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """RUNNING, WAITING, or the final status once the run ended."""
+        if self._status is WorkflowStatus.RUNNING and self._busy == 0 and self._waiting > 0:
+            return WorkflowStatus.WAITING
+        return self._status
+
+    def snapshot(self) -> RunSnapshot:
+        """An immutable picture of the run now (cheap enough to call ~10 times a second)."""
+        steps = []
+        waiting_on = []
+        for step_id in self._order:
+            step, view = self._steps[step_id], self._views[step_id]
+            if view.state == "waiting":
+                waiting_on.append(step_id)
+            steps.append(
+                StepSnapshot(
+                    step_id=step_id,
+                    name=step.name,
+                    kind=step.kind,
+                    state=view.state,
+                    upstream=step.upstream,
+                    attempts=view.attempts,
+                    listener=step.listener.__name__ if step.listener else None,
+                    args_text=view.args_text,
+                    state_times={k: _datetime(v) for k, v in view.times.items()},
+                    deadline=_datetime(view.deadline) if view.deadline is not None else None,
+                    timeout_at=_datetime(view.timeout_at) if view.timeout_at is not None else None,
+                    error=view.error,
+                )
+            )
+        status = self.status
+        return RunSnapshot(
+            workflow_id=self.workflow_id,
+            status=status,
+            steps=tuple(steps),
+            version=self._version,
+            waiting_on=tuple(waiting_on) if status is WorkflowStatus.WAITING else (),
+            started_at=_datetime(self._started_at),
+            ended_at=_datetime(self._ended_at) if self._ended_at is not None else None,
+            error=self._error,
+        )
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    # ------------------------------------------------------------------ running
+
+    async def execute(self) -> object:
+        """Run to the end; return the output (checkpointed) or raise.
+
+        Raises:
+            WorkflowExecutionError: A step failed (``__cause__`` is its error).
+            WorkflowCancellationError: The run was cancelled.
+        """
+        try:
+            output = await self._task_for(self.dag.output)
+        except asyncio.CancelledError:
+            await self._cancel_steps()
+            if self.abandoned or not self.cancel_requested:
+                raise
+            self._finish(WorkflowStatus.CANCELED)
+            await self._queue.append(
+                "run_status_log", (self.workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
+            )
+            raise WorkflowCancellationError(
+                f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
+            ) from None
+        except Exception as exc:
+            await self._cancel_steps()
+            error = exc if isinstance(exc, WorkflowExecutionError) else StepFailedError(
+                f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+            )
+            if error is not exc:
+                error.__cause__ = exc
+            self._error = _one_line(error)
+            self._finish(WorkflowStatus.FAILED)
+            await self._queue.append(
+                "run_status_log",
+                (self.workflow_id, "FAILED", now(), os.getpid(), None, None, _blob_or_none(error), self._error),
+            )
+            raise error from error.__cause__
+        self._finish(WorkflowStatus.SUCCESSFUL)
+        await self._queue.append(
+            "run_status_log",
+            (self.workflow_id, "SUCCESSFUL", now(), os.getpid(), codec.dumps(output), codec.readable(output), None, None),
+        )
+        return output
+
+    def _finish(self, status: WorkflowStatus) -> None:
+        self._status = status
+        self._ended_at = time.time()
+        self._changed()
+
+    async def _cancel_steps(self) -> None:
+        pending = [task for task in self._tasks.values() if not task.done()]
+        for task in pending:
+            task.cancel()
+        # Await them all so listener cleanup hooks run and no exception goes unretrieved.
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _add_steps(self, dag: FlatDag) -> None:
+        for step in dag.steps:
+            self._steps[step.step_id] = step
+            self._order.append(step.step_id)
+            view = _StepView(attempts=self._prior_attempts.get(step.step_id, 0))
+            self._views[step.step_id] = view
+            if step.step_id in self._results:
+                view.state = "committed" if step.kind == "event" else "done"
+            elif (stored := self._events.get(step.step_id)) is not None:
+                view.attempts = stored.poll_attempts
+                if stored.committed:
+                    view.state = "committed"
+                elif stored.checkpointed:
+                    view.state = "checkpointed"
+
+    def _task_for(self, step_id: str) -> asyncio.Task[object]:
+        task = self._tasks.get(step_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}")
+            self._tasks[step_id] = task
+        return task
+
+    async def _run_step(self, step_id: str) -> object:
+        step = self._steps[step_id]
+        if step_id in self._results:
+            return codec.loads(self._results[step_id])
+        stored_event = self._events.get(step_id)
+        if stored_event is not None and stored_event.checkpointed:
+            return await self._finish_stored_event(step, stored_event)
+        values = await asyncio.gather(*(self._task_for(u) for u in step.upstream)) if step.upstream else []
+        results = dict(zip(step.upstream, values, strict=True))
+        args = resolve_refs(step.args, results)
+        kwargs = resolve_refs(dict(step.kwargs), results)
+        assert isinstance(args, tuple) and isinstance(kwargs, dict)
+        if step.kind == "event":
+            return await self._run_event(step, args, kwargs, stored_event)
+        return await self._run_function(step, args, kwargs)
+
+    # ------------------------------------------------------------------ function steps
+
+    async def _run_function(self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+        options = step.options
+        view = self._views[step.step_id]
+        if step.step_id in self._continuations:
+            sub = codec.loads(self._continuations[step.step_id])
+            assert isinstance(sub, FlatDag)
+            value = await self._run_continuation(step, sub)
+            return self._record_success(step, value, view.attempts)
+        while True:
+            view.attempts += 1
+            attempt = view.attempts
+            self._log_step(step, "running", attempt)
+            self._set_state(step.step_id, "running")
+            self._busy += 1
+            try:
+                value = await self._call(step, args, kwargs, attempt)
+            except asyncio.CancelledError:
+                self._busy -= 1
+                if not self.abandoned:
+                    self._log_step(step, "cancelled", attempt)
+                self._set_state(step.step_id, "cancelled")
+                raise
+            except Exception as exc:
+                self._busy -= 1
+                view.error = _one_line(exc)
+                self._log_step(step, "failed", attempt, error=view.error)
+                if attempt <= options.max_retries and _retryable(exc, options.retry_exceptions):
+                    self._set_state(step.step_id, "pending")
+                    await self._clock.sleep_until(self._clock.now() + options.retry_backoff_seconds * 2 ** (attempt - 1))
+                    continue
+                self._set_state(step.step_id, "failed")
+                if options.catch_exceptions:
+                    return self._record_success(step, (None, exc), attempt)
+                raise StepFailedError(
+                    f"Step {step.step_id!r} of run {self.workflow_id!r} failed after {attempt} "
+                    f"attempt(s): {exc!r}",
+                    workflow_id=self.workflow_id,
+                    step=step.step_id,
+                ) from exc
+            self._busy -= 1
+            break
+        if isinstance(value, StepNode):
+            sub = flatten(value, prefix=f"{step.step_id}/")
+            self._log_step(step, "continued", attempt, result=(codec.dumps(sub), repr(value)))
+            value = await self._run_continuation(step, sub)
+        if options.catch_exceptions:
+            value = (value, None)
+        return self._record_success(step, value, attempt)
+
+    async def _call(self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object], attempt: int) -> object:
+        assert step.func is not None
+        context = StepContext(workflow_id=self.workflow_id, step_id=step.step_id, attempt=attempt, clock=self._clock)
+        if inspect.iscoroutinefunction(step.func):
+            set_context(context)  # this task's own context: it ends with the step
+            return await step.func(*args, **kwargs)
+        executor = self._executors[step.options.executor or self._default_executor]
+        return await executor.run(StepCall(func=step.func, args=args, kwargs=kwargs, options=step.options, context=context))
+
+    async def _run_continuation(self, step: FlatStep, sub: FlatDag) -> object:
+        self._add_steps(sub)
+        self._changed()
+        return await self._task_for(sub.output)
+
+    def _record_success(self, step: FlatStep, value: object, attempt: int) -> object:
+        try:
+            blob = codec.dumps(value)
+        except TypeError as exc:
+            raise StepFailedError(
+                f"Step {step.step_id!r} of run {self.workflow_id!r} returned a value of type "
+                f"{type(value).__qualname__} that cannot be checkpointed: {exc.__cause__ or exc}. "
+                "Return picklable data (plain values, dataclasses, DataFrames).",
+                workflow_id=self.workflow_id,
+                step=step.step_id,
+            ) from exc
+        self._log_step(step, "succeeded", attempt, result=(blob, codec.readable(value)))
+        self._set_state(step.step_id, "done")
+        return value
+
+    def _log_step(
+        self,
+        step: FlatStep,
+        state: str,
+        attempt: int,
+        *,
+        result: tuple[bytes, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        blob, text = result if result is not None else (None, None)
+        upstream = ",".join(step.upstream) if state == "running" and attempt == 1 else None
+        self._queue.append(
+            "step_log",
+            (self.workflow_id, step.step_id, step.name, step.kind, state, attempt, now(), blob, text, error, upstream),
+        )
+
+    # ------------------------------------------------------------------ event steps
+
+    async def _run_event(
+        self,
+        step: FlatStep,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        stored: StoredEvent | None,
+    ) -> object:
+        assert step.listener is not None
+        view = self._views[step.step_id]
+        view.attempts += 1
+        attempt = view.attempts
+        listener = step.listener()
+        context = self._event_context(step, attempt)
+        set_context(context)
+        if stored is not None and stored.timeout_at is not None:
+            view.timeout_at = stored.timeout_at.timestamp()
+        elif step.timeout_seconds is not None:
+            view.timeout_at = self._clock.now() + step.timeout_seconds
+        if issubclass(step.listener, TimerListener) and args:
+            view.deadline = float(args[0])  # type: ignore[arg-type]
+        view.args_text = codec.readable({"args": list(args), "kwargs": kwargs} if kwargs else list(args))
+        self._log_event(step, "waiting", attempt, extra={"args_text": view.args_text})
+        self._set_state(step.step_id, "waiting")
+        self._waiting += 1
+        try:
+            try:
+                event = await self._poll(listener, args, kwargs, view.timeout_at)
+            finally:
+                self._waiting -= 1
+        except asyncio.CancelledError:
+            if not self.abandoned:
+                await _call_cleanup(listener, args, kwargs)
+                self._log_event(step, "cancelled", attempt)
+            self._set_state(step.step_id, "cancelled")
+            raise
+        except _TimedOut:
+            if step.default is NO_DEFAULT:
+                error = EventTimeoutError(
+                    f"Event step {step.step_id!r} of run {self.workflow_id!r} got no event within "
+                    f"timeout_seconds={step.timeout_seconds!r}.",
+                    workflow_id=self.workflow_id,
+                    step=step.step_id,
+                    timeout_seconds=step.timeout_seconds,
+                )
+                self._fail_event(step, attempt, error)
+                raise error from None
+            event = step.default
+        except Exception as exc:
+            self._fail_event(step, attempt, exc)
+            raise StepFailedError(
+                f"Listener {step.listener.__qualname__} of event step {step.step_id!r} in run "
+                f"{self.workflow_id!r} raised {exc!r} while polling. Resume the run to poll again.",
+                workflow_id=self.workflow_id,
+                step=step.step_id,
+            ) from exc
+        received_at = now()
+        self._busy += 1
+        try:
+            self._set_state(step.step_id, "received")
+            await self._checkpoint(step, listener, event, attempt, received_at)
+            self._set_state(step.step_id, "checkpointed")
+            await self._commit(step, listener, event, attempt)
+        finally:
+            self._busy -= 1
+        return event
+
+    def _event_context(self, step: FlatStep, attempt: int) -> EventContext:
+        return EventContext(
+            workflow_id=self.workflow_id,
+            step_id=step.step_id,
+            attempt=attempt,
+            clock=self._clock,
+            event_id=f"{self.workflow_id}/{step.step_id}",
+            services=self._services,
+        )
+
+    async def _poll(
+        self, listener: EventListener, args: tuple[object, ...], kwargs: dict[str, object], timeout_at: float | None
+    ) -> object:
+        if timeout_at is None:
+            return await listener.poll_for_event(*args, **kwargs)
+        try:
+            async with asyncio.timeout(None) as scope:
+                expiry = asyncio.get_running_loop().create_task(_expire(self._clock, timeout_at, scope))
+                try:
+                    return await listener.poll_for_event(*args, **kwargs)
+                finally:
+                    expiry.cancel()
+        except TimeoutError:
+            if scope.expired():
+                raise _TimedOut from None
+            raise
+
+    async def _checkpoint(
+        self, step: FlatStep, listener: EventListener, event: object, attempt: int, received_at: dt.datetime
+    ) -> None:
+        try:
+            blob = codec.dumps(event)
+        except TypeError as exc:
+            self._fail_event(step, attempt, exc)
+            raise StepFailedError(
+                f"Event step {step.step_id!r} of run {self.workflow_id!r}: listener "
+                f"{type(listener).__qualname__} returned a {type(event).__qualname__} that cannot "
+                f"be checkpointed ({exc.__cause__ or exc}). Return picklable data from poll_for_event.",
+                workflow_id=self.workflow_id,
+                step=step.step_id,
+            ) from exc
+        # The contract's step 3: nothing else happens with the event until this is durable.
+        await self._log_event(
+            step,
+            "checkpointed",
+            attempt,
+            extra={
+                "received_at": received_at,
+                "source_id": listener.source_id(event),
+                "payload_blob": blob,
+                "payload_text": codec.readable(event),
+            },
+        )
+
+    async def _finish_stored_event(self, step: FlatStep, stored: StoredEvent) -> object:
+        assert stored.payload_blob is not None
+        event = codec.loads(stored.payload_blob)
+        if not stored.committed:
+            assert step.listener is not None
+            attempt = max(stored.poll_attempts, 1)
+            set_context(self._event_context(step, attempt))
+            self._busy += 1
+            try:
+                await self._commit(step, step.listener(), event, attempt)
+            finally:
+                self._busy -= 1
+        return event
+
+    async def _commit(self, step: FlatStep, listener: EventListener, event: object, attempt: int) -> None:
+        try:
+            await listener.event_checkpointed(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail_event(step, attempt, exc)
+            raise StepFailedError(
+                f"Listener {type(listener).__qualname__} of event step {step.step_id!r} in run "
+                f"{self.workflow_id!r} raised {exc!r} in event_checkpointed. The event is "
+                "checkpointed: resuming the run calls event_checkpointed again.",
+                workflow_id=self.workflow_id,
+                step=step.step_id,
+            ) from exc
+        self._log_event(step, "committed", attempt)
+        self._set_state(step.step_id, "committed")
+
+    def _fail_event(self, step: FlatStep, attempt: int, exc: BaseException) -> None:
+        view = self._views[step.step_id]
+        view.error = _one_line(exc)
+        self._log_event(step, "failed", attempt, extra={"error_text": view.error})
+        self._set_state(step.step_id, "failed")
+
+    def _log_event(
+        self, step: FlatStep, state: str, attempt: int, *, extra: Mapping[str, object] | None = None
+    ) -> asyncio.Future[None]:
+        view = self._views[step.step_id]
+        extra = extra or {}
+        first = state == "waiting"
+        row = (
+            self.workflow_id,
+            step.step_id,
+            f"{self.workflow_id}/{step.step_id}",
+            state,
+            attempt,
+            now(),
+            step.listener.__qualname__ if first and step.listener else None,
+            extra.get("args_text"),
+            _datetime(view.deadline) if first and view.deadline is not None else None,
+            _datetime(view.timeout_at) if first and view.timeout_at is not None else None,
+            extra.get("received_at"),
+            extra.get("source_id"),
+            extra.get("payload_blob"),
+            extra.get("payload_text"),
+            extra.get("error_text"),
+        )
+        return self._queue.append("event_log", row)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _set_state(self, step_id: str, state: StepState) -> None:
+        view = self._views[step_id]
+        view.state = state
+        view.times[state] = time.time()
+        self._changed()
+
+    def _changed(self) -> None:
+        self._version += 1
+        if self._subscribers and not self._notify_scheduled:
+            self._notify_scheduled = True
+            asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._notify_scheduled = False
+        for callback in list(self._subscribers):
+            callback()
+
+
+async def _expire(clock: Clock, deadline: float, scope: asyncio.Timeout) -> None:
+    await clock.sleep_until(deadline)
+    scope.reschedule(asyncio.get_running_loop().time())
+
+
+async def _call_cleanup(listener: EventListener, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+    try:
+        await listener.poll_cancelled(*args, **kwargs)
+    except Exception:  # a failing cleanup must not hide the cancellation
+        logger.exception("poll_cancelled of %s raised; the wait is cancelled anyway", type(listener).__qualname__)
+
+
+def _retryable(exc: Exception, retry_exceptions: bool | tuple[type[BaseException], ...]) -> bool:
+    if isinstance(exc, WorkerLostError):
+        return True
+    if isinstance(retry_exceptions, tuple):
+        return isinstance(exc, retry_exceptions)
+    return bool(retry_exceptions)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _blob_or_none(value: object) -> bytes | None:
+    try:
+        return codec.dumps(value)
+    except TypeError:
+        return None
+
+
+def _datetime(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)

@@ -1,0 +1,55 @@
+"""The executor interface: where the body of a non-event step runs.
+
+The engine hands an executor a :class:`StepCall` and awaits the result on its loop; an
+executor never blocks the loop. Event waits never go to an executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from evkit.context import StepContext
+from evkit.errors import EvkitError
+from evkit.model import StepOptions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepCall:
+    """One attempt of one step body: call ``func(*args, **kwargs)`` inside ``context``."""
+
+    func: Callable[..., object]
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    options: StepOptions
+    context: StepContext
+
+
+class WorkerLostError(EvkitError):
+    """The worker running a step died (a system failure): the step is retried per
+    ``max_retries`` whatever ``retry_exceptions`` says."""
+
+
+class StepTransportError(EvkitError, TypeError):
+    """A step's function, arguments or result cannot travel to or from the executor."""
+
+
+@runtime_checkable
+class StepExecutor(Protocol):
+    """Runs step bodies. Implementations: the local thread pool, Dask, Ray."""
+
+    name: str
+
+    async def run(self, call: StepCall) -> object:
+        """Run ``call`` and return its result; raise what the body raised.
+
+        Raises:
+            WorkerLostError: The worker died; the engine may retry.
+            StepTransportError: Something could not be serialized to or from the worker.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the executor's resources (not the cluster it connected to)."""
+        ...

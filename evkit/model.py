@@ -1,0 +1,175 @@
+"""Pure data: statuses, step options and the immutable snapshots the engine publishes.
+
+Nothing here does I/O or knows about asyncio; widgets, the CLI and tests read these
+records without touching the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class WorkflowStatus(str, enum.Enum):
+    """The status of a run, as Ray Workflows named them, plus WAITING.
+
+    RUNNING: a live scheduler runs it. WAITING: running, and every runnable step waits on
+    an event. SUCCESSFUL, FAILED, CANCELED: finished. RESUMABLE: the store says it was
+    running but no live scheduler in this process owns it (a crash or a restarted kernel).
+    """
+
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCESSFUL = "SUCCESSFUL"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    RESUMABLE = "RESUMABLE"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        """True for SUCCESSFUL, FAILED and CANCELED."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({WorkflowStatus.SUCCESSFUL, WorkflowStatus.FAILED, WorkflowStatus.CANCELED})
+
+StepKind = Literal["function", "event"]
+
+# What a step is doing, as the widgets colour it. Event steps move through
+# waiting -> received -> checkpointed -> committed; function steps through running -> done.
+StepState = Literal[
+    "pending",
+    "running",
+    "waiting",
+    "received",
+    "checkpointed",
+    "committed",
+    "done",
+    "failed",
+    "cancelled",
+]
+
+# The states an event goes through; each change is a row in the store's event log.
+EventState = Literal["waiting", "received", "checkpointed", "committed", "cancelled", "failed"]
+
+STEP_STATES: tuple[StepState, ...] = (
+    "pending",
+    "running",
+    "waiting",
+    "received",
+    "checkpointed",
+    "committed",
+    "done",
+    "failed",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepOptions:
+    """Options of one step, set with ``@workflow.step(...)`` or ``node.options(...)``.
+
+    Attributes:
+        name: The step's name; its id in the run is derived from it.
+        max_retries: Extra attempts after a failure that may heal by itself (a lost
+            worker), and after any exception when ``retry_exceptions`` allows it.
+        retry_exceptions: ``True`` retries every exception, a tuple of types only those.
+        retry_backoff_seconds: Delay before the first retry; doubled on each next one.
+        catch_exceptions: Return ``(result, None)`` or ``(None, error)`` instead of failing.
+        metadata: JSON-serializable data stored with the step.
+        resources: Resource hints for cluster executors (``{"CPU": 2, "memory": 1e9}``).
+        executor: Name of the executor this step runs on (``None``: the run's default).
+    """
+
+    name: str | None = None
+    max_retries: int = 3
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    retry_backoff_seconds: float = 0.1
+    catch_exceptions: bool = False
+    metadata: Mapping[str, object] = field(default_factory=dict)
+    resources: Mapping[str, float] = field(default_factory=dict)
+    executor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSnapshot:
+    """One step of a run at one moment.
+
+    Attributes:
+        step_id: Unique in the run (``name``, ``name_1``, ...; ``parent/child`` inside a
+            dynamic continuation).
+        name: The step's name.
+        kind: ``"function"`` or ``"event"``.
+        state: What the step is doing (see ``StepState``).
+        upstream: Ids of the steps whose results this step takes.
+        attempts: How many times the step body (or the poll) started.
+        listener: The listener class name, for event steps.
+        args_text: A readable form of the listener's arguments, for event steps.
+        state_times: When each state was entered.
+        deadline: A timer's absolute deadline, if it has one.
+        timeout_at: When the wait times out, if it has ``timeout_seconds``.
+        error: A one-line description of the failure, if the step failed.
+    """
+
+    step_id: str
+    name: str
+    kind: StepKind
+    state: StepState
+    upstream: tuple[str, ...] = ()
+    attempts: int = 0
+    listener: str | None = None
+    args_text: str | None = None
+    state_times: Mapping[str, dt.datetime] = field(default_factory=dict)
+    deadline: dt.datetime | None = None
+    timeout_at: dt.datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSnapshot:
+    """An immutable picture of a run, published by the engine on every change.
+
+    Attributes:
+        workflow_id: The run's id.
+        status: The run's status.
+        steps: Every step known so far, in topological order (dynamic steps appear when
+            they are created).
+        version: Grows by one with every published change.
+        waiting_on: Ids of the event steps the run waits on, when it is WAITING.
+        started_at: When the run started (or resumed).
+        ended_at: When it ended, if it has.
+        error: A one-line description of the failure, if the run failed.
+    """
+
+    workflow_id: str
+    status: WorkflowStatus
+    steps: tuple[StepSnapshot, ...]
+    version: int = 0
+    waiting_on: tuple[str, ...] = ()
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    error: str | None = None
+
+    def step(self, step_id: str) -> StepSnapshot:
+        """Return the step with this id.
+
+        Raises:
+            KeyError: No step has this id; the message lists the known ones.
+        """
+        for step in self.steps:
+            if step.step_id == step_id:
+                return step
+        known = ", ".join(repr(s.step_id) for s in self.steps)
+        raise KeyError(f"Run {self.workflow_id!r} has no step {step_id!r}. Known steps: {known}.")
+
+    def summary(self) -> str:
+        """A short, deterministic text: status and each step's state (no times, no ids)."""
+        lines = [f"status: {self.status.value}"]
+        lines += [f"  {s.step_id} [{s.kind}]: {s.state}" for s in self.steps]
+        return "\n".join(lines)

@@ -1,0 +1,293 @@
+"""Where the engine runs, and how calls from any thread reach it.
+
+By default the engine binds to the loop already running in the calling thread (the
+kernel's, in a notebook); with no running loop, or with ``loop="thread"``, it runs on its
+own loop in a daemon thread. Blocking calls made on the engine's own loop thread (a
+notebook cell calling ``run()``) re-enter the loop with nest-asyncio2 (>= 1.7.3; the
+original nest_asyncio loses kernel messages with ipykernel 7 -- see docs/design.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal, TypeVar
+
+import nest_asyncio2
+
+from evkit.clock import Clock, WallClock
+from evkit.engine import Engine
+from evkit.errors import RunStateError, StoreError
+from evkit.executors.base import StepExecutor
+from evkit.executors.local import LocalExecutor
+from evkit.store import StoreWriter
+from evkit.store.writer import apply_batch
+
+T = TypeVar("T")
+LoopMode = Literal["auto", "running", "thread"]
+_LOOP_MODES = ("auto", "running", "thread")
+
+
+class LoopThread:
+    """An event loop running forever in a daemon thread (the ``loop="thread"`` mode)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="evkit-engine", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for its thread."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class Runtime:
+    """The store, its engine and the loop the engine runs on; made by ``workflow.init()``.
+
+    A context manager: exiting closes the store; runs still executing are left RUNNING
+    in the store (RESUMABLE later) -- it does not cancel them.
+
+    Args:
+        storage: Path of the DuckDB file.
+        loop: ``"auto"`` (the running loop if there is one, else a thread),
+            ``"running"`` (require a running loop) or ``"thread"``.
+        clock: The clock timers use (``FakeClock`` in tests).
+        executor: The default executor for step bodies (default: a local thread pool).
+
+    Raises:
+        StoreLockedError, NotAStoreError, StoreVersionError: The file cannot be used.
+    """
+
+    def __init__(
+        self,
+        storage: str,
+        *,
+        loop: LoopMode = "auto",
+        clock: Clock | None = None,
+        executor: StepExecutor | None = None,
+        executors: Mapping[str, StepExecutor] | None = None,
+    ) -> None:
+        if loop not in _LOOP_MODES:
+            raise ValueError(f"`loop` must be one of {', '.join(map(repr, _LOOP_MODES))}, got {loop!r}")
+        self.storage = os.path.abspath(storage)
+        self.loop_mode: LoopMode = loop
+        self.clock = clock or WallClock()
+        self.writer = StoreWriter(self.storage)
+        default = executor or LocalExecutor()
+        self._executors: dict[str, StepExecutor] = {"local": LocalExecutor()} if executor else {}
+        self._executors.update(executors or {})
+        self._executors[default.name] = default
+        self._default_executor = default.name
+        self._loop_thread: LoopThread | None = None
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<evkit.Runtime storage={self.storage!r} loop={self.loop_mode!r}>"
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ the engine
+
+    @property
+    def closed(self) -> bool:
+        """True once the runtime was closed."""
+        return self._closed
+
+    def engine(self) -> Engine:
+        """The engine, created on first use on the loop the mode says.
+
+        Raises:
+            StoreError: The runtime is closed.
+            RunStateError: ``loop="running"`` but no loop runs in this thread.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError(
+                    f"The evkit runtime for {self.storage!r} is closed; call workflow.init() again.",
+                    path=self.storage,
+                )
+            engine = self._engine
+            if engine is not None and not engine.loop.is_closed():
+                return engine
+            self._engine = self._make_engine()
+            return self._engine
+
+    def _make_engine(self) -> Engine:
+        running = _running_loop()
+        if self.loop_mode == "running" and running is None:
+            raise RunStateError(
+                'workflow.init(loop="running") needs a running event loop in this thread; '
+                'call it from async code (or a notebook cell), or use loop="thread".'
+            )
+        if self.loop_mode != "thread" and running is not None:
+            return self._new_engine()
+        if self._loop_thread is None:
+            self._loop_thread = LoopThread()
+
+        async def create() -> Engine:
+            return self._new_engine()
+
+        return asyncio.run_coroutine_threadsafe(create(), self._loop_thread.loop).result()
+
+    def _new_engine(self) -> Engine:
+        return Engine(
+            writer=self.writer,
+            clock=self.clock,
+            executors=self._executors,
+            default_executor=self._default_executor,
+        )
+
+    @property
+    def on_engine_loop(self) -> bool:
+        """True when called from the engine's loop thread while it runs."""
+        engine = self._engine
+        return engine is not None and _running_loop() is engine.loop
+
+    # ------------------------------------------------------------------ bridges
+
+    def call(self, fn: Callable[[Engine], Awaitable[T]]) -> T:
+        """Run ``fn(engine)`` on the engine's loop and block until it returns.
+
+        On the engine's own loop thread (a notebook cell, in the default mode) the loop is
+        re-entered with nest-asyncio2 so its other tasks keep running.
+
+        Raises:
+            RunStateError: Called from inside a step running on the engine's thread loop.
+        """
+        engine = self.engine()
+        running = _running_loop()
+        if running is engine.loop:
+            return _run_nested(engine.loop, fn(engine))
+        if engine.loop.is_running() or self._loop_thread is not None:
+            future = asyncio.run_coroutine_threadsafe(_call(fn, engine), engine.loop)
+            try:
+                return future.result()
+            except KeyboardInterrupt:
+                future.cancel()
+                raise
+        # The engine's loop exists but is not running (a finished asyncio.run): run it here.
+        return engine.loop.run_until_complete(fn(engine))
+
+    async def acall(self, fn: Callable[[Engine], Awaitable[T]]) -> T:
+        """Await ``fn(engine)`` from any loop: directly on the engine's, else through it."""
+        engine = self.engine()
+        if _running_loop() is engine.loop:
+            return await fn(engine)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(fn, engine), engine.loop))
+
+    def call_soon(self, fn: Callable[[Engine], T]) -> T:
+        """Run the synchronous ``fn(engine)`` on the engine's loop thread and return its result.
+
+        Used to start runs: on the engine's loop it runs at once; from another thread it
+        waits only for the loop to pick it up.
+        """
+        engine = self.engine()
+        if _running_loop() is engine.loop:
+            return fn(engine)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(engine))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        engine.loop.call_soon_threadsafe(run)
+        return future.result()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Stop executing runs (they stay RESUMABLE), write what is queued, close the store."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            engine, self._engine = self._engine, None
+        try:
+            if engine is not None and not engine.loop.is_closed():
+                if _running_loop() is engine.loop:
+                    self._close_on_own_loop(engine)
+                elif engine.loop.is_running():
+                    asyncio.run_coroutine_threadsafe(engine.aclose(), engine.loop).result()
+                else:
+                    engine.loop.run_until_complete(engine.aclose())
+        finally:
+            if self._loop_thread is not None:
+                self._loop_thread.stop()
+            self.writer.close()
+
+    def _close_on_own_loop(self, engine: Engine) -> None:
+        # We cannot await on the loop we run on: abandon the runs, then write what is
+        # queued synchronously (a short block, once, at shutdown).
+        for workflow_id in list(engine._active):  # noqa: SLF001 - the runtime owns its engine
+            active = engine.active(workflow_id)
+            if active is not None:
+                if active.execution is not None:
+                    active.execution.abandoned = True
+                active.task.cancel()
+        ops = engine.queue.take_pending()
+        if ops:
+            self.writer.call(apply_batch, ops)
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, awaitable from a running loop."""
+        engine = self._engine
+        if engine is not None and not engine.loop.is_closed() and not self._closed:
+            self._closed = True
+            self._engine = None
+            await self._acall_engine(engine, engine.aclose)
+            if self._loop_thread is not None:
+                self._loop_thread.stop()
+            self.writer.close()
+        else:
+            self.close()
+
+    async def _acall_engine(self, engine: Engine, fn: Callable[[], Awaitable[None]]) -> None:
+        if _running_loop() is engine.loop:
+            await fn()
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call0(fn), engine.loop))
+
+
+async def _call(fn: Callable[[Engine], Awaitable[T]], engine: Engine) -> T:
+    return await fn(engine)
+
+
+async def _call0(fn: Callable[[], Awaitable[None]]) -> None:
+    await fn()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _run_nested(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+    nest_asyncio2.apply(loop)
+    return loop.run_until_complete(awaitable)

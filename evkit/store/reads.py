@@ -1,0 +1,173 @@
+"""Loads from the store: what a resume needs, statuses, and the inbox.
+
+Each function takes the writer's connection and runs on the writer thread (see
+``StoreWriter.submit``); blobs are returned as bytes and unpickled by the caller, lazily.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import duckdb
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    """What the store knows of one event step."""
+
+    poll_attempts: int = 0
+    payload_blob: bytes | None = None
+    committed: bool = False
+    timeout_at: dt.datetime | None = None
+
+    @property
+    def checkpointed(self) -> bool:
+        """True once the event was durably written."""
+        return self.payload_blob is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRun:
+    """Everything a resume needs about one run."""
+
+    workflow_id: str
+    status: str
+    created_at: dt.datetime
+    dag_blob: bytes
+    user_metadata: str | None
+    output_blob: bytes | None = None
+    error_blob: bytes | None = None
+    error_text: str | None = None
+    updated_at: dt.datetime | None = None
+    results: dict[str, bytes] = field(default_factory=dict)
+    continuations: dict[str, bytes] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    events: dict[str, StoredEvent] = field(default_factory=dict)
+
+
+def load_run(con: duckdb.DuckDBPyConnection, workflow_id: str, *, with_steps: bool = True) -> StoredRun | None:
+    """Load a run, or ``None`` if the store has no run with this id."""
+    head = con.execute(
+        """
+        SELECT d.created_at, d.dag_blob, d.user_metadata, s.status, s.output_blob, s.error_blob,
+               s.error_text, s.recorded_at
+        FROM run_definitions d,
+             (SELECT * FROM run_status_log WHERE workflow_id = $1 ORDER BY seq DESC LIMIT 1) s
+        WHERE d.workflow_id = $1
+        """,
+        [workflow_id],
+    ).fetchone()
+    if head is None:
+        return None
+    created_at, dag_blob, user_metadata, status, output_blob, error_blob, error_text, updated_at = head
+    run = StoredRun(
+        workflow_id=workflow_id,
+        status=status,
+        created_at=created_at,
+        dag_blob=dag_blob,
+        user_metadata=user_metadata,
+        output_blob=output_blob,
+        error_blob=error_blob,
+        error_text=error_text,
+        updated_at=updated_at,
+    )
+    if not with_steps:
+        return run
+    for step_id, state, blob, attempt in con.execute(
+        """
+        SELECT step_id, state, result_blob, attempt FROM step_log
+        WHERE workflow_id = ? AND state IN ('succeeded', 'continued', 'running')
+        """,
+        [workflow_id],
+    ).fetchall():
+        if state == "succeeded":
+            run.results[step_id] = blob
+        elif state == "continued":
+            run.continuations[step_id] = blob
+        else:
+            run.attempts[step_id] = max(run.attempts.get(step_id, 0), attempt)
+    for step_id, polls, payload, committed, timeout_at in con.execute(
+        """
+        SELECT step_id,
+               count(*) FILTER (WHERE state = 'waiting'),
+               arg_max(payload_blob, seq) FILTER (WHERE state = 'checkpointed'),
+               count(*) FILTER (WHERE state = 'committed') > 0,
+               max(timeout_at)
+        FROM event_log WHERE workflow_id = ? GROUP BY step_id
+        """,
+        [workflow_id],
+    ).fetchall():
+        run.events[step_id] = StoredEvent(
+            poll_attempts=polls, payload_blob=payload, committed=committed, timeout_at=timeout_at
+        )
+    return run
+
+
+def list_statuses(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """Every run's id and stored status, oldest first."""
+    return [
+        (row[0], row[1])
+        for row in con.execute(
+            """
+            SELECT workflow_id, arg_max(status, seq) FROM run_status_log
+            GROUP BY workflow_id ORDER BY min(seq)
+            """
+        ).fetchall()
+    ]
+
+
+def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str) -> dict[str, object] | None:
+    """Start and end times of a step (function or event), or ``None`` if it never ran."""
+    row = con.execute(
+        """
+        SELECT min(recorded_at), max(recorded_at) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled', 'committed')),
+               arg_max(state, seq), max(attempt)
+        FROM (SELECT recorded_at, state, attempt, seq FROM step_log WHERE workflow_id = $1 AND step_id = $2
+              UNION ALL
+              SELECT recorded_at, state, attempt, seq FROM event_log WHERE workflow_id = $1 AND step_id = $2)
+        """,
+        [workflow_id, step_id],
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return {"start_time": row[0], "end_time": row[1], "state": row[2], "attempts": row[3]}
+
+
+def unclaimed_inbox(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str) -> list[tuple[str, bytes]]:
+    """Inbox events for ``(workflow_id, key)`` that no event step has checkpointed, oldest first."""
+    return [
+        (row[0], row[1])
+        for row in con.execute(
+            """
+            SELECT i.event_id, i.payload_blob FROM inbox i
+            WHERE i.workflow_id = $1 AND i.key = $2
+              AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.workflow_id = $1
+                              AND e.state = 'checkpointed' AND e.source_id = i.event_id)
+            ORDER BY i.seq
+            """,
+            [workflow_id, key],
+        ).fetchall()
+    ]
+
+
+def inbox_contains(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str, event_id: str) -> bool:
+    """True if this event was already sent (so a repeat is ignored)."""
+    return (
+        con.execute(
+            "SELECT 1 FROM inbox WHERE workflow_id = ? AND key = ? AND event_id = ? LIMIT 1",
+            [workflow_id, key, event_id],
+        ).fetchone()
+        is not None
+    )
+
+
+def run_exists(con: duckdb.DuckDBPyConnection, workflow_id: str) -> bool:
+    """True if the store has a run with this id."""
+    return con.execute("SELECT 1 FROM run_definitions WHERE workflow_id = ?", [workflow_id]).fetchone() is not None
+
+
+DELETE_RUN_SQL = [
+    "DELETE FROM {table} WHERE workflow_id = ?".format(table=table)
+    for table in ("run_definitions", "run_status_log", "step_log", "event_log", "inbox")
+]

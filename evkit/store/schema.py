@@ -1,0 +1,165 @@
+"""The store's schema: tables, user-facing views, and the migrations between versions.
+
+Every table is an append-only log (DuckDB appends are cheap, updates are not); the views
+``workflows``, ``steps``, ``events`` and ``inbox_events`` fold the logs into one row per
+object and are the documented interface for users' SQL (see docs/store.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+SCHEMA_VERSION = 1
+STORE_FORMAT = "evkit-store"
+
+# Column order of each log table, as the writer appends rows (``seq`` is filled by DuckDB).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "run_definitions": ("workflow_id", "created_at", "dag_blob", "output_step", "user_metadata"),
+    "run_status_log": (
+        "workflow_id", "status", "recorded_at", "owner_pid", "output_blob", "output_text", "error_blob", "error_text",
+    ),
+    "step_log": (
+        "workflow_id", "step_id", "name", "kind", "state", "attempt", "recorded_at",
+        "result_blob", "result_text", "error_text", "upstream",
+    ),
+    "event_log": (
+        "workflow_id", "step_id", "event_id", "state", "attempt", "recorded_at", "listener", "args_text",
+        "deadline", "timeout_at", "received_at", "source_id", "payload_blob", "payload_text", "error_text",
+    ),
+    "inbox": ("workflow_id", "key", "event_id", "sent_at", "payload_blob", "payload_text", "source"),
+}
+
+_V1 = """
+CREATE SEQUENCE evkit_seq;
+CREATE TABLE run_definitions (
+    workflow_id VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dag_blob BLOB NOT NULL,
+    output_step VARCHAR NOT NULL,
+    user_metadata VARCHAR,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+CREATE TABLE run_status_log (
+    workflow_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    owner_pid INTEGER,
+    output_blob BLOB,
+    output_text VARCHAR,
+    error_blob BLOB,
+    error_text VARCHAR,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+CREATE TABLE step_log (
+    workflow_id VARCHAR NOT NULL,
+    step_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    result_blob BLOB,
+    result_text VARCHAR,
+    error_text VARCHAR,
+    upstream VARCHAR,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+CREATE TABLE event_log (
+    workflow_id VARCHAR NOT NULL,
+    step_id VARCHAR NOT NULL,
+    event_id VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    listener VARCHAR,
+    args_text VARCHAR,
+    deadline TIMESTAMPTZ,
+    timeout_at TIMESTAMPTZ,
+    received_at TIMESTAMPTZ,
+    source_id VARCHAR,
+    payload_blob BLOB,
+    payload_text VARCHAR,
+    error_text VARCHAR,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+CREATE TABLE inbox (
+    workflow_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    event_id VARCHAR NOT NULL,
+    sent_at TIMESTAMPTZ NOT NULL,
+    payload_blob BLOB NOT NULL,
+    payload_text VARCHAR,
+    source VARCHAR,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+
+CREATE VIEW workflows AS
+WITH latest AS (
+    SELECT workflow_id,
+           arg_max(status, seq) AS status,
+           max(recorded_at) AS updated_at,
+           arg_max(output_text, seq) AS output,
+           arg_max(error_text, seq) AS error
+    FROM run_status_log GROUP BY workflow_id
+)
+SELECT d.workflow_id, l.status, d.created_at, l.updated_at,
+       CASE WHEN l.status IN ('SUCCESSFUL', 'FAILED', 'CANCELED') THEN l.updated_at END AS ended_at,
+       d.output_step, d.user_metadata, l.output, l.error
+FROM run_definitions d JOIN latest l USING (workflow_id);
+
+CREATE VIEW events AS
+SELECT workflow_id, step_id,
+       arg_max(event_id, seq) AS event_id,
+       arg_max(listener, seq) FILTER (WHERE listener IS NOT NULL) AS listener,
+       arg_max(args_text, seq) FILTER (WHERE args_text IS NOT NULL) AS args,
+       arg_max(state, seq) AS state,
+       max(recorded_at) FILTER (WHERE state = 'waiting') AS waiting_at,
+       max(received_at) AS received_at,
+       max(recorded_at) FILTER (WHERE state = 'checkpointed') AS checkpointed_at,
+       max(recorded_at) FILTER (WHERE state = 'committed') AS committed_at,
+       max(recorded_at) FILTER (WHERE state = 'cancelled') AS cancelled_at,
+       max(recorded_at) FILTER (WHERE state = 'failed') AS failed_at,
+       count(*) FILTER (WHERE state = 'waiting') AS poll_attempts,
+       count(*) FILTER (WHERE state = 'committed') AS commits,
+       arg_max(deadline, seq) FILTER (WHERE deadline IS NOT NULL) AS deadline,
+       arg_max(timeout_at, seq) FILTER (WHERE timeout_at IS NOT NULL) AS timeout_at,
+       arg_max(source_id, seq) FILTER (WHERE state = 'checkpointed') AS source_id,
+       arg_max(payload_text, seq) FILTER (WHERE state = 'checkpointed') AS payload,
+       arg_max(error_text, seq) FILTER (WHERE error_text IS NOT NULL) AS error
+FROM event_log GROUP BY workflow_id, step_id;
+
+CREATE VIEW steps AS
+SELECT workflow_id, step_id,
+       arg_max(name, seq) AS name,
+       arg_max(kind, seq) AS kind,
+       arg_max(state, seq) AS state,
+       max(attempt) AS attempts,
+       min(recorded_at) FILTER (WHERE state = 'running') AS started_at,
+       max(recorded_at) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')) AS ended_at,
+       arg_max(result_text, seq) FILTER (WHERE state = 'succeeded') AS result,
+       arg_max(error_text, seq) FILTER (WHERE error_text IS NOT NULL) AS error,
+       arg_max(upstream, seq) AS upstream
+FROM step_log GROUP BY workflow_id, step_id;
+
+CREATE VIEW inbox_events AS
+SELECT i.workflow_id, i.key, i.event_id, i.sent_at, i.payload_text AS payload, i.source,
+       e.step_id AS delivered_to
+FROM inbox i
+LEFT JOIN (
+    SELECT workflow_id, source_id, min(step_id) AS step_id
+    FROM event_log WHERE state = 'checkpointed' AND source_id IS NOT NULL
+    GROUP BY ALL
+) e ON e.workflow_id = i.workflow_id AND e.source_id = i.event_id;
+"""
+
+
+def _create_v1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_V1)
+
+
+# MIGRATIONS[n] brings a store from version n-1 to n. Version 0 is an empty file.
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _create_v1}
+
+USER_VIEWS = ("workflows", "steps", "events", "inbox_events")

@@ -1,0 +1,259 @@
+"""The store's single writer: one thread owns the DuckDB connection; a queue on the event
+loop batches writes into it (group commit).
+
+Rows queued while a batch is being written go into the next batch, so many events that
+arrive together are made durable by one transaction. Nothing here blocks the loop: the
+loop only appends to a list and awaits futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from evkit.errors import StoreError
+from evkit.store.connection import open_store, store_errors
+from evkit.store.schema import COLUMNS
+
+T = TypeVar("T")
+Row = tuple[object, ...]
+
+_TS = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "created_at": _TS, "recorded_at": _TS, "deadline": _TS, "timeout_at": _TS, "received_at": _TS, "sent_at": _TS,
+    "dag_blob": pa.binary(), "output_blob": pa.binary(), "error_blob": pa.binary(),
+    "result_blob": pa.binary(), "payload_blob": pa.binary(),
+    "owner_pid": pa.int32(), "attempt": pa.int32(),
+}
+# Below this many rows a multi-row VALUES insert is faster than building an Arrow table
+# (measured: 1 row 2 ms vs 22 ms for the first Arrow insert; 16 rows 3.5 ms vs 1.9 ms).
+_ARROW_THRESHOLD = 8
+
+
+class Append:
+    """Queue op: append ``row`` to ``table``."""
+
+    __slots__ = ("row", "table")
+
+    def __init__(self, table: str, row: Row) -> None:
+        self.table = table
+        self.row = row
+
+
+class Execute:
+    """Queue op: run one SQL statement (deletes) in order with the appends."""
+
+    __slots__ = ("params", "sql")
+
+    def __init__(self, sql: str, params: Sequence[object]) -> None:
+        self.sql = sql
+        self.params = params
+
+
+Op = Append | Execute
+
+
+def now() -> dt.datetime:
+    """The current time as an aware UTC datetime (what every timestamp column holds)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class StoreWriter:
+    """Owns the store's connection and the one thread that may use it.
+
+    A context manager: exiting closes the connection (after the queued work on the thread
+    has run); it does not cancel runs.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evkit-store")
+        try:
+            self._con: duckdb.DuckDBPyConnection | None = self._thread.submit(open_store, path).result()
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            raise
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._con is None
+
+    def submit(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+        """Run ``fn(connection, *args)`` on the writer thread.
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        if self._con is None:
+            raise StoreError(f"Store {self.path!r} is closed; call workflow.init() to open it again.", path=self.path)
+        con = self._con
+        path = self.path
+
+        def call() -> T:
+            with store_errors(path, f"{getattr(fn, '__name__', 'a store call')}"):
+                return fn(con, *args)
+
+        return self._thread.submit(call)
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(connection, *args)`` on the writer thread and wait for its result."""
+        return self.submit(fn, *args).result()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for one reading thread (MVCC snapshot)."""
+        return self.call(lambda con: con.cursor())
+
+    def close(self) -> None:
+        """Close the connection once the queued work is done. Safe to call twice."""
+        if self._con is None:
+            return
+        con, self._con = self._con, None
+        self._thread.submit(con.close).result()
+        self._thread.shutdown(wait=True)
+
+
+def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
+    """Write ``ops`` in one transaction, committed (and fsynced) before returning."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        pending: dict[str, list[Row]] = {}
+        for op in ops:
+            if isinstance(op, Append):
+                pending.setdefault(op.table, []).append(op.row)
+            else:
+                _append_all(con, pending)
+                pending = {}
+                con.execute(op.sql, op.params)
+        _append_all(con, pending)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
+    for table, rows in pending.items():
+        columns = COLUMNS[table]
+        column_list = ", ".join(columns)
+        if len(rows) < _ARROW_THRESHOLD:
+            placeholders = "(" + ", ".join("?" * len(columns)) + ")"
+            sql = f"INSERT INTO {table} ({column_list}) VALUES " + ", ".join([placeholders] * len(rows))
+            con.execute(sql, [value for row in rows for value in row])
+        else:
+            arrays = [
+                pa.array([row[i] for row in rows], type=_ARROW_TYPES.get(name, pa.string()))
+                for i, name in enumerate(columns)
+            ]
+            batch = pa.Table.from_arrays(arrays, names=list(columns))  # noqa: F841 - read by DuckDB by name
+            con.execute(f"INSERT INTO {table} ({column_list}) SELECT * FROM batch")
+
+
+class WriteQueue:
+    """Batches writes on the event loop and hands each batch to the writer thread.
+
+    ``append`` returns a future that resolves when the row is durable; write-behind
+    callers ignore it, the event checkpoint awaits it. Use it only on its loop.
+    """
+
+    def __init__(self, writer: StoreWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.writer = writer
+        self._loop = loop
+        self._ops: list[Op] = []
+        self._batch: asyncio.Future[None] = loop.create_future()
+        self._wakeup = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._writing: asyncio.Future[None] | None = None
+        self.batches_written = 0
+        self._task = loop.create_task(self._drain(), name="evkit-store-queue")
+
+    def append(self, table: str, row: Row) -> asyncio.Future[None]:
+        """Queue a row; the returned future resolves once it is committed."""
+        return self._put(Append(table, row))
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> asyncio.Future[None]:
+        """Queue a statement to run in order with the appends."""
+        return self._put(Execute(sql, params))
+
+    def _put(self, op: Op) -> asyncio.Future[None]:
+        if self._failure is not None:
+            raise StoreError(
+                f"Store {self.writer.path!r} failed earlier and accepts no more writes: "
+                f"{self._failure}",
+                path=self.writer.path,
+            ) from self._failure
+        self._ops.append(op)
+        self._wakeup.set()
+        return self._batch
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed.
+
+        Raises:
+            StoreError: The batch holding those writes failed.
+        """
+        if self._ops:
+            await asyncio.shield(self._batch)
+        elif self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    @property
+    def pending(self) -> int:
+        """How many ops wait for the next batch."""
+        return len(self._ops)
+
+    def take_pending(self) -> list[Op]:
+        """Remove and return the ops not yet handed to the writer (for a synchronous close)."""
+        ops, self._ops = self._ops, []
+        return ops
+
+    async def read(self, fn: Callable[..., T], *args: object) -> T:
+        """Flush, then run ``fn(connection, *args)`` on the writer thread; return its result."""
+        await self.flush()
+        return await asyncio.wrap_future(self.writer.submit(fn, *args))
+
+    async def _drain(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._ops:
+                if self._closing:
+                    return
+                continue
+            ops, batch = self._ops, self._batch
+            self._ops, self._batch = [], self._loop.create_future()
+            self._writing = batch
+            try:
+                await asyncio.wrap_future(self.writer.submit(apply_batch, ops))
+            except asyncio.CancelledError:
+                batch.cancel()
+                raise
+            except BaseException as exc:  # every waiter of this batch must hear of it
+                self._failure = exc
+                batch.set_exception(exc)
+                batch.exception()  # write-behind callers never look; don't warn for them
+            else:
+                self.batches_written += 1
+                batch.set_result(None)
+            finally:
+                self._writing = None
+
+    async def aclose(self) -> None:
+        """Write what is queued, then stop the queue (the writer stays open)."""
+        await self.flush()
+        self._closing = True
+        self._wakeup.set()
+        await self._task

@@ -1,0 +1,98 @@
+"""The seed-compatible namespace: ``from evkit import workflow`` in place of
+``from ray import workflow``.
+
+It holds the same names as Ray Workflows' final API where they apply, plus evkit's
+additions (``send_event``, ``ManualListener``, ``sql``).
+"""
+
+from __future__ import annotations
+
+from evkit import event_listener as event_listener
+from evkit.api import (
+    RunHandle as RunHandle,
+    cancel as cancel,
+    delete as delete,
+    get_metadata as get_metadata,
+    get_output as get_output,
+    get_runtime as get_runtime,
+    get_status as get_status,
+    init as init,
+    list_all as list_all,
+    resume as resume,
+    resume_all as resume_all,
+    resume_async as resume_async,
+    run as run,
+    run_async as run_async,
+    send_event as send_event,
+    shutdown as shutdown,
+    sleep as sleep,
+    sql as sql,
+)
+from evkit.context import (
+    get_current_step_id as get_current_step_id,
+    get_current_workflow_id as get_current_workflow_id,
+    get_event_context as get_event_context,
+)
+from evkit.dag import step as step, wait_for_event as wait_for_event
+from evkit.errors import (
+    EventTimeoutError as EventTimeoutError,
+    WorkflowCancellationError as WorkflowCancellationError,
+    WorkflowError as WorkflowError,
+    WorkflowExecutionError as WorkflowExecutionError,
+    WorkflowNotFoundError as WorkflowNotFoundError,
+    WorkflowNotResumableError as WorkflowNotResumableError,
+)
+from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.manual import ManualListener as ManualListener
+from evkit.model import WorkflowStatus as WorkflowStatus
+
+# Ray injected every status as a module attribute (workflow.RUNNING, ...).
+RUNNING = WorkflowStatus.RUNNING
+WAITING = WorkflowStatus.WAITING
+SUCCESSFUL = WorkflowStatus.SUCCESSFUL
+FAILED = WorkflowStatus.FAILED
+CANCELED = WorkflowStatus.CANCELED
+RESUMABLE = WorkflowStatus.RESUMABLE
+
+__all__ = [
+    "CANCELED",
+    "FAILED",
+    "RESUMABLE",
+    "RUNNING",
+    "SUCCESSFUL",
+    "WAITING",
+    "EventListener",
+    "EventTimeoutError",
+    "ManualListener",
+    "RunHandle",
+    "TimerListener",
+    "WorkflowCancellationError",
+    "WorkflowError",
+    "WorkflowExecutionError",
+    "WorkflowNotFoundError",
+    "WorkflowNotResumableError",
+    "WorkflowStatus",
+    "cancel",
+    "delete",
+    "event_listener",
+    "get_current_step_id",
+    "get_current_workflow_id",
+    "get_event_context",
+    "get_metadata",
+    "get_output",
+    "get_runtime",
+    "get_status",
+    "init",
+    "list_all",
+    "resume",
+    "resume_all",
+    "resume_async",
+    "run",
+    "run_async",
+    "send_event",
+    "shutdown",
+    "sleep",
+    "sql",
+    "step",
+    "wait_for_event",
+]

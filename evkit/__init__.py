@@ -18,6 +18,7 @@ from evkit.api import (
     get_status as get_status,
     init as init,
     list_all as list_all,
+    plot_timeline as plot_timeline,
     resume as resume,
     resume_all as resume_all,
     resume_async as resume_async,
@@ -113,6 +114,8 @@ __all__ = [
     "get_status",
     "init",
     "list_all",
+    "load_ipython_extension",
+    "plot_timeline",
     "resume",
     "resume_all",
     "resume_async",
@@ -126,3 +129,10 @@ __all__ = [
     "wait_for_event",
     "workflow",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext evkit``: registers the ``%evkit_sql`` / ``%%evkit_sql`` magics."""
+    from evkit.notebook.magic import load_ipython_extension as load
+
+    load(ipython)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import json
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 from evkit import codec
 from evkit.context import current_clock
+from evkit.executors import resolve_executor
 from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_event
 from evkit.errors import (
     RunStateError,
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 
     from evkit.clock import Clock
     from evkit.engine import ActiveRun, Engine
-    from evkit.executors.base import StepExecutor
 
 DEFAULT_STORAGE = "evkit.duckdb"
 
@@ -49,7 +50,7 @@ def init(
     *,
     loop: LoopMode = "auto",
     clock: Clock | None = None,
-    executor: StepExecutor | None = None,
+    executor: object = None,
 ) -> Runtime:
     """Open the store and set how the engine runs; optional (the first call makes one).
 
@@ -64,7 +65,8 @@ def init(
             ``"thread"`` always uses the background thread, so waits, timers and widgets
             keep going while a cell computes.
         clock: The clock timers use (``evkit.FakeClock()`` in tests).
-        executor: Where step bodies run (default: a local thread pool).
+        executor: Where step bodies run: ``"local"`` (a thread pool, the default) or a
+            ``StepExecutor`` (see ``evkit.executors.resolve_executor`` for what else).
 
     Returns:
         The runtime; use it as a context manager to close the store at the end.
@@ -90,7 +92,7 @@ def init(
         _runtime = None
     if current is not None:
         current.close()
-    runtime = Runtime(path, loop=loop, clock=clock, executor=executor)
+    runtime = Runtime(path, loop=loop, clock=clock, executor=resolve_executor(executor))
     with _runtime_lock:
         _runtime = runtime
     return runtime
@@ -225,6 +227,23 @@ class RunHandle:
 
         return self._runtime.call_soon(attach)
 
+    def _repr_mimebundle_(
+        self, include: object = None, exclude: object = None
+    ) -> dict[str, object]:
+        """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
+        notebook = _notebook_module("display")
+        if notebook is None:
+            return {"text/plain": repr(self)}
+        return notebook.mimebundle(self, include=include, exclude=exclude)  # type: ignore[no-any-return]
+
+    def plot_timeline(self, **kwargs: object) -> object:
+        """Draw the run's steps and event phases on a time axis (matplotlib), from the store.
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install evkit[notebook]``).
+        """
+        return plot_timeline(self.workflow_id, **kwargs)
+
     @property
     def runtime(self) -> Runtime:
         """The runtime executing this run."""
@@ -234,6 +253,30 @@ class RunHandle:
     def engine_loop(self) -> asyncio.AbstractEventLoop:
         """The loop the run executes on."""
         return self._engine_loop
+
+
+def _notebook_module(name: str) -> Any:
+    # The notebook layer sits above this one and needs the optional [notebook] extra, so
+    # it is looked up by name when a notebook asks for it, never imported up front.
+    try:
+        return importlib.import_module(f"evkit.notebook.{name}")
+    except ImportError:
+        return None
+
+
+def plot_timeline(workflow_id: str, **kwargs: object) -> object:
+    """Draw a run's steps and each event's wait/checkpoint/commit as bars on a time axis.
+
+    Reads the store, so it also works for a run finished in an earlier kernel.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install evkit[notebook]``).
+        WorkflowNotFoundError: The store has no such run.
+    """
+    timeline = _notebook_module("timeline")
+    if timeline is None:
+        raise ImportError("plot_timeline needs matplotlib: pip install 'evkit[notebook]'")
+    return timeline.plot_timeline(_check_id(workflow_id), **kwargs)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

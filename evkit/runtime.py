@@ -85,7 +85,7 @@ class Runtime:
         self.clock = clock or WallClock()
         self.writer = StoreWriter(self.storage)
         default = executor or LocalExecutor()
-        self._executors: dict[str, StepExecutor] = {"local": LocalExecutor()} if executor else {}
+        self._executors: dict[str, StepExecutor] = {"local": LocalExecutor()} if default.name != "local" else {}
         self._executors.update(executors or {})
         self._executors[default.name] = default
         self._default_executor = default.name

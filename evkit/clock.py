@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import threading
 import time
 from typing import Protocol, final
 
@@ -50,6 +51,7 @@ class FakeClock:
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._counter = 0
+        self._registered = threading.Condition()
 
     def now(self) -> float:
         """The fake time."""
@@ -61,14 +63,34 @@ class FakeClock:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._counter += 1
-        heapq.heappush(self._sleepers, (deadline, self._counter, loop, future))
+        with self._registered:
+            self._counter += 1
+            heapq.heappush(self._sleepers, (deadline, self._counter, loop, future))
+            self._registered.notify_all()
         await future
 
     @property
     def sleepers(self) -> int:
         """How many waits are pending (cancelled ones included until the next advance)."""
         return sum(1 for *_, f in self._sleepers if not f.done())
+
+    def wait_for_sleepers(self, count: int, *, timeout_seconds: float = 10.0) -> None:
+        """Block the calling thread until ``count`` waits are pending (for tests that drive
+        a run on another thread or loop).
+
+        Raises:
+            TimeoutError: Fewer waits were pending after ``timeout_seconds``.
+        """
+        with self._registered:
+            if not self._registered.wait_for(lambda: self.sleepers >= count, timeout_seconds):
+                raise TimeoutError(
+                    f"FakeClock: expected {count} pending waits within {timeout_seconds} s, "
+                    f"found {self.sleepers}."
+                )
+
+    async def wait_for_sleepers_async(self, count: int, *, timeout_seconds: float = 10.0) -> None:
+        """Like :meth:`wait_for_sleepers`, without blocking the running loop."""
+        await asyncio.to_thread(self.wait_for_sleepers, count, timeout_seconds=timeout_seconds)
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward and wake every sleeper whose deadline has come."""

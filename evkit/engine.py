@@ -24,7 +24,7 @@ from evkit.errors import (
 from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
-from evkit.model import RunSnapshot, WorkflowStatus
+from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 
@@ -38,12 +38,21 @@ class ActiveRun:
     execution: RunExecution | None = None
     cancel_requested: bool = False
     subscribers: list[Callable[[], None]] = field(default_factory=list)
+    dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
 
     def snapshot(self) -> RunSnapshot:
-        """The execution's snapshot, or an empty RUNNING one while the run is loading."""
+        """The execution's snapshot, or a RUNNING one while the run is loading.
+
+        While loading, a new run shows the steps it was started with, all pending (a
+        resume shows none until the store is read).
+        """
         if self.execution is not None:
             return self.execution.snapshot()
-        return RunSnapshot(workflow_id=self.workflow_id, status=WorkflowStatus.RUNNING, steps=())
+        steps = tuple(
+            StepSnapshot(step_id=s.step_id, name=s.name, kind=s.kind, state="pending", upstream=s.upstream)
+            for s in (self.dag.steps if self.dag is not None else ())
+        )
+        return RunSnapshot(workflow_id=self.workflow_id, status=WorkflowStatus.RUNNING, steps=steps)
 
     @property
     def status(self) -> WorkflowStatus:
@@ -76,8 +85,16 @@ class Engine:
         self.executors = dict(executors)
         self.default_executor = default_executor
         self.inbox = Inbox(self.queue)
-        self.services: dict[str, object] = {"inbox": self.inbox}
         self._active: dict[str, ActiveRun] = {}
+        # What listeners may use (EventContext.services); never the engine itself. A
+        # listener may add its own service (the HTTP server, Redis readers): the engine
+        # calls a service's `release_run(workflow_id)` when a run ends and its
+        # `aclose()` when the engine closes.
+        self.services: dict[str, object] = {
+            "inbox": self.inbox,
+            "store_read": self.queue.read,
+            "active_runs": self._active.keys(),
+        }
         self._finished: dict[str, RunExecution] = {}
 
     # ------------------------------------------------------------------ runs
@@ -103,7 +120,7 @@ class Engine:
                 workflow_id=workflow_id,
             )
         task = self.loop.create_task(self._main(workflow_id, dag, metadata), name=f"evkit-run:{workflow_id}")
-        active = ActiveRun(workflow_id=workflow_id, task=task)
+        active = ActiveRun(workflow_id=workflow_id, task=task, dag=dag)
         self._active[workflow_id] = active
         task.add_done_callback(lambda t: self._ended(workflow_id, t))
         return active
@@ -112,7 +129,10 @@ class Engine:
         active = self._active.pop(workflow_id, None)
         if active is not None and active.execution is not None:
             self._finished[workflow_id] = active.execution
-        self.inbox.release_run(workflow_id)
+        for service in list(self.services.values()):
+            release = getattr(service, "release_run", None)
+            if release is not None:
+                release(workflow_id)
         if not task.cancelled():
             task.exception()  # retrieved here; handles re-raise it to whoever waits
 
@@ -221,7 +241,8 @@ class Engine:
 
     async def load(self, workflow_id: str, *, with_steps: bool = False) -> StoredRun | None:
         """What the store holds about a run (after flushing queued writes)."""
-        return await self.queue.read(load_run, workflow_id, with_steps=with_steps)
+        # WriteQueue.read passes positional arguments only.
+        return await self.queue.read(lambda con: load_run(con, workflow_id, with_steps=with_steps))
 
     async def statuses(self) -> list[tuple[str, WorkflowStatus]]:
         """Every run with its status: live ones as the engine sees them, stored RUNNING
@@ -249,6 +270,10 @@ class Engine:
                 active.execution.abandoned = True
             active.task.cancel()
         await asyncio.gather(*(a.task for a in list(self._active.values())), return_exceptions=True)
+        for service in list(self.services.values()):
+            close = getattr(service, "aclose", None)
+            if close is not None:
+                await close()
         await self.queue.aclose()
         for executor in self.executors.values():
             await executor.aclose()

@@ -24,6 +24,7 @@ from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, StepNode, flatten, resolve_
 from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellationError, WorkflowExecutionError
 from evkit.executors.base import StepCall, WorkerLostError
 from evkit.listeners.base import EventListener, TimerListener
+from evkit.listeners.manual import ManualListener
 from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus
 from evkit.store import now
 from evkit.store.reads import StoredEvent, StoredRun
@@ -51,6 +52,7 @@ class _StepView:
     timeout_at: float | None = None
     args_text: str | None = None
     error: str | None = None
+    inbox_key: str | None = None
 
 
 class RunExecution:
@@ -137,6 +139,7 @@ class RunExecution:
                     deadline=_datetime(view.deadline) if view.deadline is not None else None,
                     timeout_at=_datetime(view.timeout_at) if view.timeout_at is not None else None,
                     error=view.error,
+                    inbox_key=view.inbox_key,
                 )
             )
         status = self.status
@@ -368,6 +371,9 @@ class RunExecution:
         if issubclass(step.listener, TimerListener) and args:
             view.deadline = float(args[0])  # type: ignore[arg-type]
         view.args_text = codec.readable({"args": list(args), "kwargs": kwargs} if kwargs else list(args))
+        if issubclass(step.listener, ManualListener):
+            key = kwargs.get("key", args[0] if args else None)
+            view.inbox_key = key if isinstance(key, str) else None
         self._log_event(step, "waiting", attempt, extra={"args_text": view.args_text})
         self._set_state(step.step_id, "waiting")
         self._waiting += 1

@@ -115,6 +115,8 @@ class StepSnapshot:
         deadline: A timer's absolute deadline, if it has one.
         timeout_at: When the wait times out, if it has ``timeout_seconds``.
         error: A one-line description of the failure, if the step failed.
+        inbox_key: For an event step waiting on the inbox (``ManualListener`` and its
+            subclasses): the ``key`` that ``workflow.send_event`` delivers to.
     """
 
     step_id: str
@@ -129,6 +131,7 @@ class StepSnapshot:
     deadline: dt.datetime | None = None
     timeout_at: dt.datetime | None = None
     error: str | None = None
+    inbox_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -249,6 +249,10 @@ class Runtime:
                 if active.execution is not None:
                     active.execution.abandoned = True
                 active.task.cancel()
+        for service in list(engine.services.values()):
+            close_nowait = getattr(service, "close_nowait", None)
+            if close_nowait is not None:
+                close_nowait()  # e.g. the HTTP server stops listening at once
         ops = engine.queue.take_pending()
         if ops:
             self.writer.call(apply_batch, ops)
@@ -260,9 +264,10 @@ class Runtime:
             self._closed = True
             self._engine = None
             await self._acall_engine(engine, engine.aclose)
+            # Joining threads blocks: do it off the running loop.
             if self._loop_thread is not None:
-                self._loop_thread.stop()
-            self.writer.close()
+                await asyncio.to_thread(self._loop_thread.stop)
+            await asyncio.to_thread(self.writer.close)
         else:
             self.close()
 
@@ -290,4 +295,17 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def _run_nested(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     nest_asyncio2.apply(loop)
-    return loop.run_until_complete(awaitable)
+    # If the loop was patched just now, the iteration running us is asyncio's own
+    # _run_once: it will pop as many handles as were ready when it began, but the nested
+    # run may consume them ("pop from an empty deque"). Top the queue up with no-ops.
+    ready = loop._ready  # type: ignore[attr-defined]
+    owed = len(ready)
+    try:
+        return loop.run_until_complete(awaitable)
+    finally:
+        for _ in range(owed - len(ready)):
+            loop.call_soon(_noop)
+
+
+def _noop() -> None:
+    """A handle that does nothing (see ``_run_nested``)."""

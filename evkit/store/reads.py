@@ -151,6 +151,26 @@ def unclaimed_inbox(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str) 
     ]
 
 
+def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> list[tuple[str, str, bytes]]:
+    """Every inbox event of a run that no event step has checkpointed, oldest first.
+
+    Returns ``(key, event_id, payload_blob)`` rows; one read primes the inbox's index.
+    """
+    return [
+        (row[0], row[1], row[2])
+        for row in con.execute(
+            """
+            SELECT i.key, i.event_id, i.payload_blob FROM inbox i
+            WHERE i.workflow_id = $1
+              AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.workflow_id = $1
+                              AND e.state = 'checkpointed' AND e.source_id = i.event_id)
+            ORDER BY i.seq
+            """,
+            [workflow_id],
+        ).fetchall()
+    ]
+
+
 def inbox_contains(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str, event_id: str) -> bool:
     """True if this event was already sent (so a repeat is ignored)."""
     return (

@@ -59,6 +59,23 @@ class Execute:
 Op = Append | Execute
 
 
+class _Batch(asyncio.Future[None]):
+    """The future of one batch, shared by every write in it.
+
+    A task awaiting it that gets cancelled must not cancel it: that would tell every other
+    writer of the batch that its write failed (and leave the queue unable to resolve it).
+    So ``cancel()`` refuses, and the cancelled task gets its ``CancelledError`` once the
+    batch is durable. Only the queue itself drops a batch, with :meth:`abandon`.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+    def abandon(self) -> None:
+        """Really cancel the batch (the queue stopped before writing it)."""
+        super().cancel()
+
+
 def now() -> dt.datetime:
     """The current time as an aware UTC datetime (what every timestamp column holds)."""
     return dt.datetime.now(dt.timezone.utc)
@@ -172,7 +189,7 @@ class WriteQueue:
         self.writer = writer
         self._loop = loop
         self._ops: list[Op] = []
-        self._batch: asyncio.Future[None] = loop.create_future()
+        self._batch: _Batch = _Batch(loop=loop)
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
         self._closing = False
@@ -234,12 +251,12 @@ class WriteQueue:
                     return
                 continue
             ops, batch = self._ops, self._batch
-            self._ops, self._batch = [], self._loop.create_future()
+            self._ops, self._batch = [], _Batch(loop=self._loop)
             self._writing = batch
             try:
                 await asyncio.wrap_future(self.writer.submit(apply_batch, ops))
             except asyncio.CancelledError:
-                batch.cancel()
+                batch.abandon()
                 raise
             except BaseException as exc:  # every waiter of this batch must hear of it
                 self._failure = exc

@@ -1,0 +1,213 @@
+// The browser half of evkit's RunWidget (anywidget ESM): draws the DAG once per layout,
+// recolours nodes when the `states` trait changes, keeps the event table in sync, and
+// sends {type: "send", step, payload} when a "Send" button of a waiting manual event is
+// pressed. It never writes traits: the kernel owns all state.
+const SVGNS = "http://www.w3.org/2000/svg";
+const NODE_W = 150;
+const NODE_H = 30;
+const TIME_COLUMNS = ["waiting", "received", "checkpointed", "committed"];
+const HEAD = ["step", "listener", "args", "state", "attempts", ...TIME_COLUMNS, "time left", "send"];
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  return node;
+}
+
+function html(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function edgePath(a, b) {
+  const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x - NODE_W / 2, y2 = b.y, mid = (x1 + x2) / 2;
+  return `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+}
+
+function render({ model, el }) {
+  const root = html("div", "evkit-run");
+  const header = html("div", "evkit-header");
+  const dagBox = html("div", "evkit-dag-box");
+  const table = html("table", "evkit-events");
+  const tbody = html("tbody");
+  const headRow = html("tr");
+  for (const name of HEAD) headRow.appendChild(html("th", "", name));
+  const thead = html("thead");
+  thead.appendChild(headRow);
+  table.append(thead, tbody);
+  root.append(header, dagBox, table);
+  el.appendChild(root);
+
+  let nodeEls = new Map();
+  const rowEls = new Map();
+  let offsetMs = 0;
+
+  function drawHeader() {
+    const status = model.get("status");
+    const error = model.get("error");
+    header.textContent = `evkit run ${model.get("workflow_id")}: ${status}${error ? " — " + error : ""}`;
+    root.dataset.status = status;
+    root.dataset.version = String(model.get("version"));
+  }
+
+  function drawDag() {
+    const nodes = model.get("nodes");
+    const width = model.get("width");
+    const height = model.get("height");
+    const canvas = svg("svg", { class: "evkit-dag", viewBox: `0 0 ${width} ${height}`, width: width });
+    const pos = new Map(nodes.map((n) => [n.id, n]));
+    for (const [a, b] of model.get("edges")) {
+      if (pos.has(a) && pos.has(b)) canvas.appendChild(svg("path", { class: "evkit-edge", d: edgePath(pos.get(a), pos.get(b)) }));
+    }
+    nodeEls = new Map();
+    for (const n of nodes) {
+      const g = svg("g", { class: "evkit-node", "data-step": n.id });
+      const title = svg("title");
+      const rect = svg("rect", { x: n.x - NODE_W / 2, y: n.y - NODE_H / 2, width: NODE_W, height: NODE_H, rx: n.kind === "event" ? 12 : 3 });
+      const text = svg("text", { x: n.x, y: n.y + 4, "text-anchor": "middle" });
+      text.textContent = n.label;
+      g.append(title, rect, text);
+      canvas.appendChild(g);
+      nodeEls.set(n.id, { g, title, kind: n.kind });
+    }
+    dagBox.replaceChildren(canvas);
+    paintStates();
+  }
+
+  function paintStates() {
+    const states = model.get("states");
+    for (const [id, ent] of nodeEls) {
+      const state = states[id] || "pending";
+      ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}`);
+      ent.g.setAttribute("data-state", state);
+      ent.title.textContent = `${id}: ${state}`;
+    }
+  }
+
+  function timeLeft(row) {
+    if (row.deadline === null || row.deadline === undefined) return "";
+    const left = Math.max(0, row.deadline * 1000 - (Date.now() + offsetMs)) / 1000;
+    return `${row.deadline_kind} in ${left.toFixed(1)} s`;
+  }
+
+  function makeRow(step) {
+    const tr = html("tr", "evkit-event-row");
+    tr.dataset.step = step;
+    const cells = {};
+    for (const name of HEAD) {
+      const td = html("td", `evkit-col-${name.replace(" ", "-")}`);
+      cells[name] = td;
+      tr.appendChild(td);
+    }
+    const status = html("span", "evkit-send-status");
+    status.dataset.step = step;
+    cells.send.appendChild(status);
+    return { tr, cells, status, form: null, data: null };
+  }
+
+  function makeForm(ent, step) {
+    const form = html("span", "evkit-send-form");
+    form.dataset.step = step;
+    const input = html("input", "evkit-payload");
+    input.type = "text";
+    input.placeholder = "payload (JSON or text)";
+    input.dataset.step = step;
+    const button = html("button", "evkit-send", "Send");
+    button.type = "button";
+    button.dataset.step = step;
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      ent.status.textContent = "sending…";
+      ent.status.className = "evkit-send-status evkit-send-pending";
+      model.send({ type: "send", step: step, payload: input.value });
+    });
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); button.click(); }
+    });
+    form.append(input, button);
+    return form;
+  }
+
+  function drawEvents() {
+    const rows = model.get("events");
+    const sendStatus = model.get("send_status");
+    const seen = new Set();
+    rows.forEach((row, i) => {
+      seen.add(row.step);
+      let ent = rowEls.get(row.step);
+      if (!ent) { ent = makeRow(row.step); rowEls.set(row.step, ent); }
+      if (tbody.children[i] !== ent.tr) tbody.insertBefore(ent.tr, tbody.children[i] || null);
+      ent.data = row;
+      const c = ent.cells;
+      c.step.textContent = row.step;
+      c.listener.textContent = row.listener;
+      c.args.textContent = row.args;
+      c.args.title = row.args;
+      c.state.textContent = row.state;
+      c.state.className = `evkit-col-state evkit-state-${row.state}`;
+      c.state.title = row.error || "";
+      c.attempts.textContent = String(row.attempts);
+      for (const col of TIME_COLUMNS) {
+        c[col].textContent = row.times[col] || "";
+        c[col].title = row.times_iso[col] || "";
+      }
+      c["time left"].textContent = timeLeft(row);
+      ent.tr.dataset.state = row.state;
+      if (row.inbox_key && !ent.form) {
+        ent.form = makeForm(ent, row.step);
+        c.send.insertBefore(ent.form, ent.status);
+      } else if (!row.inbox_key && ent.form) {
+        ent.form.remove();
+        ent.form = null;
+      }
+      if (ent.form) ent.form.title = `send_event(${JSON.stringify(model.get("workflow_id"))}, ${JSON.stringify(row.inbox_key)}, payload)`;
+      const st = sendStatus[row.step];
+      if (st) {
+        ent.status.textContent = st.text;
+        ent.status.className = `evkit-send-status ${st.ok ? "evkit-send-ok" : "evkit-send-error"}`;
+        if (ent.form && ent.status.dataset.seq !== String(st.seq)) {
+          ent.form.querySelector("button").disabled = false;
+        }
+        ent.status.dataset.seq = String(st.seq);
+      }
+    });
+    for (const [step, ent] of rowEls) {
+      if (!seen.has(step)) { ent.tr.remove(); rowEls.delete(step); }
+    }
+    table.style.display = rows.length ? "" : "none";
+  }
+
+  function tick() {
+    for (const ent of rowEls.values()) {
+      if (ent.data) ent.cells["time left"].textContent = timeLeft(ent.data);
+    }
+  }
+
+  function syncClock() { offsetMs = model.get("now") * 1000 - Date.now(); }
+
+  const handlers = [
+    ["change:nodes", drawDag],
+    ["change:edges", drawDag],
+    ["change:states", paintStates],
+    ["change:events", drawEvents],
+    ["change:send_status", drawEvents],
+    ["change:status", drawHeader],
+    ["change:error", drawHeader],
+    ["change:version", drawHeader],
+    ["change:now", syncClock],
+  ];
+  for (const [name, fn] of handlers) model.on(name, fn);
+  syncClock();
+  drawHeader();
+  drawDag();
+  drawEvents();
+  const timer = setInterval(tick, 500);
+  return () => {
+    clearInterval(timer);
+    for (const [name, fn] of handlers) model.off(name, fn);
+  };
+}
+
+export default { render };

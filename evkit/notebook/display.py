@@ -1,0 +1,126 @@
+"""What a notebook shows for a ``RunHandle``: the live widget in a kernel, else a static
+picture (SVG + event table) with a short stable text.
+
+``RunHandle._repr_mimebundle_`` calls :func:`mimebundle`. One widget per handle, made
+on first display and kept while the handle lives.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from evkit.model import RunSnapshot
+from evkit.notebook import static, viewmodel
+from evkit.notebook.layout import Layout, compute_layout
+
+if TYPE_CHECKING:
+    from evkit.api import RunHandle
+    from evkit.notebook.live import LiveRun
+    from evkit.notebook.widget import RunWidget
+
+_live: weakref.WeakKeyDictionary[RunHandle, LiveRun] = weakref.WeakKeyDictionary()
+_live_lock = threading.Lock()
+
+
+def in_live_kernel() -> bool:
+    """True inside a Jupyter kernel, where widgets have a comm to their frontend (not in
+    a terminal IPython or a plain script)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def run_widget(handle: RunHandle, *, min_interval_seconds: float | None = None) -> RunWidget:
+    """The live widget of a run: made and subscribed on first use, the same one afterwards.
+
+    Args:
+        handle: The run.
+        min_interval_seconds: Least time between two updates (default 0.1 s); only used
+            when the widget is made.
+
+    Returns:
+        The widget; ``display(widget)`` or ``display(handle)`` shows it.
+    """
+    from evkit.notebook.live import DEFAULT_MIN_INTERVAL_SECONDS, LiveRun
+    from evkit.notebook.widget import RunWidget
+
+    with _live_lock:
+        live = _live.get(handle)
+        if live is None:
+            widget = RunWidget.from_snapshot(handle.snapshot(), now=handle.runtime.clock.now())
+            interval = DEFAULT_MIN_INTERVAL_SECONDS if min_interval_seconds is None else min_interval_seconds
+            live = LiveRun(handle, widget, min_interval_seconds=interval)
+            _live[handle] = live
+            live.start()
+    return live.widget
+
+
+def mimebundle(
+    handle: RunHandle,
+    include: object = None,
+    exclude: object = None,
+    *,
+    live: bool | None = None,
+) -> dict[str, object]:
+    """The display data of a run handle.
+
+    In a live kernel: the widget view, its constant text (``<evkit RunWidget 'wid'>``)
+    and, for renderers without widgets, the static picture as ``text/html``. Elsewhere:
+    the static picture and ``<evkit run 'wid' STATUS: N steps>``.
+
+    Args:
+        handle: The run.
+        include: Mime types to keep (IPython's argument; ``None`` keeps all).
+        exclude: Mime types to drop.
+        live: Force the live (``True``) or static (``False``) form; ``None`` detects.
+    """
+    if live is None:
+        live = in_live_kernel()
+    data: dict[str, object] | None = None
+    if live:
+        try:
+            data = _live_bundle(handle)
+        except ImportError:  # anywidget missing: the static picture still works
+            data = None
+    if data is None:
+        snapshot = handle.snapshot()
+        now = handle.runtime.clock.now()
+        data = {
+            "text/plain": viewmodel.summary_text(snapshot),
+            "text/html": static.render_html(snapshot, _layout(snapshot, None), now=now),
+        }
+    return _filter(data, include, exclude)
+
+
+def _live_bundle(handle: RunHandle) -> dict[str, object]:
+    widget = run_widget(handle)
+    bundle = widget._repr_mimebundle_()
+    data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+    snapshot = handle.snapshot()
+    data["text/plain"] = repr(widget)
+    data["text/html"] = static.render_html(
+        snapshot, _layout(snapshot, widget.dag_layout), now=handle.runtime.clock.now()
+    )
+    return data
+
+
+def _layout(snapshot: RunSnapshot, current: Layout | None) -> Layout:
+    if current is not None and current.covers(s.step_id for s in snapshot.steps):
+        return current
+    return compute_layout([(s.step_id, s.upstream) for s in snapshot.steps])
+
+
+def _filter(data: dict[str, object], include: object, exclude: object) -> dict[str, object]:
+    if isinstance(include, Iterable) and not isinstance(include, str):
+        wanted = set(include)
+        data = {k: v for k, v in data.items() if k in wanted}
+    if isinstance(exclude, Iterable) and not isinstance(exclude, str):
+        unwanted = set(exclude)
+        data = {k: v for k, v in data.items() if k not in unwanted}
+    return data

@@ -1,0 +1,157 @@
+"""Where each step of a run's DAG is drawn: graphviz ``dot -Tplain`` when the binary is
+installed, else topological layers with a barycentre ordering.
+
+Pure computation on step ids and their upstream ids; it draws nothing and knows no
+widget. Coordinates are pixels, left to right (sources on the left), origin top-left.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+NODE_WIDTH = 150.0
+NODE_HEIGHT = 30.0
+_GAP_X = 60.0
+_GAP_Y = 14.0
+_MARGIN = 10.0
+_DOT_TIMEOUT_SECONDS = 10.0
+
+LayoutEngine = Literal["auto", "dot", "layers"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """Node centres and the canvas size of one drawing of a DAG.
+
+    Attributes:
+        positions: ``step_id -> (x, y)`` of each node's centre, in pixels.
+        edges: ``(upstream_id, step_id)`` pairs between laid-out nodes.
+        width: Canvas width in pixels.
+        height: Canvas height in pixels.
+        engine: ``"dot"`` or ``"layers"``: what computed it.
+    """
+
+    positions: Mapping[str, tuple[float, float]]
+    edges: tuple[tuple[str, str], ...]
+    width: float
+    height: float
+    engine: Literal["dot", "layers"]
+
+    def covers(self, step_ids: Iterable[str]) -> bool:
+        """True when every id in ``step_ids`` has a position (no re-layout needed)."""
+        return all(step_id in self.positions for step_id in step_ids)
+
+
+def compute_layout(steps: Sequence[tuple[str, Sequence[str]]], *, engine: LayoutEngine = "auto") -> Layout:
+    """Lay out a DAG given as ``(step_id, upstream_ids)`` pairs in topological order.
+
+    Args:
+        steps: Each step with the ids of the steps it takes results from; upstream ids
+            that are not in ``steps`` are ignored.
+        engine: ``"dot"`` (needs the graphviz binary), ``"layers"`` (pure Python) or
+            ``"auto"`` (dot when it is installed and works, else layers).
+
+    Returns:
+        The layout.
+
+    Raises:
+        FileNotFoundError: ``engine="dot"`` but the ``dot`` binary is not installed.
+        RuntimeError: ``engine="dot"`` and dot failed.
+    """
+    ids = [step_id for step_id, _ in steps]
+    known = set(ids)
+    edges = tuple((up, step_id) for step_id, ups in steps for up in ups if up in known)
+    if engine == "layers" or not ids:
+        return _layered(ids, edges)
+    dot = shutil.which("dot")
+    if dot is None:
+        if engine == "dot":
+            raise FileNotFoundError(
+                "compute_layout(engine='dot') needs graphviz's `dot` binary on PATH "
+                "(apt-get install graphviz); use engine='layers' or 'auto' instead."
+            )
+        return _layered(ids, edges)
+    try:
+        return _dot(dot, ids, edges)
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired):
+        if engine == "dot":
+            raise
+        return _layered(ids, edges)
+
+
+def _dot(binary: str, ids: list[str], edges: tuple[tuple[str, str], ...]) -> Layout:
+    # Nodes get synthetic names (n0, n1, ...) so step ids never need dot quoting, and a
+    # fixed size so the boxes the browser draws are the boxes dot placed.
+    names = {step_id: f"n{i}" for i, step_id in enumerate(ids)}
+    lines = [
+        "digraph G {",
+        "rankdir=LR; nodesep=0.2; ranksep=0.6;",
+        f'node [shape=box fixedsize=true width={NODE_WIDTH / 72:.3f} height={NODE_HEIGHT / 72:.3f} label=""];',
+    ]
+    lines += [f"{names[step_id]};" for step_id in ids]
+    lines += [f"{names[a]} -> {names[b]};" for a, b in edges]
+    lines.append("}")
+    result = subprocess.run(
+        [binary, "-Tplain"],
+        input="\n".join(lines),
+        capture_output=True,
+        text=True,
+        timeout=_DOT_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dot exited with {result.returncode}: {result.stderr.strip()[:200]}")
+    by_name = {name: step_id for step_id, name in names.items()}
+    positions: dict[str, tuple[float, float]] = {}
+    graph_w = graph_h = 0.0
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "graph":
+            graph_w, graph_h = float(parts[2]) * 72, float(parts[3]) * 72
+        elif parts and parts[0] == "node":
+            # dot's y axis points up; the browser's points down.
+            x, y = float(parts[2]) * 72, float(parts[3]) * 72
+            positions[by_name[parts[1]]] = (x + _MARGIN, graph_h - y + _MARGIN)
+    if len(positions) != len(ids):
+        raise ValueError(f"dot placed {len(positions)} of {len(ids)} nodes")
+    return Layout(
+        positions=positions, edges=edges, width=graph_w + 2 * _MARGIN, height=graph_h + 2 * _MARGIN, engine="dot"
+    )
+
+
+def _layered(ids: list[str], edges: tuple[tuple[str, str], ...]) -> Layout:
+    upstream: dict[str, list[str]] = {step_id: [] for step_id in ids}
+    for a, b in edges:
+        upstream[b].append(a)
+    # Longest-path layering: a node sits one column right of its furthest upstream node.
+    layer: dict[str, int] = {}
+    for step_id in ids:  # ids are in topological order
+        layer[step_id] = 1 + max((layer.get(u, 0) for u in upstream[step_id]), default=-1)
+    columns: dict[int, list[str]] = {}
+    for step_id in ids:
+        columns.setdefault(layer[step_id], []).append(step_id)
+    # One barycentre pass left to right: each node near the mean row of its upstreams.
+    row: dict[str, float] = {}
+    for index in sorted(columns):
+        column = columns[index]
+        for position, step_id in enumerate(column):
+            ups = [row[u] for u in upstream[step_id] if u in row]
+            row[step_id] = sum(ups) / len(ups) if ups else float(position)
+        column.sort(key=lambda s: row[s])
+        for position, step_id in enumerate(column):
+            row[step_id] = float(position)
+    tallest = max((len(c) for c in columns.values()), default=0)
+    height = tallest * (NODE_HEIGHT + _GAP_Y) - _GAP_Y + 2 * _MARGIN
+    positions: dict[str, tuple[float, float]] = {}
+    for index, column in columns.items():
+        offset = (tallest - len(column)) * (NODE_HEIGHT + _GAP_Y) / 2
+        x = _MARGIN + NODE_WIDTH / 2 + index * (NODE_WIDTH + _GAP_X)
+        for position, step_id in enumerate(column):
+            y = _MARGIN + offset + NODE_HEIGHT / 2 + position * (NODE_HEIGHT + _GAP_Y)
+            positions[step_id] = (x, y)
+    width = len(columns) * (NODE_WIDTH + _GAP_X) - _GAP_X + 2 * _MARGIN if columns else 2 * _MARGIN
+    return Layout(positions=positions, edges=edges, width=width, height=max(height, 2 * _MARGIN), engine="layers")

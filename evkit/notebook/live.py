@@ -1,0 +1,186 @@
+"""Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`: pushes snapshots at
+most ~10 times a second, re-lays the DAG out when dynamic steps appear, and carries
+"Send" clicks to the engine.
+
+Threading rule: every trait write happens on the engine loop's thread (the kernel's main
+thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
+callbacks only hand work to that loop. Nothing here blocks the loop: layouts and sends
+run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from evkit import api
+from evkit.model import RunSnapshot
+from evkit.notebook.layout import LayoutEngine
+from evkit.notebook.widget import RunWidget, layout_for, parse_payload
+
+logger = logging.getLogger("evkit.notebook")
+
+DEFAULT_MIN_INTERVAL_SECONDS = 0.1
+
+
+class LiveRun:
+    """Keeps one widget showing one run until the run ends (or :meth:`close`).
+
+    Args:
+        handle: The run.
+        widget: The widget to write (nobody else may write it).
+        min_interval_seconds: Least time between two pushes (coalescing).
+        layout_engine: How to re-lay out the DAG when steps appear.
+    """
+
+    def __init__(
+        self,
+        handle: api.RunHandle,
+        widget: RunWidget,
+        *,
+        min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS,
+        layout_engine: LayoutEngine = "auto",
+    ) -> None:
+        self.handle = handle
+        self.widget = widget
+        self.pushes = 0
+        self._loop = handle.engine_loop
+        self._clock = handle.runtime.clock
+        self._interval = min_interval_seconds
+        self._layout_engine = layout_engine
+        self._last_push = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._layout_task: asyncio.Task[None] | None = None
+        self._layout_stale = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        widget.on_send_request(self.request_send)
+
+    def __repr__(self) -> str:
+        return f"<evkit LiveRun {self.handle.workflow_id!r}>"
+
+    # ------------------------------------------------------------------ any thread
+
+    def start(self) -> None:
+        """Subscribe to the run (from any thread); the first push follows at once."""
+        self._to_loop(self._attach)
+
+    def close(self) -> None:
+        """Stop updating the widget (from any thread); the widget keeps its last state."""
+        self._to_loop(self._detach)
+
+    def request_send(self, step_id: str, payload_text: str) -> None:
+        """Deliver the payload typed in a step's form (called by the widget; any thread)."""
+        self._to_loop(self._start_send, step_id, payload_text)
+
+    def _to_loop(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the runtime was shut down
+            logger.warning("evkit: the engine loop of run %r is closed", self.handle.workflow_id)
+
+    # ------------------------------------------------------------------ engine loop
+
+    def _attach(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._unsubscribe = self.handle.subscribe(self._changed)
+        except Exception:  # a closed runtime: show what we have and stop
+            logger.warning("evkit: cannot follow run %r", self.handle.workflow_id, exc_info=True)
+            return
+        self._changed()
+
+    def _detach(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _changed(self) -> None:
+        # Coalesce: at most one push per interval; the push reads the newest snapshot.
+        if self._closed or self._timer is not None:
+            return
+        delay = max(0.0, self._last_push + self._interval - time.monotonic())
+        self._timer = self._loop.call_later(delay, self._push)
+
+    def _push(self) -> None:
+        self._timer = None
+        self._last_push = time.monotonic()
+        try:
+            snapshot = self.handle.snapshot()
+        except Exception:
+            logger.warning("evkit: cannot read run %r; the view stops", self.handle.workflow_id, exc_info=True)
+            self._detach()
+            return
+        self.pushes += 1
+        if self.widget.apply_snapshot(snapshot, now=self._clock.now()):
+            self._relayout(snapshot)
+        if snapshot.status.is_final:
+            self._detach()
+
+    def _relayout(self, snapshot: RunSnapshot) -> None:
+        if self._layout_task is not None:
+            self._layout_stale = True
+            return
+        self._layout_task = self._loop.create_task(self._layout(snapshot))
+        self._layout_task.add_done_callback(self._layout_done)
+
+    async def _layout(self, snapshot: RunSnapshot) -> None:
+        # `dot` takes ~50 ms for 200 nodes: run it off the engine loop.
+        layout = await asyncio.to_thread(layout_for, snapshot, engine=self._layout_engine)
+        self.widget.set_layout(layout, self.widget.last_snapshot or snapshot)
+
+    def _layout_done(self, task: asyncio.Task[None]) -> None:
+        self._layout_task = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("evkit: laying out run %r failed", self.handle.workflow_id, exc_info=task.exception())
+        latest = self.widget.last_snapshot
+        if self._layout_stale and latest is not None:
+            self._layout_stale = False
+            if self.widget.dag_layout is None or not self.widget.dag_layout.covers(s.step_id for s in latest.steps):
+                self._relayout(latest)
+
+    def _start_send(self, step_id: str, payload_text: str) -> None:
+        snapshot = self.widget.last_snapshot
+        step = next((s for s in snapshot.steps if s.step_id == step_id), None) if snapshot else None
+        if step is None or step.state != "waiting" or step.inbox_key is None:
+            state = step.state if step is not None else "unknown"
+            self.widget.set_send_status(
+                step_id, ok=False, text=f"Step {step_id!r} is not waiting for a manual event (it is {state})."
+            )
+            return
+        task = self._loop.create_task(self._send(step_id, step.inbox_key, step.attempts, payload_text))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, step_id: str, key: str, attempt: int, payload_text: str) -> None:
+        workflow_id = self.handle.workflow_id
+        payload = parse_payload(payload_text)
+        # One event id per wait: pressing "Send" twice delivers the event once.
+        event_id = f"widget:{step_id}:{attempt}"
+        try:
+            if self.handle.runtime.closed:
+                raise RuntimeError(
+                    f"The runtime of run {workflow_id!r} was closed; resume the run "
+                    f"(workflow.resume_async({workflow_id!r})) and display the new handle."
+                )
+            # send_event blocks until the event is durable; a worker thread waits for it
+            # so that this loop (the engine's) keeps running and can store it.
+            await asyncio.to_thread(api.send_event, workflow_id, key, payload, event_id=event_id)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.widget.set_send_status(step_id, ok=False, text=text)
+            return
+        self.widget.set_send_status(step_id, ok=True, text=f"sent {_short(payload)} to key {key!r}")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

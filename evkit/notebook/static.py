@@ -1,0 +1,103 @@
+"""The static picture of a run: an SVG of the DAG coloured by state plus the event table,
+as one HTML fragment built in Python.
+
+Shown where no live widget can run (nbconvert HTML, GitHub's preview, a terminal
+IPython) and stored next to the widget as its fallback. Inline styles only: those
+renderers drop ``<style>`` blocks.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from evkit.model import RunSnapshot
+from evkit.notebook import viewmodel
+from evkit.notebook.layout import NODE_HEIGHT, NODE_WIDTH, Layout
+
+_MAX_SVG_HEIGHT_PX = 600
+_FONT = "font-family:sans-serif;font-size:12px"
+
+
+def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:
+    """The SVG path of an edge: a horizontal S-curve from a box's right side to the
+    next box's left side (the widget's JavaScript draws the same curve)."""
+    x1, y1 = start[0] + NODE_WIDTH / 2, start[1]
+    x2, y2 = end[0] - NODE_WIDTH / 2, end[1]
+    mid = (x1 + x2) / 2
+    return f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+
+
+def render_svg(snapshot: RunSnapshot, layout: Layout) -> str:
+    """The DAG as an SVG element, each node filled with its state's colour."""
+    states = viewmodel.node_states(snapshot)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="evkit-dag" viewBox="0 0 {layout.width:.0f} '
+        f'{layout.height:.0f}" width="{layout.width:.0f}" style="max-width:100%;height:auto;'
+        f'max-height:{_MAX_SVG_HEIGHT_PX}px">'
+    ]
+    for a, b in layout.edges:
+        parts.append(
+            f'<path d="{edge_path(layout.positions[a], layout.positions[b])}" fill="none" '
+            'stroke="#888" stroke-width="1"/>'
+        )
+    for node in viewmodel.node_boxes(layout, snapshot):
+        step_id = str(node["id"])
+        state = states.get(step_id, "pending")
+        x = float(node["x"]) - NODE_WIDTH / 2  # type: ignore[arg-type]
+        y = float(node["y"]) - NODE_HEIGHT / 2  # type: ignore[arg-type]
+        radius = 12 if node["kind"] == "event" else 3
+        parts.append(
+            f'<g data-step="{escape(step_id)}" data-state="{state}"><title>{escape(step_id)}: {state}</title>'
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH:.0f}" height="{NODE_HEIGHT:.0f}" '
+            f'rx="{radius}" fill="{viewmodel.STATE_COLORS[state]}" stroke="#555"/>'
+            f'<text x="{float(node["x"]):.1f}" y="{float(node["y"]) + 4:.1f}" '  # type: ignore[arg-type]
+            f'text-anchor="middle" style="{_FONT}">{escape(str(node["label"]))}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_table(snapshot: RunSnapshot, *, now: float) -> str:
+    """The event steps as an HTML table (empty string when the run has none)."""
+    rows = viewmodel.event_rows(snapshot, now=now)
+    if not rows:
+        return ""
+    head = ["step", "listener", "args", "state", "attempts", *viewmodel.EVENT_TIME_COLUMNS, "time left"]
+    cell = 'style="border:1px solid #ccc;padding:2px 6px;text-align:left"'
+    out = ['<table class="evkit-events" style="border-collapse:collapse;' + _FONT + '">', "<tr>"]
+    out += [f"<th {cell}>{name}</th>" for name in head]
+    out.append("</tr>")
+    for row in rows:
+        times = row["times"]
+        assert isinstance(times, dict)
+        state = str(row["state"])
+        values = [
+            escape(str(row["step"])),
+            escape(str(row["listener"])),
+            f"<code>{escape(_clip(str(row['args'])))}</code>",
+            f'<span style="background:{viewmodel.STATE_COLORS[state]};padding:0 4px">{state}</span>',
+            str(row["attempts"]),
+            *(escape(str(times.get(column, ""))) for column in viewmodel.EVENT_TIME_COLUMNS),
+            escape(viewmodel.time_left_text(row["time_left"], row["deadline_kind"])),  # type: ignore[arg-type]
+        ]
+        out.append(f'<tr data-step="{escape(str(row["step"]))}">' + "".join(f"<td {cell}>{v}</td>" for v in values))
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def render_html(snapshot: RunSnapshot, layout: Layout, *, now: float) -> str:
+    """The whole static picture: a header line, the DAG and the event table."""
+    error = f" — {escape(snapshot.error)}" if snapshot.error else ""
+    header = (
+        f'<div style="{_FONT}"><b>evkit run {escape(snapshot.workflow_id)}</b>: '
+        f"{snapshot.status.value}{error}</div>"
+    )
+    return (
+        f'<div class="evkit-static">{header}{render_svg(snapshot, layout)}'
+        f"{render_table(snapshot, now=now)}</div>"
+    )
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,111 @@
+"""Turns a :class:`~evkit.model.RunSnapshot` into the plain, JSON-able data the views draw:
+node states, node boxes and the rows of the event table.
+
+Shared by the live widget and the static picture, so both always show the same thing.
+No widget, no I/O; ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from evkit.model import RunSnapshot, StepSnapshot
+from evkit.notebook.layout import Layout
+
+# The colour of each StepState; the widget's CSS (run_widget.css) uses the same values.
+STATE_COLORS: dict[str, str] = {
+    "pending": "#e0e0e0",
+    "running": "#64b5f6",
+    "waiting": "#ffd54f",
+    "received": "#ffb74d",
+    "checkpointed": "#ba68c8",
+    "committed": "#4db6ac",
+    "done": "#81c784",
+    "failed": "#e57373",
+    "cancelled": "#9e9e9e",
+}
+
+# The event-table columns that show when a state was entered, in contract order.
+EVENT_TIME_COLUMNS = ("waiting", "received", "checkpointed", "committed")
+
+_LABEL_CHARS = 22
+
+
+def label(step_id: str) -> str:
+    """The text drawn in a node's box: the step id, shortened from the left if long."""
+    return step_id if len(step_id) <= _LABEL_CHARS else "…" + step_id[-(_LABEL_CHARS - 1) :]
+
+
+def node_states(snapshot: RunSnapshot) -> dict[str, str]:
+    """``step_id -> state`` for every step of the snapshot."""
+    return {step.step_id: step.state for step in snapshot.steps}
+
+
+def node_boxes(layout: Layout, snapshot: RunSnapshot | None = None) -> list[dict[str, object]]:
+    """One dict per laid-out node: ``id``, ``label``, ``kind``, ``x``, ``y`` (centre, px)."""
+    kinds = {step.step_id: step.kind for step in snapshot.steps} if snapshot is not None else {}
+    return [
+        {"id": step_id, "label": label(step_id), "kind": kinds.get(step_id, "function"), "x": x, "y": y}
+        for step_id, (x, y) in layout.positions.items()
+    ]
+
+
+def event_rows(snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
+    """One row per event step, in the snapshot's order.
+
+    Args:
+        snapshot: The run.
+        now: The runtime clock's time (seconds since the epoch), for ``time_left``.
+
+    Returns:
+        Dicts with ``step``, ``listener``, ``args``, ``state``, ``attempts``, ``times``
+        (state -> seconds since the run started, as text like ``"+0.512 s"``),
+        ``times_iso`` (state -> ISO time), ``deadline`` (epoch seconds or ``None``),
+        ``deadline_kind`` (``"fires"`` for a timer, ``"times out"`` for a timeout),
+        ``time_left`` (seconds, or ``None``), ``inbox_key``, ``error``.
+    """
+    start = snapshot.started_at
+    return [_event_row(step, start, now) for step in snapshot.steps if step.kind == "event"]
+
+
+def _event_row(step: StepSnapshot, start: dt.datetime | None, now: float) -> dict[str, object]:
+    deadline, kind = None, None
+    if step.deadline is not None:
+        deadline, kind = step.deadline.timestamp(), "fires"
+    elif step.timeout_at is not None:
+        deadline, kind = step.timeout_at.timestamp(), "times out"
+    live = step.state == "waiting"
+    return {
+        "step": step.step_id,
+        "listener": step.listener or "",
+        "args": step.args_text or "",
+        "state": step.state,
+        "attempts": step.attempts,
+        "times": {state: relative(when, start) for state, when in step.state_times.items()},
+        "times_iso": {state: when.isoformat() for state, when in step.state_times.items()},
+        "deadline": deadline if live else None,
+        "deadline_kind": kind if live else None,
+        "time_left": max(0.0, deadline - now) if live and deadline is not None else None,
+        "inbox_key": step.inbox_key if live else None,
+        "error": step.error or "",
+    }
+
+
+def relative(when: dt.datetime, start: dt.datetime | None) -> str:
+    """``when`` as seconds after ``start`` (``"+1.250 s"``), or a time of day without a start."""
+    if start is None:
+        return when.strftime("%H:%M:%S.%f")[:-3]
+    return f"+{(when - start).total_seconds():.3f} s"
+
+
+def time_left_text(seconds: float | None, kind: str | None) -> str:
+    """``"fires in 3.2 s"`` / ``"times out in 1.0 s"`` / ``""``."""
+    if seconds is None or kind is None:
+        return ""
+    return f"{kind} in {seconds:.1f} s"
+
+
+def summary_text(snapshot: RunSnapshot) -> str:
+    """The short, stable text form: ``<evkit run 'wid' SUCCESSFUL: 3 steps>``."""
+    count = len(snapshot.steps)
+    return f"<evkit run {snapshot.workflow_id!r} {snapshot.status.value}: {count} step{'s' * (count != 1)}>"

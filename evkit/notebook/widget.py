@@ -1,0 +1,157 @@
+"""The live view of one run: an anywidget whose browser half (assets/run_widget.js) draws
+the DAG from a layout sent once and recolours nodes from a ``states`` trait.
+
+This class only holds state and turns snapshots into traits; it starts nothing and
+subscribes to nothing (``evkit.notebook.live`` binds it to a running handle). Whoever
+binds it must write its traits from one thread only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+from collections.abc import Callable
+
+import anywidget
+import traitlets
+
+from evkit.model import RunSnapshot
+from evkit.notebook import viewmodel
+from evkit.notebook.layout import Layout, LayoutEngine, compute_layout
+
+logger = logging.getLogger("evkit.notebook")
+
+_ASSETS = pathlib.Path(__file__).parent / "assets"
+
+SendRequest = Callable[[str, str], None]
+
+
+def parse_payload(text: str) -> object:
+    """What a payload typed in the form means: JSON if it parses, else the text itself;
+    an empty form sends ``None``."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class RunWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    """The DAG of a run coloured by state, and its event table with send forms.
+
+    Build one from a snapshot with :meth:`from_snapshot`; in a notebook, displaying a
+    ``RunHandle`` makes and binds one for you (``evkit.notebook.run_widget(handle)``).
+    """
+
+    _esm = _ASSETS / "run_widget.js"
+    _css = _ASSETS / "run_widget.css"
+
+    workflow_id = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    version = traitlets.Int(0).tag(sync=True)
+    nodes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    edges = traitlets.List(traitlets.List()).tag(sync=True)
+    width = traitlets.Float(0.0).tag(sync=True)
+    height = traitlets.Float(0.0).tag(sync=True)
+    states = traitlets.Dict().tag(sync=True)
+    events = traitlets.List(traitlets.Dict()).tag(sync=True)
+    now = traitlets.Float(0.0).tag(sync=True)
+    send_status = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.dag_layout: Layout | None = None
+        self.last_snapshot: RunSnapshot | None = None
+        self._send_request: SendRequest | None = None
+        self._send_seq = 0
+        self.on_msg(self._on_frontend_msg)
+
+    def __repr__(self) -> str:
+        # Constant on purpose: a repr that shows live state races with the engine and
+        # breaks nbval comparisons.
+        return f"<evkit RunWidget {self.workflow_id!r}>"
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: RunSnapshot,
+        *,
+        now: float | None = None,
+        layout: Layout | None = None,
+        layout_engine: LayoutEngine = "auto",
+    ) -> RunWidget:
+        """A widget showing ``snapshot`` (laid out now unless ``layout`` is given).
+
+        Args:
+            snapshot: The run to show.
+            now: The clock's time for timers' time left (default: ``time.time()``).
+            layout: A precomputed layout.
+            layout_engine: How to lay the DAG out when ``layout`` is ``None``.
+        """
+        widget = cls(workflow_id=snapshot.workflow_id)
+        with widget.hold_sync():
+            widget.set_layout(layout or layout_for(snapshot, engine=layout_engine), snapshot)
+            widget.apply_snapshot(snapshot, now=time.time() if now is None else now)
+        return widget
+
+    def set_layout(self, layout: Layout, snapshot: RunSnapshot | None = None) -> None:
+        """Send a new drawing of the DAG (done once, and again when dynamic steps appear)."""
+        self.dag_layout = layout
+        with self.hold_sync():
+            self.nodes = viewmodel.node_boxes(layout, snapshot or self.last_snapshot)
+            self.edges = [list(edge) for edge in layout.edges]
+            self.width = layout.width
+            self.height = layout.height
+
+    def apply_snapshot(self, snapshot: RunSnapshot, *, now: float) -> bool:
+        """Show ``snapshot``; only traits that changed are sent.
+
+        Returns:
+            True when the snapshot has steps the current layout lacks (re-layout needed).
+        """
+        self.last_snapshot = snapshot
+        states = viewmodel.node_states(snapshot)
+        events = viewmodel.event_rows(snapshot, now=now)
+        with self.hold_sync():
+            self.status = snapshot.status.value
+            self.error = snapshot.error or ""
+            if states != self.states:
+                self.states = states
+            if events != self.events:
+                self.events = events
+            self.now = now
+            self.version = snapshot.version
+        return self.dag_layout is None or not self.dag_layout.covers(states)
+
+    def set_send_status(self, step_id: str, *, ok: bool, text: str) -> None:
+        """Show the outcome of a send next to the step's form (``ok=False``: an error)."""
+        self._send_seq += 1
+        self.send_status = {**self.send_status, step_id: {"ok": ok, "text": text, "seq": self._send_seq}}
+
+    def on_send_request(self, callback: SendRequest | None) -> None:
+        """Call ``callback(step_id, payload_text)`` when a "Send" button is pressed.
+
+        It runs on whatever thread the kernel handles widget messages on (today the main
+        thread): it must only hand the request over, never block or write traits.
+        """
+        self._send_request = callback
+
+    def _on_frontend_msg(self, _widget: object, content: object, _buffers: object) -> None:
+        if not isinstance(content, dict) or content.get("type") != "send":
+            return
+        step_id, payload = content.get("step"), content.get("payload", "")
+        if not isinstance(step_id, str) or not isinstance(payload, str):
+            return
+        if self._send_request is None:
+            logger.warning("evkit: the view of run %r is not live; nothing was sent", self.workflow_id)
+            return
+        self._send_request(step_id, payload)
+
+
+def layout_for(snapshot: RunSnapshot, *, engine: LayoutEngine = "auto") -> Layout:
+    """Lay out the steps of a snapshot."""
+    return compute_layout([(s.step_id, s.upstream) for s in snapshot.steps], engine=engine)

@@ -59,7 +59,12 @@ from evkit.errors import (
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
+from evkit.listeners.redis_streams import (
+    RedisStreamListener as RedisStreamListener,
+    StreamEntry as StreamEntry,
+)
 from evkit.model import (
     RunSnapshot as RunSnapshot,
     StepOptions as StepOptions,
@@ -67,6 +72,7 @@ from evkit.model import (
     WorkflowStatus as WorkflowStatus,
 )
 from evkit.runtime import Runtime as Runtime
+from evkit.serve import serve_events as serve_events
 
 __version__ = "0.1.0"
 
@@ -75,11 +81,14 @@ __all__ = [
     "Clock",
     "EventContext",
     "EventListener",
+    "EventServer",
     "EventTimeoutError",
     "EvkitError",
     "FakeClock",
+    "HTTPListener",
     "ManualListener",
     "NotAStoreError",
+    "RedisStreamListener",
     "RunError",
     "RunHandle",
     "RunSnapshot",
@@ -94,6 +103,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
+    "StreamEntry",
     "TimerListener",
     "WallClock",
     "WorkflowCancellationError",
@@ -123,6 +133,7 @@ __all__ = [
     "run",
     "run_async",
     "send_event",
+    "serve_events",
     "send_events",
     "shutdown",
     "sleep",

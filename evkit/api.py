@@ -51,6 +51,7 @@ def init(
     loop: LoopMode = "auto",
     clock: Clock | None = None,
     executor: object = None,
+    executors: Mapping[str, object] | None = None,
 ) -> Runtime:
     """Open the store and set how the engine runs; optional (the first call makes one).
 
@@ -65,8 +66,12 @@ def init(
             ``"thread"`` always uses the background thread, so waits, timers and widgets
             keep going while a cell computes.
         clock: The clock timers use (``evkit.FakeClock()`` in tests).
-        executor: Where step bodies run: ``"local"`` (a thread pool, the default) or a
-            ``StepExecutor`` (see ``evkit.executors.resolve_executor`` for what else).
+        executor: Where step bodies run: ``"local"`` (a thread pool, the default), a
+            ``dask.distributed.Client`` or scheduler address (``"tcp://host:8786"``),
+            ``"ray"`` or ``"ray://host:port"``, or a ``StepExecutor`` (see
+            ``evkit.executors.resolve_executor`` and docs/cluster.md).
+        executors: More executors by name, for steps that choose one with
+            ``@workflow.step(executor=name)`` (``"local"`` is always there).
 
     Returns:
         The runtime; use it as a context manager to close the store at the end.
@@ -75,6 +80,7 @@ def init(
         StoreLockedError: Another process has the file open.
         NotAStoreError: The file is not an evkit store.
         StoreVersionError: The store is from a newer evkit.
+        ClusterConnectionError: A cluster address cannot be reached (the message names it).
     """
     global _runtime
     path = os.path.abspath(os.fspath(storage or os.environ.get("EVKIT_STORAGE") or DEFAULT_STORAGE))
@@ -87,12 +93,17 @@ def init(
             and current.loop_mode == loop
             and clock is None
             and executor is None
+            and not executors
         ):
             return current
+    # Connect to clusters before closing the current runtime: a bad address leaves it open.
+    default_executor = resolve_executor(executor)
+    named = {name: resolve_executor(spec, name=name) for name, spec in (executors or {}).items()}
+    with _runtime_lock:
         _runtime = None
     if current is not None:
         current.close()
-    runtime = Runtime(path, loop=loop, clock=clock, executor=resolve_executor(executor))
+    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
     with _runtime_lock:
         _runtime = runtime
     return runtime
@@ -312,7 +323,16 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
     dag = flatten(node)
     runtime = get_runtime()
     active = runtime.call_soon(lambda engine: engine.start(workflow_id, dag, metadata=metadata))
+    _wait_registered(runtime, active)
     return RunHandle(runtime, active)
+
+
+def _wait_registered(runtime: Runtime, active: ActiveRun) -> None:
+    # From a thread that may block, return only once the run is durably in the store, so a
+    # script that exits right after run_async leaves a RESUMABLE run, not nothing. On the
+    # engine's own loop (a notebook cell) we cannot block: it is registered within ms.
+    if not runtime.on_engine_loop:
+        active.registered.wait()
 
 
 def run_async(
@@ -369,6 +389,7 @@ def resume_async(workflow_id: str) -> RunHandle:
     workflow_id = _check_id(workflow_id)
     runtime = get_runtime()
     active = runtime.call_soon(lambda engine: engine.start(workflow_id, None))
+    _wait_registered(runtime, active)
     return RunHandle(runtime, active)
 
 
@@ -470,7 +491,7 @@ def get_output(workflow_id: str) -> object:
             if stored.error_blob is not None:
                 original = codec.loads(stored.error_blob)
                 if isinstance(original, BaseException):
-                    error.__cause__ = original.__cause__ or original
+                    error.__cause__ = original
             raise error
         if status is WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(f"Run {workflow_id!r} was cancelled.", workflow_id=workflow_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from evkit.clock import Clock
 from evkit.dag import FlatDag
 from evkit.errors import (
     RunStateError,
+    WorkflowCancellationError,
     WorkflowNotFoundError,
     WorkflowNotResumableError,
     WorkflowStillActiveError,
@@ -38,6 +40,7 @@ class ActiveRun:
     execution: RunExecution | None = None
     cancel_requested: bool = False
     subscribers: list[Callable[[], None]] = field(default_factory=list)
+    registered: threading.Event = field(default_factory=threading.Event)
     dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
 
     def snapshot(self) -> RunSnapshot:
@@ -137,8 +140,23 @@ class Engine:
             task.exception()  # retrieved here; handles re-raise it to whoever waits
 
     async def _main(self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None) -> object:
-        stored = await self.queue.read(load_run, workflow_id)
         active = self._active[workflow_id]
+        try:
+            return await self._load_and_execute(active, dag, metadata)
+        except asyncio.CancelledError:
+            if active.cancel_requested and active.execution is None:
+                raise WorkflowCancellationError(
+                    f"Run {workflow_id!r} was cancelled before it started.", workflow_id=workflow_id
+                ) from None
+            raise
+        finally:
+            active.registered.set()  # never leave a starter waiting
+
+    async def _load_and_execute(
+        self, active: ActiveRun, dag: FlatDag | None, metadata: Mapping[str, object] | None
+    ) -> object:
+        workflow_id = active.workflow_id
+        stored = await self.queue.read(load_run, workflow_id)
         if stored is None:
             if dag is None:
                 raise WorkflowNotResumableError(
@@ -162,7 +180,9 @@ class Engine:
             loaded = codec.loads(stored.dag_blob)
             assert isinstance(loaded, FlatDag)
             dag = loaded
-        self.queue.append("run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None))
+        # Durable before any step runs, so a run that was started is never forgotten.
+        await self.queue.append("run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None))
+        active.registered.set()
         execution = RunExecution(
             workflow_id=workflow_id,
             dag=dag,
@@ -209,7 +229,12 @@ class Engine:
             await asyncio.wait([active.task])  # its outcome goes to the run's handle
             if active.execution is not None:
                 return
-            # Cancelled while loading: nothing ran, but the store must still say CANCELED.
+            # Cancelled while loading: nothing ran; if the run is stored, it must say CANCELED.
+            if await self.queue.read(run_exists, workflow_id):
+                await self.queue.append(
+                    "run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
+                )
+            return
         if not await self.queue.read(run_exists, workflow_id):
             raise WorkflowNotFoundError(
                 f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",

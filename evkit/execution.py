@@ -192,7 +192,11 @@ class RunExecution:
             self._finish(WorkflowStatus.FAILED)
             await self._queue.append(
                 "run_status_log",
-                (self.workflow_id, "FAILED", now(), os.getpid(), None, None, _blob_or_none(error), self._error),
+                (
+                    self.workflow_id, "FAILED", now(), os.getpid(), None, None,
+                    # pickle drops __cause__: store the step's own exception, the useful one
+                    _blob_or_none(error.__cause__ or error), self._error,
+                ),
             )
             raise error from error.__cause__
         self._finish(WorkflowStatus.SUCCESSFUL)
@@ -309,7 +313,13 @@ class RunExecution:
         if inspect.iscoroutinefunction(step.func):
             set_context(context)  # this task's own context: it ends with the step
             return await step.func(*args, **kwargs)
-        executor = self._executors[step.options.executor or self._default_executor]
+        executor = self._executors.get(step.options.executor or self._default_executor)
+        if executor is None:
+            raise LookupError(
+                f"Step {step.step_id!r} asks for executor {step.options.executor!r}, which this runtime "
+                f"does not have. Known: {', '.join(map(repr, self._executors))}. Register it with "
+                "workflow.init(executors={name: ...})."
+            )
         return await executor.run(StepCall(func=step.func, args=args, kwargs=kwargs, options=step.options, context=context))
 
     async def _run_continuation(self, step: FlatStep, sub: FlatDag) -> object:

@@ -42,14 +42,22 @@ class LoopThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        # Like asyncio.run(): cancel what is left and let it finish, so no pending task is
+        # left for the garbage collector to complain about at a random moment.
+        leftover = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     def stop(self) -> None:
-        """Stop the loop and wait for its thread."""
+        """Stop the loop, finish its leftover tasks, close it and wait for its thread."""
         if self.loop.is_closed():
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
-        self.loop.close()
 
 
 class Runtime:

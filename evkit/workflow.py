@@ -45,8 +45,11 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
 )
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
+from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
 from evkit.model import WorkflowStatus as WorkflowStatus
+from evkit.serve import serve_events as serve_events
 
 # Ray injected every status as a module attribute (workflow.RUNNING, ...).
 RUNNING = WorkflowStatus.RUNNING
@@ -65,7 +68,9 @@ __all__ = [
     "WAITING",
     "EventListener",
     "EventTimeoutError",
+    "HTTPListener",
     "ManualListener",
+    "RedisStreamListener",
     "RunHandle",
     "TimerListener",
     "WorkflowCancellationError",
@@ -93,6 +98,7 @@ __all__ = [
     "run",
     "run_async",
     "send_event",
+    "serve_events",
     "send_events",
     "shutdown",
     "sleep",

@@ -60,13 +60,14 @@ class Inbox:
         given = event_id is not None
         event_id = event_id or uuid.uuid4().hex
         marker = (workflow_id, key, event_id)
-        # Only an id the caller chose can repeat; a fresh uuid needs no store read.
-        if marker in self._sending or (
-            given and await self._queue.read(inbox_contains, workflow_id, key, event_id)
-        ):
+        if marker in self._sending:
             return SendResult(event_id, duplicate=True)
+        # Marked before the store read: a concurrent repeat must not pass the check too.
         self._sending.add(marker)
         try:
+            # Only an id the caller chose can repeat; a fresh uuid needs no store read.
+            if given and await self._queue.read(inbox_contains, workflow_id, key, event_id):
+                return SendResult(event_id, duplicate=True)
             row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
             await self._queue.append("inbox", row)
         finally:

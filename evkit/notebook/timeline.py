@@ -51,16 +51,16 @@ def timeline_bars(workflow_id: str) -> tuple[list[Bar], dict[str, object]]:
     Raises:
         WorkflowNotFoundError: The store has no such run.
     """
-    run = api.sql(
+    runs = api.sql(
         "SELECT status, created_at, updated_at, ended_at FROM workflows WHERE workflow_id = ?", [workflow_id]
-    ).fetchone()
-    if run is None:
+    ).fetchall()
+    if not runs:
         raise WorkflowNotFoundError(
             f"Run {workflow_id!r} is not in the store; nothing to plot. "
             "workflow.list_all() lists the runs it has.",
             workflow_id=workflow_id,
         )
-    status, created, updated, ended = run
+    status, created, updated, ended = runs[0]
     origin: dt.datetime = created
     until: dt.datetime = ended or updated or created
 

@@ -1,5 +1,5 @@
-"""Short tracebacks in IPython for evkit's own errors: the user's frames and the message,
-not the 40 lines of runtime, asyncio and engine frames between them.
+"""Short tracebacks in IPython for evkit's own errors: the user's frames down to the call
+into evkit, and the message; not the 40 lines of runtime, asyncio and engine frames.
 
 Installed by ``%load_ext evkit``. ``%tb`` still prints the full traceback, and causes
 (``raise ... from``: a step's own error) are shown in full.
@@ -21,16 +21,16 @@ _EVKIT_DIR = os.path.dirname(os.path.abspath(evkit.__file__)) + os.sep
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback cut at the first frame inside the evkit package (the call into
-    evkit stays; what evkit did inside is dropped). Unchanged if no frame is evkit's."""
+    """The traceback cut before the first frame inside the evkit package, so it ends at
+    the user's call into evkit. Unchanged if no frame, or only frames, are evkit's."""
     kept: list[types.TracebackType] = []
     entry = tb
     while entry is not None:
-        kept.append(entry)
         if os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_EVKIT_DIR):
             break
+        kept.append(entry)
         entry = entry.tb_next
-    else:
+    if entry is None or not kept:
         return tb
     short: types.TracebackType | None = None
     for item in reversed(kept):

@@ -1,0 +1,520 @@
+"""The HTTP inbox: a server on the engine's loop, and the listener that waits on it.
+
+The aiohttp server stores POSTed events in the durable inbox; :class:`HTTPListener`
+waits for them. It owns request validation, tokens and the JSON replies; storing, deduplicating and
+waking waits is the inbox's job (``evkit.listeners.manual``). It must not reply with
+success before the event is durable, and it never parses HTTP itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable, Container, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Protocol, TypeVar, final
+from urllib.parse import quote
+
+from evkit.context import get_event_context
+from evkit.errors import RunStateError
+from evkit.listeners.manual import Inbox, ManualListener
+from evkit.store.reads import run_exists
+
+if TYPE_CHECKING:
+    import duckdb
+    from aiohttp import web
+
+T = TypeVar("T")
+logger = logging.getLogger("evkit.http")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+"""The default limit of an event's body: 1 MiB."""
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+SERVICE_NAME = "http"
+ROUTE = "/events/{workflow_id}/{key}"
+_SHUTDOWN_TIMEOUT_SECONDS = 5.0
+
+
+class StoreRead(Protocol):
+    """``WriteQueue.read``: flush, then run ``fn(connection, *args)`` on the writer thread."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: object) -> Awaitable[T]:
+        """Run ``fn`` on the store's connection and return its result."""
+        ...
+
+
+class HTTPListener(ManualListener):
+    """Waits for an event POSTed to ``/events/{workflow_id}/{key}`` of the event server.
+
+    ``workflow.wait_for_event(workflow.HTTPListener, key="approval")``: the step's value
+    is the request's JSON body. The server runs on the engine's loop; the first HTTP wait
+    starts it on a free loopback port if ``workflow.serve_events()`` did not (its URL is
+    ``workflow.serve_events().url``). An event POSTed before the wait starts is kept and
+    delivered when it does; a retry with the same ``Idempotency-Key`` is delivered once.
+    It shares the inbox with ``send_event``: a ``ManualListener`` wait on the same key
+    takes HTTP events too, and this one takes events sent with ``send_event``.
+    """
+
+    async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
+        """Start the event server if needed, then return the oldest unclaimed event's body.
+
+        Raises:
+            ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
+            OSError: The server could not listen.
+        """
+        await event_server(get_event_context().services)
+        return await super().poll_for_event(key)
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` names only this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve anywhere
+
+
+def check_server_options(host: object, port: object, token: object, max_body_bytes: object) -> None:
+    """Validate ``serve_events`` options before anything starts.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An option is out of range, or a non-loopback ``host`` has no ``token``.
+    """
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"`host` must be a non-empty str such as '127.0.0.1', got {host!r}.")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"`port` must be an int from 0 to 65535 (0 picks a free port), got {port!r}.")
+    if token is not None and (not isinstance(token, str) or not token.strip() or token != token.strip()):
+        raise ValueError("`token` must be a non-empty str without surrounding spaces, or None.")
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes <= 0:
+        raise ValueError(f"`max_body_bytes` must be a positive int, got {max_body_bytes!r}.")
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"Binding the event server to {host!r} exposes it beyond this machine, so it needs a "
+            "`token=`: every request must then send `Authorization: Bearer <token>`. Pass a long "
+            "random token (e.g. secrets.token_urlsafe(32)), or bind to '127.0.0.1'."
+        )
+
+
+@final
+class EventServer:
+    """The HTTP inbox of one engine: ``POST /events/{workflow_id}/{key}`` with a JSON body.
+
+    Made by ``workflow.serve_events()`` (or by the first HTTP wait). A reply of success
+    (202) is sent only once the event is durably in the store. A context manager: exiting
+    stops the server (queued events stay stored; runs go on waiting); it does not close
+    the store or cancel runs. Closing the runtime stops it too.
+
+    Attributes:
+        host: The address it listens on.
+        port: The port it listens on (the one picked when asked for port 0).
+        max_body_bytes: Bodies larger than this get 413.
+        explicit: True if ``serve_events`` asked for it (False: a wait started it).
+    """
+
+    def __init__(
+        self,
+        services: Mapping[str, object],
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        token: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        explicit: bool = False,
+    ) -> None:
+        check_server_options(host, port, token, max_body_bytes)
+        self._services = services
+        self._inbox = _service(services, "inbox", Inbox)
+        self._read: StoreRead = _service(services, "store_read", Callable)  # type: ignore[arg-type]
+        self._active_runs: Container[str] = _service(services, "active_runs", Container)  # type: ignore[type-abstract]
+        self.host = host
+        self.port = port
+        self._requested_port = port
+        self._token = token
+        self.max_body_bytes = max_body_bytes
+        self.explicit = explicit
+        self._loop = asyncio.get_running_loop()
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<evkit.EventServer {self.url} {state}>"
+
+    # ------------------------------------------------------------------ public handle
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8765``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def event_url(self, workflow_id: str, key: str) -> str:
+        """The URL to POST an event for ``key`` of run ``workflow_id`` to."""
+        return f"{self.url}/events/{quote(workflow_id, safe='')}/{quote(key, safe='')}"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`aclose` was called."""
+        return self._closed
+
+    @property
+    def requires_token(self) -> bool:
+        """True if every request must carry ``Authorization: Bearer <token>``."""
+        return self._token is not None
+
+    def matches(self, *, host: str, port: int, token: str | None, max_body_bytes: int) -> bool:
+        """True if this server is what ``serve_events`` with these options asks for."""
+        return (
+            host == self.host
+            and port in (0, self.port)
+            and token == self._token
+            and max_body_bytes == self.max_body_bytes
+        )
+
+    def __enter__(self) -> EventServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Stop the server, from any thread.
+
+        On its own loop's thread (a notebook cell) it stops listening at once and finishes
+        the requests in flight in the background.
+        """
+        if self._loop.is_closed():  # its loop ended: nothing listens any more
+            self._closed = True
+            return
+        if _running_loop() is self._loop:
+            self.close_nowait()
+        elif self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result()
+        else:
+            self._loop.run_until_complete(self.aclose())
+
+    def close_nowait(self) -> None:
+        """Stop listening now; requests in flight finish in a task of the server's loop.
+
+        Must be called on the server's loop thread.
+        """
+        self._closed = True
+        if self._stopping is None:
+            self._unregister()
+            if self._listener is not None:
+                self._listener.close()
+            self._stopping = self._loop.create_task(self._shutdown(), name="evkit-http-shutdown")
+
+    async def aclose(self) -> None:
+        """Stop listening and wait (at most 5 s) for requests in flight to finish."""
+        if _running_loop() is not self._loop:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.aclose(), self._loop))
+            return
+        self.close_nowait()
+        assert self._stopping is not None
+        await asyncio.shield(self._stopping)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def wait_started(self) -> None:
+        """Start listening (once; concurrent callers share the start).
+
+        Raises:
+            ImportError: aiohttp is not installed.
+            OSError: The address cannot be bound (the message says which).
+            RunStateError: The server was closed.
+        """
+        if self._closed:
+            raise RunStateError(
+                f"The event server at {self.url} is closed; call workflow.serve_events() again."
+            )
+        if self._starting is None:
+            self._starting = self._loop.create_task(self._start(), name="evkit-http-start")
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        try:
+            from aiohttp import web
+        except ImportError as exc:  # pragma: no cover - aiohttp is in the test environment
+            raise ImportError("The HTTP event inbox needs aiohttp: pip install 'evkit[http]'.") from exc
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._make_middleware()])
+        app.router.add_post(ROUTE, self._post_event)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
+        await runner.setup()
+        assert runner.server is not None  # set by setup()
+        try:
+            listener = await self._loop.create_server(runner.server, self.host, self._requested_port)
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                exc.errno,
+                f"The evkit event server cannot listen on {self.host}:{self._requested_port}: "
+                f"{exc.strerror or exc}. Pick another `port` (0 picks a free one).",
+            ) from exc
+        self._runner, self._listener = runner, listener
+        self.port = int(listener.sockets[0].getsockname()[1])
+        logger.info("evkit event inbox listening on %s (POST %s)", self.url, ROUTE)
+
+    async def _shutdown(self) -> None:
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _unregister(self) -> None:
+        if self._services.get(SERVICE_NAME) is self and isinstance(self._services, MutableMapping):
+            del self._services[SERVICE_NAME]
+
+    # ------------------------------------------------------------------ requests
+
+    def _make_middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        from aiohttp import web as aioweb
+
+        @aioweb.middleware
+        async def checks(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            denied = self._check_token(request)
+            if denied is not None:
+                return denied
+            try:
+                return await handler(request)
+            except aioweb.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                return _translate(request, exc, self.max_body_bytes)
+
+        return checks
+
+    def _check_token(self, request: web.Request) -> web.StreamResponse | None:
+        if self._token is None:
+            return None
+        header = request.headers.get("Authorization")
+        if header is None:
+            return _error(
+                401,
+                "missing_token",
+                "This event server needs a token: send the header `Authorization: Bearer <token>`.",
+                headers={"WWW-Authenticate": 'Bearer realm="evkit"'},
+            )
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return _error(
+                401,
+                "missing_token",
+                f"The Authorization header must be `Bearer <token>`, got a {scheme!r} header.",
+                headers={"WWW-Authenticate": 'Bearer realm="evkit"'},
+            )
+        if not hmac.compare_digest(value.strip().encode(), self._token.encode()):
+            return _error(403, "wrong_token", "The bearer token is wrong for this event server.")
+        return None
+
+    async def _post_event(self, request: web.Request) -> web.StreamResponse:
+        workflow_id = request.match_info["workflow_id"]
+        key = request.match_info["key"]
+        event_id = request.headers.get("Idempotency-Key")
+        if event_id is not None and not _valid_idempotency_key(event_id):
+            return _error(
+                400,
+                "invalid_idempotency_key",
+                f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
+                f"characters without spaces, got {event_id[:60]!r}. Nothing was stored.",
+            )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return _too_large(request.content_length, self.max_body_bytes)
+        body = await request.read()  # over the limit (chunked): raises 413, see _translate
+        payload, problem = _parse_json(body)
+        if problem is not None:
+            return _error(400, "malformed_json", problem)
+        known, used_for = await self._read(_check_post, workflow_id, event_id)
+        if not known and workflow_id not in self._active_runs:
+            return _error(
+                404,
+                "unknown_workflow",
+                f"Run {workflow_id!r} is not in this store. Start it first "
+                "(workflow.run_async(..., workflow_id=...)); nothing was stored.",
+            )
+        if used_for is not None and used_for != key:
+            return _error(
+                409,
+                "idempotency_key_conflict",
+                f"Idempotency-Key {event_id!r} was already used for key {used_for!r} of run "
+                f"{workflow_id!r}; use a key unique within the run. Nothing was stored.",
+            )
+        # Shielded: a disconnecting client or a server shutdown must not cancel a write the
+        # inbox shares with other events (the store decides, then we reply).
+        result = await asyncio.shield(
+            self._inbox.send(workflow_id, key, payload, event_id=event_id, source="http")
+        )
+        from aiohttp import web as aioweb
+
+        return aioweb.json_response(
+            {
+                "workflow_id": workflow_id,
+                "key": key,
+                "event_id": result.event_id,
+                "duplicate": result.duplicate,
+            },
+            status=202,
+        )
+
+
+async def event_server(
+    services: Mapping[str, object],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    explicit: bool = False,
+) -> EventServer:
+    """The engine's event server, started if needed (runs on the engine's loop).
+
+    A wait (``explicit=False``) takes whatever server runs. ``serve_events``
+    (``explicit=True``) gets the running one if it matches its options (port 0 matches
+    any port), replaces one a wait started, and refuses to replace another explicit one.
+
+    Raises:
+        RunStateError: Another explicitly started server runs with other options.
+        OSError: The address cannot be bound.
+    """
+    existing = services.get(SERVICE_NAME)
+    if isinstance(existing, EventServer) and not existing.closed:
+        wanted = {"host": host, "port": port, "token": token, "max_body_bytes": max_body_bytes}
+        if not explicit or existing.matches(**wanted):  # type: ignore[arg-type]
+            existing.explicit = existing.explicit or explicit
+            await existing.wait_started()
+            return existing
+        if existing.explicit:
+            raise RunStateError(
+                f"An event server already runs at {existing.url} with other options. Close it "
+                "first (workflow.serve_events().close()), or call serve_events() with no "
+                "arguments to get it."
+            )
+        await existing.aclose()
+    server = EventServer(
+        services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=explicit
+    )
+    if not isinstance(services, MutableMapping):
+        raise RunStateError("The engine's services cannot take the HTTP server; this should never happen.")
+    services[SERVICE_NAME] = server
+    try:
+        await server.wait_started()
+    except BaseException:
+        server.close_nowait()
+        raise
+    return server
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _service(services: Mapping[str, object], name: str, kind: type[T]) -> T:
+    value = services.get(name)
+    if not isinstance(value, kind):
+        raise RunStateError(
+            f"The engine offers no {name!r} service to listeners (found {type(value).__qualname__}); "
+            "this should never happen, please report it."
+        )
+    return value
+
+
+def _check_post(
+    con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str | None
+) -> tuple[bool, str | None]:
+    """Whether the run exists, and which key (if any) already used this event id in it."""
+    used_for = None
+    if event_id is not None:
+        row = con.execute(
+            "SELECT key FROM inbox WHERE workflow_id = ? AND event_id = ? LIMIT 1", [workflow_id, event_id]
+        ).fetchone()
+        used_for = row[0] if row else None
+    return run_exists(con, workflow_id), used_for
+
+
+def _valid_idempotency_key(value: str) -> bool:
+    return 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS and all(33 <= ord(c) <= 126 for c in value)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(body: bytes) -> tuple[object, str | None]:
+    if not body.strip():
+        return (
+            None,
+            "The body is empty: send a JSON document (for no payload, send `null`). Nothing was stored.",
+        )
+    try:
+        return json.loads(body, parse_constant=_reject_constant), None
+    except json.JSONDecodeError as exc:
+        return None, (
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
+            "Send a JSON document; nothing was stored."
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, f"The body is not valid JSON: {exc}. Send a UTF-8 JSON document; nothing was stored."
+
+
+def _error(status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
+    from aiohttp import web as aioweb
+
+    return aioweb.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def _too_large(size: int | None, limit: int) -> web.Response:
+    got = f"is {size} bytes" if size is not None else "is larger"
+    return _error(
+        413,
+        "body_too_large",
+        f"The body {got}; this event server accepts at most {limit} bytes (its `max_body_bytes`). "
+        "Nothing was stored.",
+    )
+
+
+def _translate(request: web.Request, exc: web.HTTPException, limit: int) -> web.Response:
+    """Turn aiohttp's own 4xx (no route, wrong method, too large) as JSON errors."""
+    if exc.status == 404:
+        return _error(
+            404,
+            "not_found",
+            f"No route for {request.method} {request.path}. "
+            "Send events with POST /events/<workflow_id>/<key>.",
+        )
+    if exc.status == 405:
+        allow = exc.headers.get("Allow", "POST")
+        return _error(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}; send events with {allow}.",
+            headers={"Allow": allow},
+        )
+    if exc.status == 413:
+        return _too_large(request.content_length, limit)
+    return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,86 @@
+"""``serve_events``: start the HTTP event inbox on the engine's loop, from any thread.
+
+It only validates options and carries the call to the engine's loop; the server itself
+(routes, tokens, replies) is ``evkit.listeners.http``.
+"""
+
+from __future__ import annotations
+
+from evkit.api import get_runtime
+from evkit.engine import Engine
+from evkit.listeners.http import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY_BYTES,
+    EventServer,
+    check_server_options,
+    event_server,
+)
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "EventServer", "serve_events", "serve_events_async"]
+
+
+def serve_events(
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> EventServer:
+    """Serve the HTTP event inbox: ``POST /events/{workflow_id}/{key}`` with a JSON body.
+
+    The server runs on the engine's loop (the kernel's, in a notebook), so it holds no
+    thread. Each accepted event is stored durably before the 202 reply, and an
+    ``HTTPListener`` wait on ``key`` in that run receives it, even if it starts waiting
+    later. Called again with the same options (or none), it returns the running server;
+    the first ``HTTPListener`` wait starts one on a free loopback port if you did not.
+
+    Args:
+        host: The address to listen on. Anything but loopback (``127.0.0.1``, ``::1``,
+            ``localhost``) requires ``token``.
+        port: The port; 0 picks a free one (read it from ``.port`` or ``.url``).
+        token: If set, every request must send ``Authorization: Bearer <token>``
+            (401 without it, 403 with a wrong one).
+        max_body_bytes: Larger bodies get 413 and nothing is stored (default 1 MiB).
+
+    Returns:
+        The server handle: ``.url``, ``.port``, ``.event_url(workflow_id, key)``,
+        ``.close()``; closing the runtime closes it too.
+
+    Raises:
+        ValueError: A bad option, or a non-loopback ``host`` without ``token``.
+        RunStateError: Another server started with ``serve_events`` runs with other options.
+        OSError: The address cannot be bound.
+        ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
+    """
+    check_server_options(host, port, token, max_body_bytes)
+
+    async def start(engine: Engine) -> EventServer:
+        return await event_server(
+            engine.services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=True
+        )
+
+    return get_runtime().call(start)
+
+
+async def serve_events_async(
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> EventServer:
+    """Like :func:`serve_events`, awaitable from any loop.
+
+    Raises:
+        ValueError: A bad option, or a non-loopback ``host`` without ``token``.
+        RunStateError: Another server started with ``serve_events`` runs with other options.
+        OSError: The address cannot be bound.
+    """
+    check_server_options(host, port, token, max_body_bytes)
+
+    async def start(engine: Engine) -> EventServer:
+        return await event_server(
+            engine.services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=True
+        )
+
+    return await get_runtime().acall(start)

@@ -1,0 +1,109 @@
+"""The store file: creation, refusal of foreign or newer files, the process lock, group
+commit, and that all DuckDB work happens on the store's own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+
+import duckdb
+import pytest
+
+import evkit
+from evkit import workflow
+from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now, writer
+
+
+def test_a_new_store_has_the_schema_version_and_the_user_views(store_path: str) -> None:
+    with StoreWriter(store_path) as w:
+        meta = dict(w.call(lambda con: con.execute("SELECT key, value FROM evkit_meta").fetchall()))
+        views = {r[0] for r in w.call(lambda con: con.execute("SELECT view_name FROM duckdb_views()").fetchall())}
+    assert meta == {"format": "evkit-store", "schema_version": str(SCHEMA_VERSION)}
+    assert set(USER_VIEWS) <= views
+
+
+def test_a_file_that_is_not_duckdb_is_refused_and_left_untouched(store_path: str) -> None:
+    content = b"name,value\nnot,a database\n" * 100
+    with open(store_path, "wb") as f:
+        f.write(content)
+    with pytest.raises(evkit.NotAStoreError, match=r"is not a DuckDB file evkit can open .* left untouched"):
+        StoreWriter(store_path)
+    with open(store_path, "rb") as f:
+        assert f.read() == content
+
+
+def test_another_duckdb_database_is_refused_and_left_untouched(store_path: str) -> None:
+    con = duckdb.connect(store_path)
+    con.execute("CREATE TABLE sales (amount INTEGER)")
+    con.close()
+    with pytest.raises(evkit.NotAStoreError, match=r"is a DuckDB file but not an evkit store \(it has tables sales\)"):
+        StoreWriter(store_path)
+    con = duckdb.connect(store_path)
+    assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("sales",)]
+    con.close()
+
+
+def test_a_store_from_a_newer_evkit_is_refused(store_path: str) -> None:
+    StoreWriter(store_path).close()
+    con = duckdb.connect(store_path)
+    con.execute("UPDATE evkit_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 1"):
+        StoreWriter(store_path)
+
+
+@pytest.mark.slow
+def test_a_second_process_gets_a_clear_error_naming_the_file(store_path: str) -> None:
+    with StoreWriter(store_path):
+        child = subprocess.run(
+            [sys.executable, "-c", "import sys, evkit; evkit.init(storage=sys.argv[1])", store_path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert child.returncode == 1
+    last_line = child.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"evkit.errors.StoreLockedError: Store '{store_path}' is open in process ")
+    assert "Query it from that process with evkit.sql(...)" in last_line
+
+
+async def test_rows_queued_together_are_written_in_one_transaction(store_path: str) -> None:
+    w = await asyncio.to_thread(StoreWriter, store_path)  # opening a file is blocking I/O
+    queue = WriteQueue(w, asyncio.get_running_loop())
+    futures = [queue.append("inbox", ("wf", "k", f"e{i}", now(), b"x", str(i), "test")) for i in range(500)]
+    await asyncio.gather(*futures)
+    assert queue.batches_written == 1
+    await queue.aclose()
+    count = await asyncio.to_thread(w.call, lambda con: con.execute("SELECT count(*) FROM inbox").fetchall())
+    assert count == [(500,)]
+    await asyncio.to_thread(w.close)
+
+
+async def test_a_failed_batch_fails_its_waiters_and_refuses_further_writes(store_path: str) -> None:
+    w = await asyncio.to_thread(StoreWriter, store_path)
+    queue = WriteQueue(w, asyncio.get_running_loop())
+    with pytest.raises(evkit.StoreError, match="failed"):
+        await queue.execute("INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(evkit.StoreError, match="failed earlier and accepts no more writes"):
+        queue.append("inbox", ("wf", "k", "e", now(), b"x", "x", "test"))
+    await asyncio.to_thread(w.close)
+
+
+def test_every_store_write_of_a_run_happens_on_the_store_thread(
+    runtime: evkit.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[str] = set()
+    real_apply = writer.apply_batch
+
+    def recording_apply(con: duckdb.DuckDBPyConnection, ops: list[writer.Op]) -> None:
+        threads.add(threading.current_thread().name)
+        real_apply(con, ops)
+
+    monkeypatch.setattr(writer, "apply_batch", recording_apply)
+    node = workflow.wait_for_event(workflow.ManualListener, key="k")
+    handle = workflow.run_async(node, workflow_id="w")
+    workflow.send_event("w", "k", "v")
+    assert handle.result(timeout=10) == "v"
+    assert threads and all(name.startswith("evkit-store") for name in threads)

@@ -1,0 +1,63 @@
+"""The exception tree and the pure data records."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import evkit
+from evkit import errors
+from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
+
+
+def test_ray_compatible_names_sit_in_the_tree() -> None:
+    assert issubclass(errors.WorkflowExecutionError, errors.WorkflowError)
+    assert issubclass(errors.StepFailedError, errors.WorkflowExecutionError)
+    assert issubclass(errors.WorkflowDefinitionError, TypeError)
+    assert issubclass(errors.RunStateError, RuntimeError)
+    assert issubclass(errors.WorkflowNotFoundError, KeyError)
+    assert issubclass(errors.StoreLockedError, errors.StoreError)
+    assert issubclass(errors.EventTimeoutError, errors.RunError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.StepFailedError("step s failed", workflow_id="w", step="s"),
+        errors.EventTimeoutError("late", workflow_id="w", step="s", timeout_seconds=3.0),
+        errors.StoreLockedError("locked", path="/x.duckdb"),
+        errors.WorkflowNotFoundError("Run 'w' is not in store", workflow_id="w"),
+        errors.RunStateError("busy", workflow_id="w"),
+    ],
+)
+def test_errors_keep_their_fields_through_pickle(error: Exception) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
+    assert copy.__dict__ == error.__dict__
+
+
+def test_not_found_message_is_not_quoted_like_a_key_error() -> None:
+    assert str(errors.WorkflowNotFoundError("Run 'w' is not in store")) == "Run 'w' is not in store"
+
+
+def test_statuses_know_which_are_final() -> None:
+    assert WorkflowStatus.SUCCESSFUL.is_final and not WorkflowStatus.WAITING.is_final
+    assert str(WorkflowStatus.RESUMABLE) == "RESUMABLE"
+    assert evkit.workflow.RUNNING is WorkflowStatus.RUNNING
+
+
+def test_snapshot_lookup_and_summary() -> None:
+    snapshot = RunSnapshot(
+        workflow_id="w",
+        status=WorkflowStatus.WAITING,
+        steps=(
+            StepSnapshot(step_id="e", name="e", kind="event", state="waiting"),
+            StepSnapshot(step_id="s", name="s", kind="function", state="pending", upstream=("e",)),
+        ),
+        waiting_on=("e",),
+    )
+    assert snapshot.step("s").upstream == ("e",)
+    with pytest.raises(KeyError, match=r"Run 'w' has no step 'x'. Known steps: 'e', 's'."):
+        snapshot.step("x")
+    assert snapshot.summary() == "status: WAITING\n  e [event]: waiting\n  s [function]: pending"

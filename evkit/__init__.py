@@ -38,7 +38,12 @@ from evkit.context import (
     get_current_workflow_id as get_current_workflow_id,
     get_event_context as get_event_context,
 )
-from evkit.dag import StepFunction as StepFunction, StepNode as StepNode, step as step, wait_for_event as wait_for_event
+from evkit.dag import (
+    StepFunction as StepFunction,
+    StepNode as StepNode,
+    step as step,
+    wait_for_event as wait_for_event,
+)
 from evkit.errors import (
     CheckpointConflictError as CheckpointConflictError,
     EventTimeoutError as EventTimeoutError,

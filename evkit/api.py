@@ -1,8 +1,8 @@
-"""The functions users call: ``init``, ``run``, ``resume``, ``get_status``, ``sql``... and
-the :class:`RunHandle` that ``run_async`` returns.
+"""The functions users call (``init``, ``run``, ``get_status``, ``sql``...) and ``RunHandle``.
 
-They work from any thread and any loop; the runtime (``evkit.runtime``) carries each call
-to the engine's loop. Ray Workflows' names and behaviour are kept where they apply.
+``run_async`` returns a :class:`RunHandle`. The functions work from any thread and any
+loop; the runtime (``evkit.runtime``) carries each call to the engine's loop. Ray
+Workflows' names and behaviour are kept where they apply.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, final
 
 from evkit import codec
 from evkit.context import current_clock
-from evkit.executors import resolve_executor
 from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_event
 from evkit.errors import (
     RunStateError,
@@ -27,6 +26,7 @@ from evkit.errors import (
     WorkflowExecutionError,
     WorkflowNotFoundError,
 )
+from evkit.executors import resolve_executor
 from evkit.listeners.base import TimerListener
 from evkit.model import RunSnapshot, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime
@@ -211,7 +211,9 @@ class RunHandle:
         exc = self._future.exception()
         if exc is None:
             return WorkflowStatus.SUCCESSFUL
-        return WorkflowStatus.CANCELED if isinstance(exc, WorkflowCancellationError) else WorkflowStatus.FAILED
+        return (
+            WorkflowStatus.CANCELED if isinstance(exc, WorkflowCancellationError) else WorkflowStatus.FAILED
+        )
 
     def cancel(self) -> None:
         """Cancel the run: waits are cancelled, cleanup hooks awaited, CANCELED recorded."""
@@ -226,8 +228,10 @@ class RunHandle:
         return self._runtime.call_soon(lambda _: self._active.snapshot())
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` on the engine's loop after the run changes; returns an
-        unsubscribe function. Keep the callback short: it runs on the engine's loop."""
+        """Call ``callback`` on the engine's loop after the run changes; returns an unsubscribe.
+
+        Keep the callback short: it runs on the engine's loop.
+        """
 
         def attach(_: Engine) -> Callable[[], None]:
             execution = self._active.execution
@@ -238,9 +242,7 @@ class RunHandle:
 
         return self._runtime.call_soon(attach)
 
-    def _repr_mimebundle_(
-        self, include: object = None, exclude: object = None
-    ) -> dict[str, object]:
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
         notebook = _notebook_module("display")
         if notebook is None:
@@ -349,7 +351,9 @@ def run_async(
     return _start(node, workflow_id, metadata)
 
 
-def run(node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+def run(
+    node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+) -> object:
     """Run a workflow to the end and return its output (blocks; works in a notebook cell).
 
     Raises:
@@ -363,7 +367,9 @@ def run(node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str
 class _Runner:
     """Lets ``node.run()`` / ``node.run_async()`` call this module (registered below)."""
 
-    def run(self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None) -> object:
+    def run(
+        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+    ) -> object:
         return run(node, workflow_id=workflow_id, metadata=metadata)
 
     def run_async(
@@ -538,8 +544,7 @@ def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, obje
         flat = {s.step_id: s for s in dag.steps}  # type: ignore[attr-defined]
         if stats is None and step_id not in flat:
             raise WorkflowNotFoundError(
-                f"Run {workflow_id!r} has no step {step_id!r}. Its steps: "
-                f"{', '.join(map(repr, flat))}.",
+                f"Run {workflow_id!r} has no step {step_id!r}. Its steps: {', '.join(map(repr, flat))}.",
                 workflow_id=workflow_id,
             )
         options = flat[step_id].options if step_id in flat else None
@@ -624,9 +629,7 @@ def sleep(seconds: float) -> EventNode:
     return node.with_options(name="sleep")  # type: ignore[return-value]
 
 
-def send_event(
-    workflow_id: str, key: str, payload: object = None, *, event_id: str | None = None
-) -> str:
+def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: str | None = None) -> str:
     """Send an event to a run's ``ManualListener`` wait on ``key``; returns its event id.
 
     The event is stored durably before this returns. Sent before the step waits, it is
@@ -712,4 +715,3 @@ def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = Non
         _cursors.by_runtime = {id(runtime): cursor}
     with store_errors(runtime.storage, "running SQL"):
         return cursor.sql(query, params=params)  # type: ignore[arg-type]
-

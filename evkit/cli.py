@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", parents=[common], help="list every run and its status")
     status = sub.add_parser("status", parents=[common], help="print one run's status")
     status.add_argument("workflow_id")
-    sql = sub.add_parser("sql", parents=[common], help="run SQL on the store (views: workflows, steps, events)")
+    sql = sub.add_parser(
+        "sql", parents=[common], help="run SQL on the store (views: workflows, steps, events)"
+    )
     sql.add_argument("query")
     resume = sub.add_parser("resume", parents=[common], help="resume a run and print its output")
     resume.add_argument("workflow_id")

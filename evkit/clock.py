@@ -36,7 +36,8 @@ class WallClock:
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep on the running loop until ``deadline``; no thread is held."""
-        while (left := deadline - time.time()) > 0:
+        # asyncio.sleep may wake a little early (loop clock vs wall clock): sleep again.
+        while (left := deadline - time.time()) > 0:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(left)
 
 
@@ -75,8 +76,9 @@ class FakeClock:
         return sum(1 for *_, f in self._sleepers if not f.done())
 
     def wait_for_sleepers(self, count: int, *, timeout_seconds: float = 10.0) -> None:
-        """Block the calling thread until ``count`` waits are pending (for tests that drive
-        a run on another thread or loop).
+        """Block the calling thread until ``count`` waits are pending.
+
+        For tests that drive a run on another thread or loop.
 
         Raises:
             TimeoutError: Fewer waits were pending after ``timeout_seconds``.

@@ -7,11 +7,13 @@ for people and SQL. This module does no I/O.
 from __future__ import annotations
 
 import json
+import pickle
 import reprlib
 
 import cloudpickle
 
 _MAX_TEXT = 10_000
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
 _repr = reprlib.Repr()
 _repr.maxstring = 2_000
 _repr.maxother = 2_000
@@ -24,6 +26,10 @@ def dumps(value: object) -> bytes:
     Raises:
         TypeError: The value cannot be pickled; the message names its type.
     """
+    if type(value) in _PLAIN:
+        # cloudpickle builds a new Pickler per call (~2 us); a plain value pickles to the
+        # same bytes with the standard pickler at cloudpickle's protocol, ~10x faster.
+        return pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
     try:
         return cloudpickle.dumps(value)
     except Exception as exc:  # pickling can raise almost anything

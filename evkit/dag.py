@@ -44,7 +44,9 @@ NO_DEFAULT = _NoDefault()
 class Runner(Protocol):
     """What ``node.run()`` calls; the API layer registers it (see :func:`set_runner`)."""
 
-    def run(self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None) -> object:
+    def run(
+        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+    ) -> object:
         """Run to the end and return the output."""
         ...
 
@@ -152,7 +154,9 @@ class StepNode:
         """
         return _get_runner().run(self, workflow_id=workflow_id, metadata=metadata)
 
-    def run_async(self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+    def run_async(
+        self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+    ) -> object:
         """Start the workflow and return a handle at once (await it, poll it, cancel it)."""
         return _get_runner().run_async(self, workflow_id=workflow_id, metadata=metadata)
 
@@ -220,8 +224,9 @@ class StepFunction(Generic[P, R]):
         return self.func(*args, **kwargs)
 
     def step(self, *args: P.args, **kwargs: P.kwargs) -> StepNode:
-        """Make a node that calls this function with these arguments (nodes among them
-        are replaced by their results when the workflow runs).
+        """Make a node that calls this function with these arguments.
+
+        Nodes among the arguments are replaced by their results when the workflow runs.
 
         Raises:
             WorkflowDefinitionError: The arguments do not fit the function's signature.
@@ -253,9 +258,7 @@ class StepFunction(Generic[P, R]):
 @overload
 def step(func: Callable[P, R], /) -> StepFunction[P, R]: ...
 @overload
-def step(
-    func: None = None, /, **options: object
-) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+def step(func: None = None, /, **options: object) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
 def step(
     func: Callable[P, R] | None = None, /, **options: object
 ) -> StepFunction[P, R] | Callable[[Callable[P, R]], StepFunction[P, R]]:
@@ -295,8 +298,9 @@ def wait_for_event(
     default: object = NO_DEFAULT,
     **kwargs: object,
 ) -> EventNode:
-    """Make an event step: it finishes when ``listener().poll_for_event(*args, **kwargs)``
-    returns, after the event is checkpointed and committed.
+    """Make an event step: it finishes when its listener's event is checkpointed and committed.
+
+    The event is what ``listener().poll_for_event(*args, **kwargs)`` returns.
 
     Args:
         listener: An ``EventListener`` subclass (the class, not an instance).
@@ -373,8 +377,17 @@ class FlatStep:
         return (
             _flat_step,
             (
-                self.step_id, self.name, self.kind, self.func, self.listener, self.args, self.kwargs,
-                self.options, self.upstream, self.timeout_seconds, self.default,
+                self.step_id,
+                self.name,
+                self.kind,
+                self.func,
+                self.listener,
+                self.args,
+                self.kwargs,
+                self.options,
+                self.upstream,
+                self.timeout_seconds,
+                self.default,
             ),
         )
 
@@ -393,8 +406,17 @@ def _flat_step(
     default: object,
 ) -> FlatStep:
     return FlatStep(
-        step_id=step_id, name=name, kind=kind, func=func, listener=listener, args=args, kwargs=kwargs,
-        options=options, upstream=upstream, timeout_seconds=timeout_seconds, default=default,
+        step_id=step_id,
+        name=name,
+        kind=kind,
+        func=func,
+        listener=listener,
+        args=args,
+        kwargs=kwargs,
+        options=options,
+        upstream=upstream,
+        timeout_seconds=timeout_seconds,
+        default=default,
     )
 
 
@@ -424,8 +446,18 @@ class FlatDag:
                 kwargs = _refs_to_slots(dict(kwargs), refs)  # type: ignore[assignment]
             rows.append(
                 (
-                    step.step_id, step.name, step.kind, step.func, step.listener, args, kwargs,
-                    step.options, step.upstream, step.timeout_seconds, step.default, tuple(refs),
+                    step.step_id,
+                    step.name,
+                    step.kind,
+                    step.func,
+                    step.listener,
+                    args,
+                    kwargs,
+                    step.options,
+                    step.upstream,
+                    step.timeout_seconds,
+                    step.default,
+                    tuple(refs),
                 )
             )
         return (_flat_dag, (rows, self.output))
@@ -474,9 +506,17 @@ def _flat_dag(rows: list[tuple[object, ...]], output: str) -> FlatDag:
             kwargs = _slots_to_refs(kwargs, slots)
         steps.append(
             FlatStep(
-                step_id=step_id, name=name, kind=kind, func=func, listener=listener, args=args,  # type: ignore[arg-type]
-                kwargs=kwargs, options=options, upstream=upstream,  # type: ignore[arg-type]
-                timeout_seconds=timeout, default=default,  # type: ignore[arg-type]
+                step_id=step_id,
+                name=name,
+                kind=kind,
+                func=func,
+                listener=listener,
+                args=args,  # type: ignore[arg-type]
+                kwargs=kwargs,
+                options=options,
+                upstream=upstream,  # type: ignore[arg-type]
+                timeout_seconds=timeout,
+                default=default,  # type: ignore[arg-type]
             )
         )
     return FlatDag(steps=tuple(steps), output=output)
@@ -510,8 +550,10 @@ def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:
         # step DAG spends most of flatten() in per-argument calls otherwise.
         args = tuple(
             [
-                Ref(_add(upstream, ids[id(a)])) if isinstance(a, StepNode)
-                else a if type(a) in _ATOMS
+                Ref(_add(upstream, ids[id(a)]))
+                if isinstance(a, StepNode)
+                else a
+                if type(a) in _ATOMS
                 else _to_refs(a, ids, upstream)
                 for a in node.args
             ]
@@ -590,10 +632,12 @@ def resolve_refs(value: object, results: Mapping[str, object]) -> object:
     """Replace every :class:`Ref` in ``value`` by the result of its step."""
     if isinstance(value, Ref):
         return results[value.step_id]
+    if type(value) in _ATOMS:  # the usual case, before the container checks
+        return value
     if isinstance(value, list):
         return [resolve_refs(v, results) for v in value]
     if isinstance(value, tuple) and type(value) is tuple:
-        return tuple(resolve_refs(v, results) for v in value)
+        return tuple([resolve_refs(v, results) for v in value])
     if isinstance(value, dict):
         return {k: resolve_refs(v, results) for k, v in value.items()}
     return value

@@ -139,7 +139,9 @@ class Engine:
         if not task.cancelled():
             task.exception()  # retrieved here; handles re-raise it to whoever waits
 
-    async def _main(self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None) -> object:
+    async def _main(
+        self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None
+    ) -> object:
         active = self._active[workflow_id]
         try:
             return await self._load_and_execute(active, dag, metadata)
@@ -165,7 +167,9 @@ class Engine:
                     workflow_id=workflow_id,
                 )
             user_metadata = codec.to_json(dict(metadata or {}))
-            self.queue.append("run_definitions", (workflow_id, now(), codec.dumps(dag), dag.output, user_metadata))
+            self.queue.append(
+                "run_definitions", (workflow_id, now(), codec.dumps(dag), dag.output, user_metadata)
+            )
         else:
             status = WorkflowStatus(stored.status)
             if status is WorkflowStatus.SUCCESSFUL:
@@ -181,7 +185,9 @@ class Engine:
             assert isinstance(loaded, FlatDag)
             dag = loaded
         # Durable before any step runs, so a run that was started is never forgotten.
-        await self.queue.append("run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None))
+        await self.queue.append(
+            "run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None)
+        )
         active.registered.set()
         execution = RunExecution(
             workflow_id=workflow_id,
@@ -214,8 +220,9 @@ class Engine:
         return self._finished.get(workflow_id)
 
     async def cancel(self, workflow_id: str) -> None:
-        """Cancel a run: its waits are cancelled (cleanup hooks awaited) and CANCELED is
-        recorded. A run that is not live just gets CANCELED in the store.
+        """Cancel a run: its waits are cancelled (cleanup hooks awaited), CANCELED recorded.
+
+        A run that is not live just gets CANCELED in the store.
 
         Raises:
             WorkflowNotFoundError: The store has no such run.
@@ -240,7 +247,9 @@ class Engine:
                 f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",
                 workflow_id=workflow_id,
             )
-        await self.queue.append("run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None))
+        await self.queue.append(
+            "run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
+        )
 
     async def delete(self, workflow_id: str) -> None:
         """Delete everything the store holds about a finished or resumable run.
@@ -270,8 +279,11 @@ class Engine:
         return await self.queue.read(lambda con: load_run(con, workflow_id, with_steps=with_steps))
 
     async def statuses(self) -> list[tuple[str, WorkflowStatus]]:
-        """Every run with its status: live ones as the engine sees them, stored RUNNING
-        ones that no live scheduler owns as RESUMABLE."""
+        """Every run with its status.
+
+        Live runs as the engine sees them; stored RUNNING ones no live scheduler owns as
+        RESUMABLE.
+        """
         result = []
         for workflow_id, stored in await self.queue.read(list_statuses):
             result.append((workflow_id, self.status_of(workflow_id, stored)))
@@ -288,8 +300,10 @@ class Engine:
         return status
 
     async def aclose(self) -> None:
-        """Stop executing (runs stay RUNNING in the store, so they are RESUMABLE later),
-        write what is queued, and close the executors. Does not close the store."""
+        """Stop executing, write what is queued, and close the executors.
+
+        Runs stay RUNNING in the store, so they are RESUMABLE later. Does not close the store.
+        """
         for active in list(self._active.values()):
             if active.execution is not None:
                 active.execution.abandoned = True

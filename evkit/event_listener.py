@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from evkit.listeners.base import Event as Event, EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.base import (
+    Event as Event,
+    EventListener as EventListener,
+    TimerListener as TimerListener,
+)
 
 __all__ = ["Event", "EventListener", "TimerListener"]

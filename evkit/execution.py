@@ -183,8 +183,12 @@ class RunExecution:
             ) from None
         except Exception as exc:
             await self._cancel_steps()
-            error = exc if isinstance(exc, WorkflowExecutionError) else StepFailedError(
-                f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+            error = (
+                exc
+                if isinstance(exc, WorkflowExecutionError)
+                else StepFailedError(
+                    f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+                )
             )
             if error is not exc:
                 error.__cause__ = exc
@@ -193,16 +197,31 @@ class RunExecution:
             await self._queue.append(
                 "run_status_log",
                 (
-                    self.workflow_id, "FAILED", now(), os.getpid(), None, None,
+                    self.workflow_id,
+                    "FAILED",
+                    now(),
+                    os.getpid(),
+                    None,
+                    None,
                     # pickle drops __cause__: store the step's own exception, the useful one
-                    _blob_or_none(error.__cause__ or error), self._error,
+                    _blob_or_none(error.__cause__ or error),
+                    self._error,
                 ),
             )
             raise error from error.__cause__
         self._finish(WorkflowStatus.SUCCESSFUL)
         await self._queue.append(
             "run_status_log",
-            (self.workflow_id, "SUCCESSFUL", now(), os.getpid(), codec.dumps(output), codec.readable(output), None, None),
+            (
+                self.workflow_id,
+                "SUCCESSFUL",
+                now(),
+                os.getpid(),
+                codec.dumps(output),
+                codec.readable(output),
+                None,
+                None,
+            ),
         )
         return output
 
@@ -236,7 +255,9 @@ class RunExecution:
     def _task_for(self, step_id: str) -> asyncio.Task[object]:
         task = self._tasks.get(step_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}")
+            task = asyncio.get_running_loop().create_task(
+                self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}"
+            )
             self._tasks[step_id] = task
         return task
 
@@ -247,18 +268,26 @@ class RunExecution:
         stored_event = self._events.get(step_id)
         if stored_event is not None and stored_event.checkpointed:
             return await self._finish_stored_event(step, stored_event)
-        values = await asyncio.gather(*(self._task_for(u) for u in step.upstream)) if step.upstream else []
+        if len(step.upstream) == 1:  # a chain: skip gather's extra future and callbacks
+            values = [await self._task_for(step.upstream[0])]
+        elif step.upstream:
+            values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
+        else:
+            values = []
         results = dict(zip(step.upstream, values, strict=True))
         args = resolve_refs(step.args, results)
         kwargs = resolve_refs(dict(step.kwargs), results)
-        assert isinstance(args, tuple) and isinstance(kwargs, dict)
+        assert isinstance(args, tuple)
+        assert isinstance(kwargs, dict)
         if step.kind == "event":
             return await self._run_event(step, args, kwargs, stored_event)
         return await self._run_function(step, args, kwargs)
 
     # ------------------------------------------------------------------ function steps
 
-    async def _run_function(self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+    async def _run_function(
+        self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> object:
         options = step.options
         view = self._views[step.step_id]
         if step.step_id in self._continuations:
@@ -286,7 +315,9 @@ class RunExecution:
                 self._log_step(step, "failed", attempt, error=view.error)
                 if attempt <= options.max_retries and _retryable(exc, options.retry_exceptions):
                     self._set_state(step.step_id, "pending")
-                    await self._clock.sleep_until(self._clock.now() + options.retry_backoff_seconds * 2 ** (attempt - 1))
+                    await self._clock.sleep_until(
+                        self._clock.now() + options.retry_backoff_seconds * 2 ** (attempt - 1)
+                    )
                     continue
                 self._set_state(step.step_id, "failed")
                 if options.catch_exceptions:
@@ -307,9 +338,13 @@ class RunExecution:
             value = (value, None)
         return self._record_success(step, value, attempt)
 
-    async def _call(self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object], attempt: int) -> object:
+    async def _call(
+        self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object], attempt: int
+    ) -> object:
         assert step.func is not None
-        context = StepContext(workflow_id=self.workflow_id, step_id=step.step_id, attempt=attempt, clock=self._clock)
+        context = StepContext(
+            workflow_id=self.workflow_id, step_id=step.step_id, attempt=attempt, clock=self._clock
+        )
         if inspect.iscoroutinefunction(step.func):
             set_context(context)  # this task's own context: it ends with the step
             return await step.func(*args, **kwargs)
@@ -320,7 +355,9 @@ class RunExecution:
                 f"does not have. Known: {', '.join(map(repr, self._executors))}. Register it with "
                 "workflow.init(executors={name: ...})."
             )
-        return await executor.run(StepCall(func=step.func, args=args, kwargs=kwargs, options=step.options, context=context))
+        return await executor.run(
+            StepCall(func=step.func, args=args, kwargs=kwargs, options=step.options, context=context)
+        )
 
     async def _run_continuation(self, step: FlatStep, sub: FlatDag) -> object:
         self._add_steps(sub)
@@ -355,7 +392,19 @@ class RunExecution:
         upstream = ",".join(step.upstream) if state == "running" and attempt == 1 else None
         self._queue.append(
             "step_log",
-            (self.workflow_id, step.step_id, step.name, step.kind, state, attempt, now(), blob, text, error, upstream),
+            (
+                self.workflow_id,
+                step.step_id,
+                step.name,
+                step.kind,
+                state,
+                attempt,
+                now(),
+                blob,
+                text,
+                error,
+                upstream,
+            ),
         )
 
     # ------------------------------------------------------------------ event steps
@@ -440,7 +489,11 @@ class RunExecution:
         )
 
     async def _poll(
-        self, listener: EventListener, args: tuple[object, ...], kwargs: dict[str, object], timeout_at: float | None
+        self,
+        listener: EventListener,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout_at: float | None,
     ) -> object:
         if timeout_at is None:
             return await listener.poll_for_event(*args, **kwargs)
@@ -574,7 +627,9 @@ async def _call_cleanup(listener: EventListener, args: tuple[object, ...], kwarg
     try:
         await listener.poll_cancelled(*args, **kwargs)
     except Exception:  # a failing cleanup must not hide the cancellation
-        logger.exception("poll_cancelled of %s raised; the wait is cancelled anyway", type(listener).__qualname__)
+        logger.exception(
+            "poll_cancelled of %s raised; the wait is cancelled anyway", type(listener).__qualname__
+        )
 
 
 def _retryable(exc: Exception, retry_exceptions: bool | tuple[type[BaseException], ...]) -> bool:
@@ -598,4 +653,4 @@ def _blob_or_none(value: object) -> bytes | None:
 
 
 def _datetime(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
-class WorkflowStatus(str, enum.Enum):
+class WorkflowStatus(str, enum.Enum):  # noqa: UP042 - Ray's WorkflowStatus was a str Enum
     """The status of a run, as Ray Workflows named them, plus WAITING.
 
     RUNNING: a live scheduler runs it. WAITING: running, and every runnable step waits on

@@ -93,7 +93,9 @@ class Runtime:
         self.clock = clock or WallClock()
         self.writer = StoreWriter(self.storage)
         default = executor or LocalExecutor()
-        self._executors: dict[str, StepExecutor] = {"local": LocalExecutor()} if default.name != "local" else {}
+        self._executors: dict[str, StepExecutor] = (
+            {"local": LocalExecutor()} if default.name != "local" else {}
+        )
         self._executors.update(executors or {})
         self._executors[default.name] = default
         self._default_executor = default.name
@@ -251,7 +253,7 @@ class Runtime:
     def _close_on_own_loop(self, engine: Engine) -> None:
         # We cannot await on the loop we run on: abandon the runs, then write what is
         # queued synchronously (a short block, once, at shutdown).
-        for workflow_id in list(engine._active):  # noqa: SLF001 - the runtime owns its engine
+        for workflow_id in list(engine._active):
             active = engine.active(workflow_id)
             if active is not None:
                 if active.execution is not None:

@@ -1,5 +1,4 @@
-"""The seed-compatible namespace: ``from evkit import workflow`` in place of
-``from ray import workflow``.
+"""The seed-compatible namespace: ``from evkit import workflow`` for ``from ray import workflow``.
 
 It holds the same names as Ray Workflows' final API where they apply, plus evkit's
 additions (``send_event``, ``ManualListener``, ``sql``).

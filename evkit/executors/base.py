@@ -27,8 +27,10 @@ class StepCall:
 
 
 class WorkerLostError(EvkitError):
-    """The worker running a step died (a system failure): the step is retried per
-    ``max_retries`` whatever ``retry_exceptions`` says."""
+    """The worker running a step died (a system failure).
+
+    The step is retried per ``max_retries`` whatever ``retry_exceptions`` says.
+    """
 
 
 class StepTransportError(EvkitError, TypeError):

@@ -222,15 +222,33 @@ class DaskExecutor:
 
 
 def _connect(distributed: Any, address: str, timeout_seconds: float) -> Any:
-    if address.startswith("tcp://"):
-        check_reachable(address, default_port=_DEFAULT_PORT, timeout_seconds=timeout_seconds, what="Dask scheduler")
     try:
+        if address.startswith("tcp://"):
+            check_reachable(
+                address, default_port=_DEFAULT_PORT, timeout_seconds=timeout_seconds, what="Dask scheduler"
+            )
+            _probe_handshake(distributed, address, timeout_seconds)
         return distributed.Client(address, timeout=timeout_seconds, set_as_default=False)
     except (OSError, TimeoutError, concurrent.futures.TimeoutError) as exc:
+        if isinstance(exc, ClusterConnectionError):
+            raise
         raise ClusterConnectionError(
             f"Cannot connect to the Dask scheduler at {address!r} within {timeout_seconds:g} s ({exc}). "
             "Check that the scheduler runs and the address is right, or use executor='local'."
         ) from None
+
+
+def _probe_handshake(distributed: Any, address: str, timeout_seconds: float) -> None:
+    """Check that a Dask scheduler answers: a server that accepts but never speaks makes
+    ``Client(address, timeout=...)`` hang past its timeout (distributed 2026.8)."""
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(distributed.comm.connect(address, timeout=timeout_seconds), timeout_seconds)
+        comm.abort()
+
+    # A thread of its own: init() may be called on a thread whose loop is running.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evkit-dask-probe") as pool:
+        pool.submit(asyncio.run, probe()).result()
 
 
 def _key_part(step_id: str) -> str:

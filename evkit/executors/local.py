@@ -1,5 +1,7 @@
-"""The default executor: step bodies run in a thread pool beside the loop (``async def``
-steps run on the loop itself, and never reach an executor)."""
+"""The default executor: step bodies run in a thread pool beside the loop.
+
+``async def`` steps run on the loop itself and never reach an executor.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ class LocalExecutor:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         context.run(set_context, call.context)
-        return await loop.run_in_executor(self._pool, lambda: context.run(call.func, *call.args, **call.kwargs))
+        return await loop.run_in_executor(
+            self._pool, lambda: context.run(call.func, *call.args, **call.kwargs)
+        )
 
     async def aclose(self) -> None:
         """Stop the pool without waiting for bodies still running (their results are dropped)."""

@@ -74,4 +74,4 @@ class TimerListener(EventListener):
     @staticmethod
     def deadline_of(timestamp: float) -> dt.datetime:
         """The deadline as a UTC datetime (for the ``events`` view and the widget)."""
-        return dt.datetime.fromtimestamp(float(timestamp), tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(float(timestamp), tz=dt.UTC)

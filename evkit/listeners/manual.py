@@ -1,5 +1,4 @@
-"""Events sent by hand (``workflow.send_event``) or by the HTTP inbox, and the listener
-that waits for them.
+"""The durable inbox of events sent by hand or over HTTP, and the listener that waits for them.
 
 The inbox keeps every sent event durably in the store until an event step checkpoints
 it; the checkpoint records the inbox event's id as its ``source_id``, which is what makes
@@ -46,7 +45,13 @@ class Inbox:
         self._loading: dict[str, asyncio.Task[dict[str, dict[str, bytes]]]] = {}
 
     async def send(
-        self, workflow_id: str, key: str, payload: object, *, event_id: str | None = None, source: str = "notebook"
+        self,
+        workflow_id: str,
+        key: str,
+        payload: object,
+        *,
+        event_id: str | None = None,
+        source: str = "notebook",
     ) -> SendResult:
         """Store an event durably, then wake a step waiting on ``key``.
 
@@ -69,10 +74,15 @@ class Inbox:
             if given and await self._queue.read(inbox_contains, workflow_id, key, event_id):
                 return SendResult(event_id, duplicate=True)
             row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
-            await self._queue.append("inbox", row)
+            durable = self._queue.append("inbox", row)
+            # Wake the wait now, not after the commit: its checkpoint then joins this
+            # batch (one commit, not two). Safe, as batches commit in order: no checkpoint
+            # of this event can be durable before the event is, and we still return only
+            # once it is.
+            self._deliver(workflow_id, [(key, event_id, blob)])
+            await durable
         finally:
             self._sending.discard(marker)
-        self._deliver(workflow_id, [(key, event_id, blob)])
         return SendResult(event_id, duplicate=False)
 
     async def send_many(
@@ -94,8 +104,8 @@ class Inbox:
             return []
         for row in rows:
             durable = self._queue.append("inbox", row)
-        await durable  # one batch: every row of it is committed together
         self._deliver(workflow_id, [(row[1], row[2], row[4]) for row in rows])  # type: ignore[misc]
+        await durable  # one batch: every row of it is committed together (woken early: see send)
         return [row[2] for row in rows]  # type: ignore[misc]
 
     def _deliver(self, workflow_id: str, events: list[tuple[str, str, bytes]]) -> None:

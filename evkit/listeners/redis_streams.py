@@ -96,17 +96,18 @@ class RedisStreamListener(EventListener):
         readers = redis_streams(context.services)
         return await readers.reader(url, stream, group, consumer).take(context.workflow_id)
 
-    async def event_checkpointed(self, event: StreamEntry) -> None:  # type: ignore[override]
+    async def event_checkpointed(self, event: object) -> None:
         """Acknowledge the entry (XACK), now that its event is checkpointed.
 
         Idempotent: acknowledging twice is harmless, and the engine calls it again after a
         crash between the checkpoint and the commit.
         """
-        await redis_streams(get_event_context().services).ack(event)
+        if isinstance(event, StreamEntry):  # not the `default` of a timed-out wait
+            await redis_streams(get_event_context().services).ack(event)
 
-    def source_id(self, event: StreamEntry) -> str:  # type: ignore[override]
+    def source_id(self, event: object) -> str | None:
         """``redis:<stream>:<group>:<entry id>``, stored with the checkpoint."""
-        return event.source_id
+        return event.source_id if isinstance(event, StreamEntry) else None
 
 
 @final

@@ -1,8 +1,7 @@
-"""What a notebook shows for a ``RunHandle``: the live widget in a kernel, else a static
-picture (SVG + event table) with a short stable text.
+"""What a notebook shows for a ``RunHandle`` (``RunHandle._repr_mimebundle_`` calls here).
 
-``RunHandle._repr_mimebundle_`` calls :func:`mimebundle`. One widget per handle, made
-on first display and kept while the handle lives.
+In a kernel: the live widget, one per handle. Elsewhere: a static picture (SVG + event
+table) with a short stable text.
 """
 
 from __future__ import annotations
@@ -26,8 +25,10 @@ _live_lock = threading.Lock()
 
 
 def in_live_kernel() -> bool:
-    """True inside a Jupyter kernel, where widgets have a comm to their frontend (not in
-    a terminal IPython or a plain script)."""
+    """True inside a Jupyter kernel, where widgets have a comm to their frontend.
+
+    False in a terminal IPython or a plain script.
+    """
     try:
         from IPython import get_ipython
     except ImportError:
@@ -52,6 +53,9 @@ def run_widget(handle: RunHandle, *, min_interval_seconds: float | None = None) 
 
     with _live_lock:
         live = _live.get(handle)
+        if live is not None and live.widget.comm is None:  # the user closed the widget
+            live.close()
+            live = None
         if live is None:
             widget = RunWidget.from_snapshot(handle.snapshot(), now=handle.runtime.clock.now())
             interval = DEFAULT_MIN_INTERVAL_SECONDS if min_interval_seconds is None else min_interval_seconds
@@ -101,7 +105,8 @@ def mimebundle(
 def _live_bundle(handle: RunHandle) -> dict[str, object]:
     widget = run_widget(handle)
     bundle = widget._repr_mimebundle_()
-    data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+    assert bundle is not None  # run_widget never returns a closed widget
+    data: dict[str, object] = dict(bundle[0])
     snapshot = handle.snapshot()
     data["text/plain"] = repr(widget)
     data["text/html"] = static.render_html(

@@ -1,8 +1,7 @@
-"""Where each step of a run's DAG is drawn: graphviz ``dot -Tplain`` when the binary is
-installed, else topological layers with a barycentre ordering.
+"""Where each step of a run's DAG is drawn: graphviz ``dot`` if installed, else layers.
 
-Pure computation on step ids and their upstream ids; it draws nothing and knows no
-widget. Coordinates are pixels, left to right (sources on the left), origin top-left.
+Pure computation on step ids and their upstream ids; it draws nothing. Coordinates are
+pixels, left to right (sources on the left), origin top-left.
 """
 
 from __future__ import annotations
@@ -90,7 +89,8 @@ def _dot(binary: str, ids: list[str], edges: tuple[tuple[str, str], ...]) -> Lay
     lines = [
         "digraph G {",
         "rankdir=LR; nodesep=0.2; ranksep=0.6;",
-        f'node [shape=box fixedsize=true width={NODE_WIDTH / 72:.3f} height={NODE_HEIGHT / 72:.3f} label=""];',
+        f"node [shape=box fixedsize=true width={NODE_WIDTH / 72:.3f} "
+        f'height={NODE_HEIGHT / 72:.3f} label=""];',
     ]
     lines += [f"{names[step_id]};" for step_id in ids]
     lines += [f"{names[a]} -> {names[b]};" for a, b in edges]
@@ -119,7 +119,11 @@ def _dot(binary: str, ids: list[str], edges: tuple[tuple[str, str], ...]) -> Lay
     if len(positions) != len(ids):
         raise ValueError(f"dot placed {len(positions)} of {len(ids)} nodes")
     return Layout(
-        positions=positions, edges=edges, width=graph_w + 2 * _MARGIN, height=graph_h + 2 * _MARGIN, engine="dot"
+        positions=positions,
+        edges=edges,
+        width=graph_w + 2 * _MARGIN,
+        height=graph_h + 2 * _MARGIN,
+        engine="dot",
     )
 
 
@@ -154,4 +158,6 @@ def _layered(ids: list[str], edges: tuple[tuple[str, str], ...]) -> Layout:
             y = _MARGIN + offset + NODE_HEIGHT / 2 + position * (NODE_HEIGHT + _GAP_Y)
             positions[step_id] = (x, y)
     width = len(columns) * (NODE_WIDTH + _GAP_X) - _GAP_X + 2 * _MARGIN if columns else 2 * _MARGIN
-    return Layout(positions=positions, edges=edges, width=width, height=max(height, 2 * _MARGIN), engine="layers")
+    return Layout(
+        positions=positions, edges=edges, width=width, height=max(height, 2 * _MARGIN), engine="layers"
+    )

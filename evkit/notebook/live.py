@@ -1,6 +1,7 @@
-"""Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`: pushes snapshots at
-most ~10 times a second, re-lays the DAG out when dynamic steps appear, and carries
-"Send" clicks to the engine.
+"""Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`.
+
+Pushes snapshots at most ~10 times a second, re-lays the DAG out when dynamic steps
+appear, and carries "Send" clicks to the engine.
 
 Threading rule: every trait write happens on the engine loop's thread (the kernel's main
 thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
@@ -116,7 +117,9 @@ class LiveRun:
         try:
             snapshot = self.handle.snapshot()
         except Exception:
-            logger.warning("evkit: cannot read run %r; the view stops", self.handle.workflow_id, exc_info=True)
+            logger.warning(
+                "evkit: cannot read run %r; the view stops", self.handle.workflow_id, exc_info=True
+            )
             self._detach()
             return
         self.pushes += 1
@@ -140,11 +143,15 @@ class LiveRun:
     def _layout_done(self, task: asyncio.Task[None]) -> None:
         self._layout_task = None
         if not task.cancelled() and task.exception() is not None:
-            logger.warning("evkit: laying out run %r failed", self.handle.workflow_id, exc_info=task.exception())
+            logger.warning(
+                "evkit: laying out run %r failed", self.handle.workflow_id, exc_info=task.exception()
+            )
         latest = self.widget.last_snapshot
         if self._layout_stale and latest is not None:
             self._layout_stale = False
-            if self.widget.dag_layout is None or not self.widget.dag_layout.covers(s.step_id for s in latest.steps):
+            if self.widget.dag_layout is None or not self.widget.dag_layout.covers(
+                s.step_id for s in latest.steps
+            ):
                 self._relayout(latest)
 
     def _start_send(self, step_id: str, payload_text: str) -> None:

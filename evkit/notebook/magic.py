@@ -7,8 +7,10 @@ notebook shows as one line (``UsageError: ...``) with no traceback.
 
 from __future__ import annotations
 
+import importlib.util
 from html import escape
 
+import duckdb
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
@@ -32,7 +34,7 @@ class SqlResult:
         self.rows = rows
 
     def __repr__(self) -> str:
-        return f"<evkit SQL result: {len(self.rows)} rows × {len(self.columns)} columns>"
+        return f"<evkit SQL result: {len(self.rows)} rows x {len(self.columns)} columns>"
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -60,14 +62,12 @@ def run_sql(query: str) -> object:
         raise UsageError("%evkit_sql needs a query, e.g. `%evkit_sql SELECT * FROM workflows`.")
     try:
         relation = api.sql(query)
-        if relation is None:  # a statement without a result (SET, CREATE VIEW ...)
-            return None
-        try:
-            import pandas  # noqa: F401 - only to know whether .df() will work
-        except ImportError:
+        if importlib.util.find_spec("pandas") is None:
             return SqlResult(list(relation.columns), relation.fetchall())
         return relation.df()
-    except EvkitError as exc:
+    # Binding errors come wrapped as StoreError; errors while the query runs (a failed
+    # cast, a division by zero) come from DuckDB as it fetches.
+    except (EvkitError, duckdb.Error) as exc:
         raise UsageError(f"evkit_sql: {_first_lines(str(exc))}") from None
 
 
@@ -77,10 +77,10 @@ def _first_lines(text: str, limit: int = 3) -> str:
 
 
 @magics_class
-class EvkitMagics(Magics):  # type: ignore[misc]
+class EvkitMagics(Magics):
     """``%evkit_sql`` / ``%%evkit_sql``: SQL on the evkit store."""
 
-    @line_cell_magic  # type: ignore[untyped-decorator]
+    @line_cell_magic
     def evkit_sql(self, line: str, cell: str | None = None) -> object:
         """Run SQL on the evkit store (views: workflows, steps, events, inbox_events).
 

@@ -1,9 +1,8 @@
-"""The static picture of a run: an SVG of the DAG coloured by state plus the event table,
-as one HTML fragment built in Python.
+"""The static picture of a run: an SVG of the DAG coloured by state, and the event table.
 
-Shown where no live widget can run (nbconvert HTML, GitHub's preview, a terminal
-IPython) and stored next to the widget as its fallback. Inline styles only: those
-renderers drop ``<style>`` blocks.
+Shown where no live widget runs (nbconvert HTML, GitHub's preview, terminal IPython) and
+stored next to the widget as its fallback. Inline styles only: those renderers drop
+``<style>`` blocks.
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ _FONT = "font-family:sans-serif;font-size:12px"
 
 
 def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:
-    """The SVG path of an edge: a horizontal S-curve from a box's right side to the
-    next box's left side (the widget's JavaScript draws the same curve)."""
+    """The SVG path of an edge: an S-curve from one box's right side to the next's left.
+
+    The widget's JavaScript draws the same curve.
+    """
     x1, y1 = start[0] + NODE_WIDTH / 2, start[1]
     x2, y2 = end[0] - NODE_WIDTH / 2, end[1]
     mid = (x1 + x2) / 2
@@ -35,24 +36,22 @@ def render_svg(snapshot: RunSnapshot, layout: Layout) -> str:
         f'{layout.height:.0f}" width="{layout.width:.0f}" style="max-width:100%;height:auto;'
         f'max-height:{_MAX_SVG_HEIGHT_PX}px">'
     ]
-    for a, b in layout.edges:
-        parts.append(
-            f'<path d="{edge_path(layout.positions[a], layout.positions[b])}" fill="none" '
-            'stroke="#888" stroke-width="1"/>'
-        )
+    # Shared attributes sit on the groups, not on each of the (maybe hundreds of) shapes.
+    parts.append('<g fill="none" stroke="#888">')
+    parts += [f'<path d="{edge_path(layout.positions[a], layout.positions[b])}"/>' for a, b in layout.edges]
+    parts.append('</g><g stroke="#555" font-family="sans-serif" font-size="12" text-anchor="middle">')
     for node in viewmodel.node_boxes(layout, snapshot):
-        step_id = str(node["id"])
-        state = states.get(step_id, "pending")
-        x = float(node["x"]) - NODE_WIDTH / 2  # type: ignore[arg-type]
-        y = float(node["y"]) - NODE_HEIGHT / 2  # type: ignore[arg-type]
+        step_id = escape(str(node["id"]))
+        state = states.get(str(node["id"]), "pending")
+        cx, cy = float(node["x"]), float(node["y"])  # type: ignore[arg-type]
         radius = 12 if node["kind"] == "event" else 3
         parts.append(
-            f'<g data-step="{escape(step_id)}" data-state="{state}"><title>{escape(step_id)}: {state}</title>'
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH:.0f}" height="{NODE_HEIGHT:.0f}" '
-            f'rx="{radius}" fill="{viewmodel.STATE_COLORS[state]}" stroke="#555"/>'
-            f'<text x="{float(node["x"]):.1f}" y="{float(node["y"]) + 4:.1f}" '  # type: ignore[arg-type]
-            f'text-anchor="middle" style="{_FONT}">{escape(str(node["label"]))}</text></g>'
+            f'<g data-step="{step_id}" data-state="{state}"><title>{step_id}: {state}</title>'
+            f'<rect x="{cx - NODE_WIDTH / 2:.1f}" y="{cy - NODE_HEIGHT / 2:.1f}" width="{NODE_WIDTH:.0f}" '
+            f'height="{NODE_HEIGHT:.0f}" rx="{radius}" fill="{viewmodel.STATE_COLORS[state]}"/>'
+            f'<text x="{cx:.1f}" y="{cy + 4:.1f}" stroke="none">{escape(str(node["label"]))}</text></g>'
         )
+    parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -63,9 +62,10 @@ def render_table(snapshot: RunSnapshot, *, now: float) -> str:
     if not rows:
         return ""
     head = ["step", "listener", "args", "state", "attempts", *viewmodel.EVENT_TIME_COLUMNS, "time left"]
-    cell = 'style="border:1px solid #ccc;padding:2px 6px;text-align:left"'
-    out = ['<table class="evkit-events" style="border-collapse:collapse;' + _FONT + '">', "<tr>"]
-    out += [f"<th {cell}>{name}</th>" for name in head]
+    out = [
+        f'<table class="evkit-events" border="1" cellpadding="3" style="border-collapse:collapse;{_FONT}">'
+    ]
+    out.append("<tr>" + "".join(f"<th>{name}</th>" for name in head))
     out.append("</tr>")
     for row in rows:
         times = row["times"]
@@ -80,7 +80,7 @@ def render_table(snapshot: RunSnapshot, *, now: float) -> str:
             *(escape(str(times.get(column, ""))) for column in viewmodel.EVENT_TIME_COLUMNS),
             escape(viewmodel.time_left_text(row["time_left"], row["deadline_kind"])),  # type: ignore[arg-type]
         ]
-        out.append(f'<tr data-step="{escape(str(row["step"]))}">' + "".join(f"<td {cell}>{v}</td>" for v in values))
+        out.append(f'<tr data-step="{escape(str(row["step"]))}">' + "".join(f"<td>{v}</td>" for v in values))
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)

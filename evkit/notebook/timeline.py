@@ -1,6 +1,7 @@
-"""``plot_timeline``: a run's steps and each event's wait / checkpoint / commit phases as
-bars on a time axis, drawn with matplotlib from the store's ``steps``, ``events`` and
-``workflows`` views (so it works for a run that finished in an earlier kernel).
+"""``plot_timeline``: a run's steps and each event's wait/checkpoint/commit as bars.
+
+Drawn with matplotlib from the store's ``steps``, ``events`` and ``workflows`` views,
+so it works for a run that finished in an earlier kernel.
 
 Reads only through ``evkit.sql``; makes a ``Figure`` without pyplot, so nothing is
 shown twice and no global figure state changes.
@@ -69,12 +70,14 @@ def timeline_bars(workflow_id: str) -> tuple[list[Bar], dict[str, object]]:
 
     bars: list[Bar] = []
     for step_id, state, started, finished in api.sql(
-        "SELECT step_id, state, started_at, ended_at FROM steps WHERE workflow_id = ? AND started_at IS NOT NULL",
+        "SELECT step_id, state, started_at, ended_at FROM steps "
+        "WHERE workflow_id = ? AND started_at IS NOT NULL",
         [workflow_id],
     ).fetchall():
         phase = {"failed": "failed", "cancelled": "cancelled"}.get(state, "run")
         start, end = seconds(started), seconds(finished or until)
-        assert start is not None and end is not None
+        assert start is not None
+        assert end is not None
         bars.append(Bar(step_id, phase, start, max(end, start)))
     for row in api.sql(
         "SELECT step_id, waiting_at, received_at, checkpointed_at, committed_at, "
@@ -82,7 +85,9 @@ def timeline_bars(workflow_id: str) -> tuple[list[Bar], dict[str, object]]:
         [workflow_id],
     ).fetchall():
         step_id, waiting, received, checkpointed, committed, stopped = (row[0], *map(seconds, row[1:]))
-        end_of_wait = received if received is not None else (stopped if stopped is not None else seconds(until))
+        end_of_wait = (
+            received if received is not None else (stopped if stopped is not None else seconds(until))
+        )
         if waiting is not None and end_of_wait is not None:
             bars.append(Bar(step_id, "waiting", waiting, max(end_of_wait, waiting)))
         if received is not None and checkpointed is not None:
@@ -125,7 +130,9 @@ def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:
         # Checkpoints and commits last milliseconds: keep them visible as thin slivers.
         width = max(bar.end - bar.start, span / 400)
         height = 0.8 if bar.phase in ("run", "failed", "cancelled", "waiting") else 0.5
-        ax.barh(y, width, left=bar.start, height=height, color=PHASE_COLORS[bar.phase], edgecolor="#555", lw=0.5)
+        ax.barh(
+            y, width, left=bar.start, height=height, color=PHASE_COLORS[bar.phase], edgecolor="#555", lw=0.5
+        )
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the run was created")
@@ -138,4 +145,4 @@ def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:
             bbox_to_anchor=(1.0, 1.0),
             fontsize="small",
         )
-    return figure  # type: ignore[return-value]
+    return figure

@@ -1,8 +1,7 @@
-"""Short tracebacks in IPython for evkit's own errors: the user's frames down to the call
-into evkit, and the message; not the 40 lines of runtime, asyncio and engine frames.
+"""Short tracebacks in IPython for evkit's own errors (installed by ``%load_ext evkit``).
 
-Installed by ``%load_ext evkit``. ``%tb`` still prints the full traceback, and causes
-(``raise ... from``: a step's own error) are shown in full.
+The user's frames down to the call into evkit, and the message; not the 40 lines of
+runtime, asyncio and engine frames in between. ``%tb`` still prints the full one.
 """
 
 from __future__ import annotations
@@ -21,8 +20,11 @@ _EVKIT_DIR = os.path.dirname(os.path.abspath(evkit.__file__)) + os.sep
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback cut before the first frame inside the evkit package, so it ends at
-    the user's call into evkit. Unchanged if no frame, or only frames, are evkit's."""
+    """The traceback cut before the first frame inside the evkit package.
+
+    It ends at the user's call into evkit. Unchanged if no frame, or only frames, are
+    evkit's.
+    """
     kept: list[types.TracebackType] = []
     entry = tb
     while entry is not None:
@@ -39,7 +41,11 @@ def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
 
 
 def _show_short(
-    shell: object, etype: type[BaseException], value: BaseException, tb: types.TracebackType, tb_offset: object = None
+    shell: object,
+    etype: type[BaseException],
+    value: BaseException,
+    tb: types.TracebackType,
+    tb_offset: object = None,
 ) -> list[str]:
     # Keep the full traceback for %tb / %debug.
     sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb

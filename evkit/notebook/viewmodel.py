@@ -1,8 +1,7 @@
-"""Turns a :class:`~evkit.model.RunSnapshot` into the plain, JSON-able data the views draw:
-node states, node boxes and the rows of the event table.
+"""Turns a :class:`~evkit.model.RunSnapshot` into the plain data the views draw.
 
-Shared by the live widget and the static picture, so both always show the same thing.
-No widget, no I/O; ``now`` is passed in.
+Node states, node boxes and the rows of the event table, all JSON-able; shared by the
+live widget and the static picture so both show the same thing. No widget, no I/O.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""The live view of one run: an anywidget whose browser half (assets/run_widget.js) draws
-the DAG from a layout sent once and recolours nodes from a ``states`` trait.
+"""The live view of one run: an anywidget drawing the DAG and the event table.
 
-This class only holds state and turns snapshots into traits; it starts nothing and
-subscribes to nothing (``evkit.notebook.live`` binds it to a running handle). Whoever
-binds it must write its traits from one thread only.
+Its browser half (assets/run_widget.js) draws the DAG from a layout sent once and
+recolours nodes from a ``states`` trait. This class holds state only: it starts and
+subscribes to nothing (``evkit.notebook.live`` binds it to a run).
 """
 
 from __future__ import annotations
@@ -29,8 +28,10 @@ SendRequest = Callable[[str, str], None]
 
 
 def parse_payload(text: str) -> object:
-    """What a payload typed in the form means: JSON if it parses, else the text itself;
-    an empty form sends ``None``."""
+    """What a payload typed in the form means: JSON if it parses, else the text itself.
+
+    An empty form sends ``None``.
+    """
     if not text.strip():
         return None
     try:
@@ -39,7 +40,7 @@ def parse_payload(text: str) -> object:
         return text
 
 
-class RunWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class RunWidget(anywidget.AnyWidget):
     """The DAG of a run coloured by state, and its event table with send forms.
 
     Build one from a snapshot with :meth:`from_snapshot`; in a notebook, displaying a

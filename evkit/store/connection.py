@@ -108,7 +108,9 @@ def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: str) -> None:
     try:
         if version == 0:
             con.execute("CREATE TABLE evkit_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-            con.execute("INSERT INTO evkit_meta VALUES ('format', ?), ('schema_version', '0')", [STORE_FORMAT])
+            con.execute(
+                "INSERT INTO evkit_meta VALUES ('format', ?), ('schema_version', '0')", [STORE_FORMAT]
+            )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[target](con)
         con.execute("UPDATE evkit_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])

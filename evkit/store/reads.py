@@ -46,7 +46,9 @@ class StoredRun:
     events: dict[str, StoredEvent] = field(default_factory=dict)
 
 
-def load_run(con: duckdb.DuckDBPyConnection, workflow_id: str, *, with_steps: bool = True) -> StoredRun | None:
+def load_run(
+    con: duckdb.DuckDBPyConnection, workflow_id: str, *, with_steps: bool = True
+) -> StoredRun | None:
     """Load a run, or ``None`` if the store has no run with this id."""
     head = con.execute(
         """
@@ -121,7 +123,8 @@ def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str
     """Start and end times of a step (function or event), or ``None`` if it never ran."""
     row = con.execute(
         """
-        SELECT min(recorded_at), max(recorded_at) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled', 'committed')),
+        SELECT min(recorded_at),
+               max(recorded_at) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled', 'committed')),
                arg_max(state, seq), max(attempt)
         FROM (SELECT recorded_at, state, attempt, seq FROM step_log WHERE workflow_id = $1 AND step_id = $2
               UNION ALL
@@ -184,10 +187,13 @@ def inbox_contains(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str, e
 
 def run_exists(con: duckdb.DuckDBPyConnection, workflow_id: str) -> bool:
     """True if the store has a run with this id."""
-    return con.execute("SELECT 1 FROM run_definitions WHERE workflow_id = ?", [workflow_id]).fetchone() is not None
+    return (
+        con.execute("SELECT 1 FROM run_definitions WHERE workflow_id = ?", [workflow_id]).fetchone()
+        is not None
+    )
 
 
 DELETE_RUN_SQL = [
-    "DELETE FROM {table} WHERE workflow_id = ?".format(table=table)
+    f"DELETE FROM {table} WHERE workflow_id = ?"
     for table in ("run_definitions", "run_status_log", "step_log", "event_log", "inbox")
 ]

@@ -35,7 +35,9 @@ def run_child_until(db: str, scenario: str, counter: str, crash_at: str) -> str:
     )
     try:
         line = read_line(proc, timeout_seconds=60)
-        assert line.startswith(f"READY {crash_at}"), f"child said {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert line.startswith(f"READY {crash_at}"), (
+            f"child said {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
     finally:
         proc.kill()
         proc.wait(timeout=30)  # DuckDB allows one writing process: wait until it is gone

@@ -95,7 +95,9 @@ def test_duplicate_running_workflow_id_is_refused(runtime: evkit.Runtime) -> Non
 
 
 def test_resume_of_an_unknown_id_says_so(runtime: evkit.Runtime) -> None:
-    with pytest.raises(workflow.WorkflowNotResumableError, match=r"^Run 'nope' is not in store '.*evkit.duckdb'"):
+    with pytest.raises(
+        workflow.WorkflowNotResumableError, match=r"^Run 'nope' is not in store '.*evkit.duckdb'"
+    ):
         workflow.resume("nope")
     assert workflow.list_all() == []
 
@@ -145,7 +147,9 @@ def test_metadata_of_runs_and_steps(runtime: evkit.Runtime) -> None:
     assert isinstance(stats, dict) and stats["end_time"] >= stats["start_time"]
     step_meta = workflow.get_metadata("m", "add")
     assert step_meta["user_metadata"] == {"owner": "ana"} and step_meta["attempts"] == 1
-    with pytest.raises(workflow.WorkflowNotFoundError, match=r"^Run 'm' has no step 'nope'. Its steps: 'add'."):
+    with pytest.raises(
+        workflow.WorkflowNotFoundError, match=r"^Run 'm' has no step 'nope'. Its steps: 'add'."
+    ):
         workflow.get_metadata("m", "nope")
 
 
@@ -178,7 +182,9 @@ def test_unpicklable_step_result_fails_with_a_clear_message(runtime: evkit.Runti
     def lock() -> object:
         return threading.Lock()
 
-    with pytest.raises(workflow.WorkflowExecutionError, match="returned a value of type lock that cannot be checkpointed"):
+    with pytest.raises(
+        workflow.WorkflowExecutionError, match="returned a value of type lock that cannot be checkpointed"
+    ):
         lock.step().run(workflow_id="u")
 
 

@@ -27,7 +27,9 @@ def store_with_runs(store_path: str) -> str:
     process can open it."""
     workflow.init(storage=store_path, loop="thread")
     double.step(21).run(workflow_id="done")
-    workflow.run_async(double.step(workflow.wait_for_event(workflow.ManualListener, key="x")), workflow_id="open")
+    workflow.run_async(
+        double.step(workflow.wait_for_event(workflow.ManualListener, key="x")), workflow_id="open"
+    )
     workflow.shutdown()
     return store_path
 
@@ -39,7 +41,9 @@ def test_list_status_and_sql(store_with_runs: str) -> None:
     assert listed.stdout.splitlines() == ["done\tSUCCESSFUL", "open\tRESUMABLE"]
     status = evkit_cli("status", "done", "--storage", store_with_runs)
     assert status.stdout.strip() == "SUCCESSFUL"
-    sql = evkit_cli("sql", "SELECT workflow_id, output FROM workflows ORDER BY 1", "--storage", store_with_runs)
+    sql = evkit_cli(
+        "sql", "SELECT workflow_id, output FROM workflows ORDER BY 1", "--storage", store_with_runs
+    )
     assert sql.returncode == 0 and "42" in sql.stdout
 
 

@@ -82,7 +82,9 @@ def collect(*values: object) -> tuple[object, ...]:
 
 
 async def test_event_is_durable_before_its_commit_and_downstream_gets_it(aruntime: evkit.Runtime) -> None:
-    result = await collect.step(workflow.wait_for_event(ImmediateListener, {"n": 1})).run_async(workflow_id="w")
+    result = await collect.step(workflow.wait_for_event(ImmediateListener, {"n": 1})).run_async(
+        workflow_id="w"
+    )
     assert result == ({"n": 1},)
     assert Recorder.calls == [("poll", {"n": 1}), ("commit", {"n": 1})]
     assert Recorder.seen_in_store_at_commit == [1]
@@ -130,7 +132,9 @@ async def test_event_sent_before_the_wait_starts_is_kept_and_a_repeat_is_deliver
     await fake_clock.wait_for_sleepers_async(1)  # the second wait's timeout
     fake_clock.advance(5)
     assert await handle == ("hello", "none left")
-    assert await rows("SELECT event_id, delivered_to FROM inbox_events") == [("e1", "then_wait/ManualListener")]
+    assert await rows("SELECT event_id, delivered_to FROM inbox_events") == [
+        ("e1", "then_wait/ManualListener")
+    ]
 
 
 async def test_timeout_raises_event_timeout_error_in_the_step(
@@ -173,7 +177,11 @@ async def test_commit_failure_keeps_the_checkpoint_and_resume_commits_without_po
         await workflow.run_async(workflow.wait_for_event(FailingCommitListener), workflow_id="c")
     FailingCommitListener.fail = False
     assert await workflow.resume_async("c") == "payload"
-    assert Recorder.calls == [("poll", None), ("commit", "c/FailingCommitListener"), ("commit", "c/FailingCommitListener")]
+    assert Recorder.calls == [
+        ("poll", None),
+        ("commit", "c/FailingCommitListener"),
+        ("commit", "c/FailingCommitListener"),
+    ]
 
 
 async def test_cancelling_a_waiting_run_awaits_the_cleanup_hook_and_records_cancelled(

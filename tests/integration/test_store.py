@@ -19,7 +19,9 @@ from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now
 def test_a_new_store_has_the_schema_version_and_the_user_views(store_path: str) -> None:
     with StoreWriter(store_path) as w:
         meta = dict(w.call(lambda con: con.execute("SELECT key, value FROM evkit_meta").fetchall()))
-        views = {r[0] for r in w.call(lambda con: con.execute("SELECT view_name FROM duckdb_views()").fetchall())}
+        views = {
+            r[0] for r in w.call(lambda con: con.execute("SELECT view_name FROM duckdb_views()").fetchall())
+        }
     assert meta == {"format": "evkit-store", "schema_version": str(SCHEMA_VERSION)}
     assert set(USER_VIEWS) <= views
 
@@ -38,7 +40,9 @@ def test_another_duckdb_database_is_refused_and_left_untouched(store_path: str) 
     con = duckdb.connect(store_path)
     con.execute("CREATE TABLE sales (amount INTEGER)")
     con.close()
-    with pytest.raises(evkit.NotAStoreError, match=r"is a DuckDB file but not an evkit store \(it has tables sales\)"):
+    with pytest.raises(
+        evkit.NotAStoreError, match=r"is a DuckDB file but not an evkit store \(it has tables sales\)"
+    ):
         StoreWriter(store_path)
     con = duckdb.connect(store_path)
     assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("sales",)]
@@ -50,7 +54,9 @@ def test_a_store_from_a_newer_evkit_is_refused(store_path: str) -> None:
     con = duckdb.connect(store_path)
     con.execute("UPDATE evkit_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 1"):
+    with pytest.raises(
+        evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 1"
+    ):
         StoreWriter(store_path)
 
 

@@ -21,10 +21,28 @@ def test_all_lists_every_public_name(module: types.ModuleType) -> None:
 
 def test_the_seed_names_are_in_the_workflow_namespace() -> None:
     for name in (
-        "step", "wait_for_event", "sleep", "EventListener", "init", "run", "run_async", "resume",
-        "resume_async", "resume_all", "cancel", "delete", "get_status", "get_output",
-        "get_metadata", "list_all", "WorkflowStatus", "WorkflowError", "WorkflowExecutionError",
-        "WorkflowCancellationError", "WorkflowNotFoundError", "WorkflowNotResumableError",
+        "step",
+        "wait_for_event",
+        "sleep",
+        "EventListener",
+        "init",
+        "run",
+        "run_async",
+        "resume",
+        "resume_async",
+        "resume_all",
+        "cancel",
+        "delete",
+        "get_status",
+        "get_output",
+        "get_metadata",
+        "list_all",
+        "WorkflowStatus",
+        "WorkflowError",
+        "WorkflowExecutionError",
+        "WorkflowCancellationError",
+        "WorkflowNotFoundError",
+        "WorkflowNotResumableError",
         "EventTimeoutError",
     ):
         assert hasattr(workflow, name), name

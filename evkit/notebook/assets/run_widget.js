@@ -37,7 +37,9 @@ function render({ model, el }) {
   const thead = html("thead");
   thead.appendChild(headRow);
   table.append(thead, tbody);
-  root.append(header, dagBox, table);
+  const tableBox = html("div", "evkit-events-box");
+  tableBox.appendChild(table);
+  root.append(header, dagBox, tableBox);
   el.appendChild(root);
 
   let nodeEls = new Map();

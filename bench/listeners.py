@@ -1,0 +1,78 @@
+"""Listeners the benchmarks use (module level, so cloudpickle stores them by reference).
+
+Imports evkit; the floors never import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from evkit import workflow
+
+
+class WaitCounter:
+    """Counts started waits; ``reached`` is set when ``expected`` of them have started."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.expected = 0
+        self.reached = threading.Event()
+
+    def reset(self, expected: int) -> None:
+        self.count = 0
+        self.expected = expected
+        self.reached.clear()
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.reached.set()
+
+
+POLLS = WaitCounter()
+COMMITS = WaitCounter()
+
+
+class CountingManualListener(workflow.ManualListener):
+    """The built-in manual listener, counting started waits in :data:`POLLS`."""
+
+    async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
+        POLLS.hit()
+        return await super().poll_for_event(key)
+
+
+class StreamSource:
+    """An in-memory stream of numbered events released in chunks on the engine's loop."""
+
+    def __init__(self) -> None:
+        self.futures: dict[int, asyncio.Future[int]] = {}
+
+    def future(self, i: int) -> asyncio.Future[int]:
+        fut = self.futures.get(i)
+        if fut is None:
+            fut = self.futures[i] = asyncio.get_running_loop().create_future()
+        return fut
+
+    def release(self, i: int) -> None:
+        fut = self.future(i)
+        if not fut.done():
+            fut.set_result(i)
+
+
+STREAM = StreamSource()
+
+
+class StreamListener(workflow.EventListener):
+    """Waits for event ``i`` of :data:`STREAM`; counts commits in :data:`COMMITS`.
+
+    ``event_checkpointed`` runs only once the checkpoint is durable, so counting there
+    measures durable checkpoints.
+    """
+
+    async def poll_for_event(self, i: int) -> int:  # type: ignore[override]
+        POLLS.hit()
+        return await STREAM.future(i)
+
+    async def event_checkpointed(self, event: object) -> None:
+        COMMITS.hit()

@@ -1,0 +1,119 @@
+"""Scenario 2: latency from an event being sent to its downstream step starting.
+
+A run waits on K manual events, each feeding a ``def`` step that notes when it starts.
+The main thread sends the events one at a time (``workflow.send_event``, which returns
+once the event is durable), with a pause between sends so each latency is measured alone.
+The floor does the same with a loop thread, a future per key, the group-commit writer
+(the inbox row and the checkpoint in one transaction when they meet, as evkit does) and a
+thread-pool step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import pickle
+import threading
+import time
+
+from bench.common import percentile, peak_rss_mb, temp_store
+from bench.floor import FloorStore, now
+
+STARTED: dict[int, float] = {}
+ARRIVED = threading.Event()
+_PAUSE_S = 0.005
+
+
+def note_start(i: int) -> int:
+    STARTED[i] = time.perf_counter()
+    ARRIVED.set()
+    return i
+
+
+def _stats(latencies: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in latencies]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms), "rss_mb": peak_rss_mb()}
+
+
+def evkit_latency(k: int) -> dict[str, float]:
+    from bench.listeners import POLLS, CountingManualListener
+    from evkit import workflow
+
+    with temp_store() as path:
+        workflow.init(storage=path, loop="thread")
+        step = workflow.step(note_start)
+
+        @workflow.step
+        def done(*values: int) -> int:
+            return len(values)
+
+        POLLS.reset(k)
+        node = done.step(*[step.step(workflow.wait_for_event(CountingManualListener, f"k{i}")) for i in range(k)])
+        handle = workflow.run_async(node, workflow_id="latency")
+        POLLS.reached.wait()
+        time.sleep(0.2)  # let the run settle into WAITING
+        sent: dict[int, float] = {}
+        for i in range(k):
+            sent[i] = time.perf_counter()
+            workflow.send_event("latency", f"k{i}", i)
+            ARRIVED.wait()  # the next event only once this one arrived
+            ARRIVED.clear()
+            time.sleep(_PAUSE_S)
+        assert handle.result() == k
+        workflow.shutdown()
+    return _stats([STARTED[i] - sent[i] for i in range(k)])
+
+
+def floor_latency(k: int) -> dict[str, float]:
+    with temp_store() as path:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        pool = concurrent.futures.ThreadPoolExecutor(4)
+        store: FloorStore = asyncio.run_coroutine_threadsafe(_make_store(path), loop).result()
+        futures = asyncio.run_coroutine_threadsafe(_make_futures(k), loop).result()
+
+        async def wait(i: int) -> int:
+            event = await futures[i]
+            await store.append("events", (f"wait_{i}", "checkpointed", now(), pickle.dumps(event)))
+            store.append("events", (f"wait_{i}", "committed", now(), None))
+            value = await loop.run_in_executor(pool, note_start, i)
+            store.append("results", (f"step_{i}", "succeeded", now(), pickle.dumps(value)))
+            return value
+
+        async def start_all() -> list[asyncio.Future[int]]:
+            return [asyncio.ensure_future(wait(i)) for i in range(k)]
+
+        async def send(i: int) -> None:
+            durable = store.append("inbox", (f"k{i}", f"e{i}", now(), pickle.dumps(i)))
+            futures[i].set_result(i)  # woken before the commit, as evkit does
+            await durable
+
+        tasks = asyncio.run_coroutine_threadsafe(start_all(), loop).result()
+        time.sleep(0.2)
+        sent: dict[int, float] = {}
+        for i in range(k):
+            sent[i] = time.perf_counter()
+            asyncio.run_coroutine_threadsafe(send(i), loop).result()
+            ARRIVED.wait()
+            ARRIVED.clear()
+            time.sleep(_PAUSE_S)
+
+        async def finish() -> None:
+            await asyncio.gather(*tasks)
+            await store.aclose()
+
+        asyncio.run_coroutine_threadsafe(finish(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        pool.shutdown()
+    return _stats([STARTED[i] - sent[i] for i in range(k)])
+
+
+async def _make_store(path: str) -> FloorStore:
+    return FloorStore(path)
+
+
+async def _make_futures(k: int) -> dict[int, asyncio.Future[int]]:
+    loop = asyncio.get_running_loop()
+    return {i: loop.create_future() for i in range(k)}

@@ -1,0 +1,223 @@
+"""The live widget in a real JupyterLab, driven by headless Debian chromium via Playwright.
+
+Starts JupyterLab on a free loopback port, runs a copy of ``tests/browser/live.ipynb``
+(a run waiting on a 4 s timer and a manual approval), and checks from the DOM that the
+widget renders, updates while no cell runs, and that its Send button completes the wait.
+Recipe and pitfalls: /work/shared/notes/jupyter-stack.md, section 5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
+
+HERE = pathlib.Path(__file__).parent
+LIVE_NOTEBOOK = HERE / "live.ipynb"
+SCREENSHOT = HERE.parent.parent / "docs" / "screenshot-widget.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+# The notebook panel showing our file, found by path: JupyterLab may restore other tabs,
+# so shell.currentWidget is not reliable (notes, section 5.3).
+PANEL = (
+    "Array.from(window.jupyterapp.shell.widgets('main'))"
+    ".find(w => w.context && w.context.path === 'live.ipynb')"
+)
+PROMPTS = (
+    f"Array.from({PANEL}.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')).map(e => e.textContent)"
+)
+# Completion is read from the prompts ("[3]:" vs "[*]:"), not from kernel.status, which can
+# read idle while a cell still runs (notes, section 5.3).
+ALL_CELLS_DONE = (
+    f"() => {{ try {{ const ps = {PROMPTS}; "
+    "return ps.length > 0 && ps.every(t => /\\[\\d+\\]/.test(t)); } catch (e) { return false; } }"
+)
+KERNEL_IDLE = (
+    f"() => {{ try {{ return {PANEL}.sessionContext.session.kernel.status === 'idle'; }} "
+    "catch (e) { return false; } }"
+)
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    """A JupyterLab server on loopback serving ``root``."""
+
+    url: str
+    token: str
+    root: pathlib.Path
+    process: subprocess.Popen[bytes]
+
+    def api(self, method: str, path: str) -> object:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+
+@pytest.fixture
+def lab(tmp_path: pathlib.Path) -> Iterator[Lab]:
+    """JupyterLab serving a temporary directory that holds a copy of live.ipynb (the stored
+    notebook is never opened, so running it cannot change it). Its kernels are deleted and
+    the server is killed by PID at teardown."""
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed (pip install 'evkit[test]')")
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(LIVE_NOTEBOOK, root / "live.ipynb")
+    token = uuid.uuid4().hex
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+        f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    # No "get notified about Jupyter news?" toast over the widget in the screenshot.
+    notification = (
+        tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false"}))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = (tmp_path / "lab.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"JupyterLab exited with {process.returncode}:\n{(tmp_path / 'lab.log').read_text()}"
+                )
+            try:
+                server.api("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"JupyterLab did not answer within 60 s:\n{(tmp_path / 'lab.log').read_text()}"
+                    )
+                time.sleep(0.2)  # polling a condition with a deadline: nothing to wait on
+        yield server
+    finally:
+        try:
+            sessions = server.api("GET", "/api/sessions")
+            for session in sessions if isinstance(sessions, list) else []:
+                server.api("DELETE", f"/api/sessions/{session['id']}")
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_widget_renders_updates_while_idle_and_send_button_completes_the_wait(lab: Lab) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = _chromium()
+    started = time.monotonic()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            widget_errors: list[str] = []
+            page.on(
+                "console",
+                lambda msg: (
+                    widget_errors.append(msg.text)
+                    if msg.type == "error" and ("evkit" in msg.text or "anywidget" in msg.text)
+                    else None
+                ),
+            )
+            page.goto(f"{lab.url}/lab/tree/live.ipynb?reset&token={lab.token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+            # More room for the widget (and its screenshot): close the file browser.
+            page.evaluate("() => { window.jupyterapp.shell.collapseLeft(); }")
+            # Not `return ...execute(...)`: evaluate would await the whole run.
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            page.wait_for_function(ALL_CELLS_DONE, timeout=30_000)
+            prompts_when_done = page.evaluate(f"() => {PROMPTS}")
+
+            # (a) The widget rendered: the DAG with all five steps, and the event table.
+            run = page.locator(".evkit-run")
+            run.wait_for(timeout=15_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.evkit-run .evkit-node').length === 5", timeout=15_000
+            )
+            timer_row = page.locator('.evkit-event-row[data-step="sleep"]')
+            approve_row = page.locator('.evkit-event-row[data-step="ManualListener"]')
+            timer_row.wait_for(timeout=15_000)
+            approve_row.locator(".evkit-send").wait_for(timeout=15_000)
+
+            # (b) The timer fires after every cell finished: the view changes from
+            # "waiting" to "committed" while no cell runs (no prompt changes meanwhile).
+            assert timer_row.get_attribute("data-state") == "waiting", (
+                "the 4 s timer was no longer waiting when the cells finished; the browser or "
+                "kernel was too slow to observe an idle update"
+            )
+            page.wait_for_selector(
+                '.evkit-event-row[data-step="sleep"][data-state="committed"]', timeout=15_000
+            )
+            assert page.locator('.evkit-node[data-step="sleep"]').get_attribute("data-state") == "committed"
+            assert page.evaluate(f"() => {PROMPTS}") == prompts_when_done, "a cell ran while we watched"
+            assert run.get_attribute("data-status") == "WAITING"
+            assert approve_row.get_attribute("data-state") == "waiting"
+
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            run.screenshot(path=str(SCREENSHOT))
+
+            # (c) Pressing Send on the waiting manual event completes that step and the run.
+            approve_row.locator(".evkit-payload").fill('"approved by the browser test"')
+            approve_row.locator(".evkit-send").click()
+            page.wait_for_selector(
+                '.evkit-event-row[data-step="ManualListener"][data-state="committed"]', timeout=15_000
+            )
+            page.wait_for_selector('.evkit-run[data-status="SUCCESSFUL"]', timeout=15_000)
+            assert page.locator('.evkit-node[data-step="publish"]').get_attribute("data-state") == "done"
+            assert "SUCCESSFUL" in page.locator(".evkit-run .evkit-header").inner_text()
+            assert page.evaluate(f"() => {PROMPTS}") == prompts_when_done, "a cell ran while we watched"
+            assert widget_errors == []
+        finally:
+            browser.close()
+    assert time.monotonic() - started < 90

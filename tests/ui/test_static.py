@@ -1,0 +1,88 @@
+"""The static picture (nbconvert, GitHub, terminal IPython) and the display bundle."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from evkit import workflow
+from evkit.notebook.display import mimebundle, run_widget
+from evkit.notebook.viewmodel import STATE_COLORS
+
+pytestmark = pytest.mark.slow  # each test runs a real workflow on a real store
+
+
+@workflow.step
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow.step
+def add(a: int, fired: object) -> int:
+    return a + 1
+
+
+def finished_run(workflow_id: str = "static"):
+    handle = add.step(double.step(1), workflow.wait_for_event(workflow.TimerListener, 0.0)).run_async(
+        workflow_id=workflow_id
+    )
+    handle.result(timeout=10)
+    return handle
+
+
+def test_static_picture_of_a_finished_run_colours_each_step_and_has_stable_text(runtime):
+    handle = finished_run()
+
+    data = mimebundle(handle, live=False)
+
+    assert data["text/plain"] == "<evkit run 'static' SUCCESSFUL: 3 steps>"
+    root = ET.fromstring(data["text/html"])  # well-formed: renderers get valid SVG
+    ns = "{http://www.w3.org/2000/svg}"
+    nodes = {g.get("data-step"): g for g in root.iter(f"{ns}g")}
+    assert set(nodes) == {"double", "TimerListener", "add"}
+    for step_id, g in nodes.items():
+        expected = "committed" if step_id == "TimerListener" else "done"
+        assert g.get("data-state") == expected
+        assert g.find(f"{ns}rect").get("fill") == STATE_COLORS[expected]
+    assert len(list(root.iter(f"{ns}path"))) == 2  # the two edges into `add`
+    rows = [tr.get("data-step") for tr in root.iter("tr") if tr.get("data-step")]
+    assert rows == ["TimerListener"]  # the event table lists event steps only
+
+
+def test_handle_shows_static_picture_outside_a_kernel(runtime):
+    handle = finished_run("plain")
+    data = handle._repr_mimebundle_()
+    assert set(data) == {"text/plain", "text/html"}
+    assert data["text/plain"] == "<evkit run 'plain' SUCCESSFUL: 3 steps>"
+
+
+def test_live_bundle_has_widget_view_constant_text_and_a_static_fallback(runtime):
+    handle = finished_run("live")
+
+    data = mimebundle(handle, live=True)
+
+    assert set(data) == {"application/vnd.jupyter.widget-view+json", "text/plain", "text/html"}
+    assert data["text/plain"] == "<evkit RunWidget 'live'>"
+    assert 'data-state="done"' in data["text/html"]
+    again = mimebundle(handle, live=True)  # displaying twice shows the same widget
+    assert (
+        again["application/vnd.jupyter.widget-view+json"] == data["application/vnd.jupyter.widget-view+json"]
+    )
+
+
+def test_include_and_exclude_pick_mime_types(runtime):
+    handle = finished_run("filtered")
+    assert set(mimebundle(handle, include=["text/plain"], live=False)) == {"text/plain"}
+    assert set(mimebundle(handle, exclude=["text/html"], live=False)) == {"text/plain"}
+
+
+def test_a_closed_widget_is_replaced_on_the_next_display(runtime):
+    handle = finished_run("closed")
+    first = mimebundle(handle, live=True)["application/vnd.jupyter.widget-view+json"]
+    run_widget(handle).close()
+
+    second = mimebundle(handle, live=True)["application/vnd.jupyter.widget-view+json"]
+
+    assert second["model_id"] != first["model_id"]
+    assert run_widget(handle).comm is not None

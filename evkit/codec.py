@@ -14,6 +14,8 @@ import cloudpickle
 
 _MAX_TEXT = 10_000
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+# json.dumps(..., allow_nan=False) builds a new encoder per call (~5 us); reuse one.
+_JSON = json.JSONEncoder(allow_nan=False)
 _repr = reprlib.Repr()
 _repr.maxstring = 2_000
 _repr.maxother = 2_000
@@ -43,8 +45,17 @@ def loads(blob: bytes) -> object:
 
 def readable(value: object) -> str:
     """JSON for JSON-able values, otherwise a bounded repr; never raises."""
+    kind = type(value)
     try:
-        text = json.dumps(value, allow_nan=False, sort_keys=False)
+        # Scalars first: JSONEncoder.encode builds a C encoder per call for anything else.
+        if kind is str:
+            text = _JSON.encode(value)
+        elif kind is int:
+            text = int.__repr__(value)  # type: ignore[arg-type]
+        elif value is None or kind is bool:
+            text = "null" if value is None else "true" if value else "false"
+        else:
+            text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):
         try:
             text = _repr.repr(value)

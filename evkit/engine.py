@@ -8,6 +8,7 @@ run's outcome is written to the store before the task ends.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ from evkit.listeners.manual import Inbox
 from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
+
+logger = logging.getLogger("evkit")
 
 
 @dataclass(slots=True)
@@ -136,8 +139,12 @@ class Engine:
             release = getattr(service, "release_run", None)
             if release is not None:
                 release(workflow_id)
-        if not task.cancelled():
-            task.exception()  # retrieved here; handles re-raise it to whoever waits
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here; handles re-raise it to whoever waits
+        if error is not None and not isinstance(error, WorkflowCancellationError):
+            # A run started with run_async may have nobody awaiting it: say it failed.
+            logger.warning("evkit run %r failed: %s", workflow_id, error)
 
     async def _main(
         self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from evkit import workflow as workflow
 from evkit.api import (
     RunHandle as RunHandle,
@@ -49,6 +51,7 @@ from evkit.errors import (
     EventTimeoutError as EventTimeoutError,
     EvkitError as EvkitError,
     NotAStoreError as NotAStoreError,
+    PayloadError as PayloadError,
     RunError as RunError,
     RunStateError as RunStateError,
     StepFailedError as StepFailedError,
@@ -93,6 +96,7 @@ __all__ = [
     "HTTPListener",
     "ManualListener",
     "NotAStoreError",
+    "PayloadError",
     "RedisStreamListener",
     "RunError",
     "RunHandle",
@@ -154,3 +158,17 @@ def load_ipython_extension(ipython: object) -> None:
     from evkit.notebook.magic import load_ipython_extension as load
 
     load(ipython)
+
+
+def _install_short_tracebacks() -> None:
+    # Inside IPython, evkit's own errors show the user's frames and the message, not 40
+    # lines of engine internals (evkit.notebook.tracebacks; %tb still shows everything).
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        from evkit.notebook.tracebacks import install_short_tracebacks
+
+        install_short_tracebacks(shell)
+
+
+_install_short_tracebacks()

@@ -21,6 +21,7 @@ from evkit import codec
 from evkit.context import current_clock
 from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_event
 from evkit.errors import (
+    PayloadError,
     RunStateError,
     WorkflowCancellationError,
     WorkflowExecutionError,
@@ -637,7 +638,7 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
 
     Raises:
         WorkflowNotFoundError: The store has no such run.
-        TypeError: The payload cannot be pickled (nothing is stored).
+        PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
     """
     workflow_id = _check_id(workflow_id)
     if not isinstance(key, str) or not key:
@@ -645,7 +646,7 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     try:
         codec.dumps(payload)
     except TypeError as exc:
-        raise TypeError(
+        raise PayloadError(
             f"send_event({workflow_id!r}, {key!r}): the payload of type {type(payload).__qualname__} "
             f"cannot be stored ({exc.__cause__ or exc}); send picklable data. Nothing was stored."
         ) from None

@@ -99,6 +99,8 @@ class Engine:
         self.services: dict[str, object] = {
             "inbox": self.inbox,
             "store_read": self.queue.read,
+            # Reads only what is committed (no flush first): cheaper when that is enough.
+            "store_read_committed": self.writer.submit,
             "active_runs": self._active.keys(),
         }
         self._finished: dict[str, RunExecution] = {}

@@ -13,6 +13,7 @@ fields too, so callers can react without parsing text::
     │   │   └── WorkflowCancellationError
     │   ├── WorkflowNotFoundError           (also KeyError)
     │   ├── WorkflowNotResumableError
+    │   ├── PayloadError                    (also TypeError: an event that cannot be stored)
     │   └── RunStateError                   (also RuntimeError: lifecycle misuse)
     │       └── WorkflowStillActiveError
     └── StoreError
@@ -114,6 +115,10 @@ class WorkflowNotResumableError(WorkflowError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class PayloadError(WorkflowError, TypeError):
+    """An event payload cannot be stored (it cannot be pickled); nothing was stored."""
 
 
 class RunStateError(WorkflowError, RuntimeError):

@@ -54,4 +54,3 @@ def resolve_executor(spec: object, *, name: str | None = None) -> StepExecutor:
         "address like 'tcp://host:8786'), 'ray' or 'ray://host:port', or a StepExecutor; "
         f"got {spec!r}."
     )
-

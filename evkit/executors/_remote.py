@@ -31,8 +31,10 @@ _RUNNING: dict[str, int] = {}
 
 
 class RemoteStepError(EvkitError):
-    """A step body raised on a worker an exception that could not be pickled back; the
-    message keeps its type and text."""
+    """A step body raised an exception that could not be pickled back from its worker.
+
+    The message keeps the original exception's type and text.
+    """
 
 
 class ClusterConnectionError(EvkitError, ConnectionError):
@@ -110,11 +112,13 @@ def run_payload(payload: Payload) -> Reply:
         for where, blob in enumerate(payload.args):  # noqa: B007 - `where` names the failure
             args.append(cloudpickle.loads(blob))
         kwargs = {}
-        for where, blob in payload.kwargs:  # noqa: B007
+        for where, blob in payload.kwargs:
             kwargs[where] = cloudpickle.loads(blob)
     except Exception as exc:
         return ("load-failed", (where, _one_line(exc)))
-    token = set_context(StepContext(workflow_id=payload.workflow_id, step_id=payload.step_id, attempt=payload.attempt))
+    token = set_context(
+        StepContext(workflow_id=payload.workflow_id, step_id=payload.step_id, attempt=payload.attempt)
+    )
     _RUNNING[payload.token] = os.getpid()
     try:
         value = func(*args, **kwargs)
@@ -130,7 +134,9 @@ def run_payload(payload: Payload) -> Reply:
 
 
 def _pickle_error(exc: Exception) -> bytes:
-    exc.add_note(f"(raised on a worker, pid {os.getpid()}; its traceback:)\n{traceback.format_exc().rstrip()}")
+    exc.add_note(
+        f"(raised on a worker, pid {os.getpid()}; its traceback:)\n{traceback.format_exc().rstrip()}"
+    )
     try:
         return cloudpickle.dumps(exc)
     except Exception as pickle_exc:
@@ -207,7 +213,9 @@ def check_reachable(address: str, *, default_port: int, timeout_seconds: float, 
     try:
         port = parts.port or default_port
     except ValueError as exc:
-        raise ClusterConnectionError(f"{what} address {address!r} is not `scheme://host:port`: {exc}.") from None
+        raise ClusterConnectionError(
+            f"{what} address {address!r} is not `scheme://host:port`: {exc}."
+        ) from None
     try:
         with socket.create_connection((host, port), timeout=timeout_seconds):
             pass

@@ -117,15 +117,16 @@ class DaskExecutor:
         if self.client.asynchronous:
             return None
         try:
-            allowed = int(self.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures))
+            allowed = int(
+                self.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+            )
         except Exception:  # the scheduler may refuse to run code; this is only advice
             return None
         if allowed > 0:
             logger.warning(
-                "The Dask scheduler at %s reruns a task whose worker died up to %d time(s) before "
-                "evkit hears of it, so those reruns are not attempts in evkit's store. To have evkit "
-                "count and retry each one (max_retries), start the scheduler with "
-                "distributed.scheduler.allowed-failures=0.",
+                "The Dask scheduler at %s reruns a task whose worker died (allowed-failures=%d) "
+                "before evkit hears of it; such reruns are not attempts in evkit's store. Set "
+                "distributed.scheduler.allowed-failures=0 to have evkit retry and record each one.",
                 self.client.scheduler.address,
                 allowed,
             )
@@ -175,8 +176,12 @@ class DaskExecutor:
         )
         submission.future = future
         step, run = call.context.step_id, call.context.workflow_id
+        # Dask's gather leaves a task with an unretrieved error when it is cancelled: shield
+        # it, and let the cancellation of the Dask future (_cancel_remote) end it instead.
+        gathering = asyncio.ensure_future(self.client.gather(future, asynchronous=True))
+        gathering.add_done_callback(_retrieve)
         try:
-            return await self.client.gather(future, asynchronous=True)
+            return await asyncio.shield(gathering)
         except distributed.KilledWorker as exc:
             raise WorkerLostError(
                 f"Step {step!r} of run {run!r}: the Dask worker running it died ({exc})."
@@ -194,7 +199,9 @@ class DaskExecutor:
     async def _cancel_remote(self, submission: _Submission) -> None:
         """Cancel the attempt's task (bounded wait; a failure is logged, not raised)."""
         submission.cancelled = True
-        done, _ = await asyncio.wait({self._on_client_loop(self._cancel_on_client_loop(submission))}, timeout=10)
+        done, _ = await asyncio.wait(
+            {self._on_client_loop(self._cancel_on_client_loop(submission))}, timeout=10
+        )
         for future in done:
             if not future.cancelled() and future.exception() is not None:
                 logger.warning("Cancelling a Dask task failed: %r", future.exception())
@@ -206,7 +213,9 @@ class DaskExecutor:
         # Cancel first: the scheduler then never reruns it elsewhere when its worker dies.
         await self.client.cancel([future], force=True, asynchronous=True)
         if self.kill_worker_on_cancel:
-            await self.client.run(kill_if_running, future.key, os.getpid(), on_error="ignore", asynchronous=True)
+            await self.client.run(
+                kill_if_running, future.key, os.getpid(), on_error="ignore", asynchronous=True
+            )
 
     async def aclose(self) -> None:
         """Close the client if this executor opened it (never the cluster itself)."""
@@ -239,16 +248,26 @@ def _connect(distributed: Any, address: str, timeout_seconds: float) -> Any:
 
 
 def _probe_handshake(distributed: Any, address: str, timeout_seconds: float) -> None:
-    """Check that a Dask scheduler answers: a server that accepts but never speaks makes
-    ``Client(address, timeout=...)`` hang past its timeout (distributed 2026.8)."""
+    """Check that a Dask scheduler answers within the timeout.
+
+    A server that accepts connections but never speaks makes ``Client(address,
+    timeout=...)`` hang past its timeout (distributed 2026.8).
+    """
 
     async def probe() -> None:
-        comm = await asyncio.wait_for(distributed.comm.connect(address, timeout=timeout_seconds), timeout_seconds)
+        comm = await asyncio.wait_for(
+            distributed.comm.connect(address, timeout=timeout_seconds), timeout_seconds
+        )
         comm.abort()
 
     # A thread of its own: init() may be called on a thread whose loop is running.
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evkit-dask-probe") as pool:
         pool.submit(asyncio.run, probe()).result()
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # seen: the waiting coroutine reports it, or it was cancelled
 
 
 def _key_part(step_id: str) -> str:

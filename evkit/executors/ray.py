@@ -99,7 +99,10 @@ class RayExecutor:
         self.address = address
         if address is not None:
             check_reachable(
-                address, default_port=_DEFAULT_CLIENT_PORT, timeout_seconds=connect_timeout_seconds, what="Ray cluster"
+                address,
+                default_port=_DEFAULT_CLIENT_PORT,
+                timeout_seconds=connect_timeout_seconds,
+                what="Ray cluster",
             )
         self._owns_ray = not ray.is_initialized()
         if not self._owns_ray:

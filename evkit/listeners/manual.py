@@ -52,11 +52,14 @@ class Inbox:
         *,
         event_id: str | None = None,
         source: str = "notebook",
+        known_new: bool = False,
     ) -> SendResult:
         """Store an event durably, then wake a step waiting on ``key``.
 
         Returns once the event is committed to the store. A repeat of an ``event_id`` that
         was already sent for this key stores nothing and returns ``duplicate=True``.
+        ``known_new=True`` skips that store read: the caller has checked, while no other
+        send of this ``event_id`` could run, that it is new (the HTTP inbox does).
 
         Raises:
             TypeError: The payload cannot be pickled (nothing is stored).
@@ -71,7 +74,7 @@ class Inbox:
         self._sending.add(marker)
         try:
             # Only an id the caller chose can repeat; a fresh uuid needs no store read.
-            if given and await self._queue.read(inbox_contains, workflow_id, key, event_id):
+            if given and not known_new and await self._queue.read(inbox_contains, workflow_id, key, event_id):
                 return SendResult(event_id, duplicate=True)
             row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
             durable = self._queue.append("inbox", row)

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from evkit.errors import EvkitError
 from evkit.model import RunSnapshot
 from evkit.notebook import static, viewmodel
 from evkit.notebook.layout import Layout, compute_layout
@@ -87,18 +88,21 @@ def mimebundle(
     if live is None:
         live = in_live_kernel()
     data: dict[str, object] | None = None
-    if live:
-        try:
-            data = _live_bundle(handle)
-        except ImportError:  # anywidget missing: the static picture still works
-            data = None
-    if data is None:
-        snapshot = handle.snapshot()
-        now = handle.runtime.clock.now()
-        data = {
-            "text/plain": viewmodel.summary_text(snapshot),
-            "text/html": static.render_html(snapshot, _layout(snapshot, None), now=now),
-        }
+    try:
+        if live:
+            try:
+                data = _live_bundle(handle)
+            except ImportError:  # anywidget missing: the static picture still works
+                data = None
+        if data is None:
+            snapshot = handle.snapshot()
+            now = handle.runtime.clock.now()
+            data = {
+                "text/plain": viewmodel.summary_text(snapshot),
+                "text/html": static.render_html(snapshot, _layout(snapshot, None), now=now),
+            }
+    except EvkitError as exc:  # e.g. the runtime was closed: say so instead of a traceback
+        data = {"text/plain": f"<evkit run {handle.workflow_id!r}: cannot be shown ({exc})>"}
     return _filter(data, include, exclude)
 
 

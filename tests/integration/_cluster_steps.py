@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import cloudpickle
 import psutil
@@ -75,7 +76,7 @@ def pid() -> int:
 class RecordingListener(workflow.EventListener):
     """A ManualListener that records where its poll runs (it must be the kernel's loop)."""
 
-    seen: list[tuple[int, int]] = []
+    seen: ClassVar[list[tuple[int, int]]] = []
 
     def __init__(self) -> None:
         self._inner = workflow.ManualListener()
@@ -93,11 +94,18 @@ def fan_out_with_a_wait(n: int) -> object:
     return total.step([square.step(i) for i in range(n)], workflow.wait_for_event(RecordingListener, "bonus"))
 
 
-async def until(condition: Callable[[], bool], *, timeout_seconds: float = 30.0, off_loop: bool = False) -> None:
+async def until(
+    condition: Callable[[], bool], *, timeout_seconds: float = 30.0, off_loop: bool = False
+) -> None:
     """Wait until `condition()` holds; `off_loop` evaluates it in a thread (file checks)."""
     async with asyncio.timeout(timeout_seconds):
-        while not (await asyncio.to_thread(condition) if off_loop else condition()):
+        while not (await asyncio.to_thread(condition) if off_loop else condition()):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+def touch(path: str) -> None:
+    """Create an empty file (run it in a thread from async code)."""
+    pathlib.Path(path).touch()
 
 
 async def rows(query: str, *params: object) -> list[tuple[object, ...]]:

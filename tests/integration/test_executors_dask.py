@@ -6,20 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pathlib
 import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
-
-import evkit
-from evkit import workflow
-from evkit.context import StepContext
-from evkit.executors import ClusterConnectionError, DaskExecutor, StepCall, StepTransportError
-from evkit.model import StepOptions
-
 from _cluster_steps import (
     RecordingListener,
     block,
@@ -31,9 +24,17 @@ from _cluster_steps import (
     pid_gone,
     rows,
     step_log,
+    touch,
     until,
     wait_for_started,
 )
+from blockbuster import BlockBuster, blockbuster_ctx
+
+import evkit
+from evkit import workflow
+from evkit.context import StepContext
+from evkit.executors import ClusterConnectionError, DaskExecutor, StepCall, StepTransportError
+from evkit.model import StepOptions
 
 distributed = pytest.importorskip("distributed")
 
@@ -107,7 +108,8 @@ async def test_step_whose_worker_dies_is_retried_and_the_store_shows_each_attemp
 ) -> None:
     marker = os.path.join(os.fspath(tmp_path), "died")
     result = await die_once.step(marker).run_async(workflow_id="kill")
-    assert isinstance(result, str) and result.startswith("survived in ")
+    assert isinstance(result, str)
+    assert result.startswith("survived in ")
     assert await step_log("kill", "die_once") == [
         ("running", 1, None),
         ("failed", 1, "WorkerLostError"),
@@ -115,7 +117,10 @@ async def test_step_whose_worker_dies_is_retried_and_the_store_shows_each_attemp
         ("succeeded", 2, None),
     ]
     error = (await rows("SELECT error FROM steps WHERE step_id = 'die_once'"))[0][0]
-    assert isinstance(error, str) and error.startswith("WorkerLostError: Step 'die_once' of run 'kill': the Dask worker")
+    assert isinstance(error, str)
+    assert error.startswith(
+        "WorkerLostError: Step 'die_once' of run 'kill': the Dask worker"
+    )
 
 
 async def test_cancelling_a_run_releases_its_task_and_a_running_body_ends_unheard(
@@ -136,7 +141,7 @@ async def test_cancelling_a_run_releases_its_task_and_a_running_body_ends_unhear
     # The scheduler forgot the task; Dask cannot stop a running thread, so the body ends
     # on its own, and its result goes nowhere.
     assert await asyncio.to_thread(dask_client.run_on_scheduler, block_tasks) == []  # type: ignore[attr-defined]
-    await asyncio.to_thread(open(release, "w").close)
+    await asyncio.to_thread(touch, release)
     await until(lambda: os.path.exists(done), off_loop=True)
     assert [state for state, _, _ in await step_log("cancel", "block")] == ["running", "cancelled"]
 
@@ -148,7 +153,9 @@ async def test_cancelling_with_kill_worker_on_cancel_stops_the_body_at_once(
     executor = DaskExecutor(dask_client, kill_worker_on_cancel=True)
     rt = await asyncio.to_thread(workflow.init, storage=store_path, executor=executor)
     try:
-        started, release, done = (os.path.join(os.fspath(tmp_path), n) for n in ("started", "release", "done"))
+        started, release, done = (
+            os.path.join(os.fspath(tmp_path), n) for n in ("started", "release", "done")
+        )
         handle = workflow.run_async(block.step(started, release, done), workflow_id="kill-cancel")
         body_pid = await wait_for_started(started)
         await handle.cancel_async()
@@ -179,9 +186,7 @@ async def test_argument_whose_module_the_workers_lack_fails_naming_the_step_and_
 ) -> None:
     # A class importable in this process only: pickled by reference, unloadable on workers.
     module_dir = os.fspath(tmp_path)
-    await asyncio.to_thread(
-        lambda: open(os.path.join(module_dir, "kernel_only_dask.py"), "w").write("class Thing:\n    pass\n")
-    )
+    await asyncio.to_thread(pathlib.Path(module_dir, "kernel_only_dask.py").write_text, "class Thing:\n    pass\n")
     sys.path.insert(0, module_dir)
     try:
         import kernel_only_dask  # type: ignore[import-not-found]
@@ -216,7 +221,9 @@ async def test_argument_that_cannot_be_pickled_fails_before_reaching_the_cluster
     await executor.aclose()
 
 
-async def test_per_step_executor_and_resources_reach_the_dask_task(store_path: str, dask_client: object) -> None:
+async def test_per_step_executor_and_resources_reach_the_dask_task(
+    store_path: str, dask_client: object
+) -> None:
     def restrictions() -> dict[str, float]:
         worker = distributed.get_worker()
         return dict(worker.state.tasks[distributed.worker.thread_state.key].resource_restrictions or {})
@@ -238,7 +245,9 @@ def test_unreachable_scheduler_address_fails_at_init_naming_it_and_keeps_the_run
         port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"  # nothing listens there any more
     try:
-        with pytest.raises(ClusterConnectionError, match=rf"^Cannot reach the Dask scheduler at '{address}' within 5 s"):
+        with pytest.raises(
+            ClusterConnectionError, match=rf"^Cannot reach the Dask scheduler at '{address}' within 5 s"
+        ):
             workflow.init(storage=store_path + ".other", executor=address)
         assert workflow.get_runtime() is rt
         assert not rt.closed
@@ -251,5 +260,8 @@ def test_address_that_accepts_but_never_answers_times_out_naming_it() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
-        with pytest.raises(ClusterConnectionError, match=rf"^Cannot connect to the Dask scheduler at '{address}' within 0.5 s"):
+        with pytest.raises(
+            ClusterConnectionError,
+            match=rf"^Cannot connect to the Dask scheduler at '{address}' within 0.5 s",
+        ):
             DaskExecutor(address, connect_timeout_seconds=0.5)

@@ -10,13 +10,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
-
-import evkit
-from evkit import workflow
-from evkit.executors import ClusterConnectionError, RayExecutor, StepTransportError
-from evkit.executors.ray import ray_task_options
-
 from _cluster_steps import (
     RecordingListener,
     block,
@@ -30,6 +23,12 @@ from _cluster_steps import (
     until,
     wait_for_started,
 )
+from blockbuster import BlockBuster, blockbuster_ctx
+
+import evkit
+from evkit import workflow
+from evkit.executors import ClusterConnectionError, RayExecutor, StepTransportError
+from evkit.executors.ray import ray_task_options
 
 ray = pytest.importorskip("ray")
 
@@ -87,7 +86,8 @@ async def test_step_whose_ray_worker_dies_is_retried_and_the_store_shows_each_at
 ) -> None:
     marker = os.path.join(os.fspath(tmp_path), "died")
     result = await die_once.step(marker).run_async(workflow_id="kill")
-    assert isinstance(result, str) and result.startswith("survived in ")
+    assert isinstance(result, str)
+    assert result.startswith("survived in ")
     assert await step_log("kill", "die_once") == [
         ("running", 1, None),
         ("failed", 1, "WorkerLostError"),
@@ -127,7 +127,9 @@ async def test_step_returning_a_value_that_cannot_travel_fails_naming_the_step_a
     )
 
 
-async def test_per_step_executor_and_resources_reach_the_ray_task(store_path: str, ray_instance: None) -> None:
+async def test_per_step_executor_and_resources_reach_the_ray_task(
+    store_path: str, ray_instance: None
+) -> None:
     def assigned() -> dict[str, float]:
         return dict(ray.get_runtime_context().get_assigned_resources())
 
@@ -156,7 +158,11 @@ def test_unreachable_ray_address_fails_at_init_naming_it(store_path: str) -> Non
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"ray://127.0.0.1:{port}"  # nothing listens there any more
-    with pytest.raises(ClusterConnectionError, match=rf"^Cannot reach the Ray cluster at '{address}' within 5 s"):
+    with pytest.raises(
+        ClusterConnectionError, match=rf"^Cannot reach the Ray cluster at '{address}' within 5 s"
+    ):
         workflow.init(storage=store_path, executor=address)
-    with pytest.raises(ClusterConnectionError, match=rf"^Cannot reach the Ray cluster at '{address}' within 0.2 s"):
+    with pytest.raises(
+        ClusterConnectionError, match=rf"^Cannot reach the Ray cluster at '{address}' within 0.2 s"
+    ):
         RayExecutor(address, connect_timeout_seconds=0.2)

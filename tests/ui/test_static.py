@@ -86,3 +86,15 @@ def test_a_closed_widget_is_replaced_on_the_next_display(runtime):
 
     assert second["model_id"] != first["model_id"]
     assert run_widget(handle).comm is not None
+
+
+def test_handle_of_a_closed_runtime_shows_one_line_instead_of_raising(store_path):
+    with workflow.init(storage=store_path, loop="thread"):
+        handle = finished_run("gone")
+    try:
+        data = mimebundle(handle, live=False)
+    finally:
+        workflow.shutdown()
+    assert list(data) == ["text/plain"]
+    assert data["text/plain"].startswith("<evkit run 'gone': cannot be shown (")
+    assert "closed" in data["text/plain"]

@@ -48,6 +48,7 @@ from evkit.dag import (
 )
 from evkit.errors import (
     CheckpointConflictError as CheckpointConflictError,
+    ClusterConnectionError as ClusterConnectionError,
     EventTimeoutError as EventTimeoutError,
     EvkitError as EvkitError,
     NotAStoreError as NotAStoreError,
@@ -55,9 +56,11 @@ from evkit.errors import (
     RunError as RunError,
     RunStateError as RunStateError,
     StepFailedError as StepFailedError,
+    StepTransportError as StepTransportError,
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     StoreVersionError as StoreVersionError,
+    WorkerLostError as WorkerLostError,
     WorkflowCancellationError as WorkflowCancellationError,
     WorkflowDefinitionError as WorkflowDefinitionError,
     WorkflowError as WorkflowError,
@@ -66,6 +69,7 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
+from evkit.executors import StepExecutor as StepExecutor
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
@@ -87,6 +91,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointConflictError",
     "Clock",
+    "ClusterConnectionError",
     "EventContext",
     "EventListener",
     "EventServer",
@@ -108,7 +113,9 @@ __all__ = [
     "StepFunction",
     "StepNode",
     "StepOptions",
+    "StepExecutor",
     "StepSnapshot",
+    "StepTransportError",
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
@@ -123,6 +130,7 @@ __all__ = [
     "WorkflowNotResumableError",
     "WorkflowStatus",
     "WorkflowStillActiveError",
+    "WorkerLostError",
     "cancel",
     "delete",
     "get_current_step_id",

@@ -16,6 +16,11 @@ fields too, so callers can react without parsing text::
     │   ├── PayloadError                    (also TypeError: an event that cannot be stored)
     │   └── RunStateError                   (also RuntimeError: lifecycle misuse)
     │       └── WorkflowStillActiveError
+    ├── ExecutorError
+    │   ├── WorkerLostError                 (a worker died: retried per max_retries)
+    │   ├── StepTransportError              (also TypeError: a value cannot travel)
+    │   ├── RemoteStepError                 (a remote error that could not come back)
+    │   └── ClusterConnectionError          (also ConnectionError: init cannot reach it)
     └── StoreError
         ├── StoreLockedError                (another process holds the file)
         ├── StoreVersionError               (schema newer than this evkit)
@@ -134,6 +139,32 @@ class RunStateError(WorkflowError, RuntimeError):
 
 class WorkflowStillActiveError(RunStateError):
     """The operation needs the run to be finished, but it is still running."""
+
+
+class ExecutorError(EvkitError):
+    """Base class of errors from where step bodies run (the local pool or a cluster)."""
+
+
+class WorkerLostError(ExecutorError):
+    """The worker running a step died (a system failure).
+
+    The step is retried per ``max_retries`` whatever ``retry_exceptions`` says.
+    """
+
+
+class StepTransportError(ExecutorError, TypeError):
+    """A step's function, arguments or result cannot travel to or from the executor."""
+
+
+class RemoteStepError(ExecutorError):
+    """A step body raised an exception that could not be pickled back from its worker.
+
+    The message keeps the original exception's type and text.
+    """
+
+
+class ClusterConnectionError(ExecutorError, ConnectionError):
+    """``workflow.init(executor=...)`` could not reach the cluster it names."""
 
 
 class StoreError(EvkitError):

@@ -9,20 +9,29 @@ blocks the loop. The engine (``evkit.engine``) creates, registers and cancels ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import inspect
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from evkit import codec
 from evkit.context import EventContext, StepContext, set_context
 from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, StepNode, flatten, resolve_refs
-from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellationError, WorkflowExecutionError
-from evkit.executors.base import StepCall, WorkerLostError
+from evkit.errors import (
+    EventTimeoutError,
+    StepFailedError,
+    WorkerLostError,
+    WorkflowCancellationError,
+    WorkflowExecutionError,
+)
+from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
 from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus
@@ -169,7 +178,8 @@ class RunExecution:
             WorkflowCancellationError: The run was cancelled.
         """
         try:
-            output = await self._task_for(self.dag.output)
+            with _fewer_gc_passes(len(self._steps)):
+                output = await self._task_for(self.dag.output)
         except asyncio.CancelledError:
             await self._cancel_steps()
             if self.abandoned or not self.cancel_requested:
@@ -654,3 +664,37 @@ def _blob_or_none(value: object) -> bytes | None:
 
 def _datetime(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+
+
+# The cyclic GC's full passes walk every live object; a run of 100,000 waits holds
+# millions (tasks, coroutine frames, step views), and those passes took ~40% of its time
+# (docs/performance.md). While a run of at least _BIG_RUN_STEPS steps executes, young
+# collections (and so full ones) are made rarer; the thresholds that were in force come
+# back when the last such run ends, unless someone changed them meanwhile.
+_BIG_RUN_STEPS = 5_000
+_BIG_RUN_GC_THRESHOLD0 = 100_000
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes(steps: int) -> Iterator[None]:
+    global _gc_holders, _gc_saved
+    if steps < _BIG_RUN_STEPS:
+        yield
+        return
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(_gc_saved[0], _BIG_RUN_GC_THRESHOLD0), _gc_saved[1], _gc_saved[2])
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_saved is not None:
+                if gc.get_threshold()[0] == max(_gc_saved[0], _BIG_RUN_GC_THRESHOLD0):
+                    gc.set_threshold(*_gc_saved)
+                _gc_saved = None

@@ -237,18 +237,35 @@ class Runtime:
                 return
             self._closed = True
             engine, self._engine = self._engine, None
+        executors_closed = False
         try:
             if engine is not None and not engine.loop.is_closed():
                 if _running_loop() is engine.loop:
                     self._close_on_own_loop(engine)
                 elif engine.loop.is_running():
                     asyncio.run_coroutine_threadsafe(engine.aclose(), engine.loop).result()
+                    executors_closed = True
                 else:
                     engine.loop.run_until_complete(engine.aclose())
+                    executors_closed = True
+            if not executors_closed:
+                self._close_executors_elsewhere()
         finally:
             if self._loop_thread is not None:
                 self._loop_thread.stop()
             self.writer.close()
+
+    def _close_executors_elsewhere(self) -> None:
+        # No engine loop could close them (none was started, or we are on it and cannot
+        # await): close them on a short-lived loop in a helper thread, so a cluster client
+        # evkit opened does not live on until the process exits.
+        async def close_all() -> None:
+            for executor in self._executors.values():
+                await executor.aclose()
+
+        closer = threading.Thread(target=asyncio.run, args=(close_all(),), name="evkit-close")
+        closer.start()
+        closer.join()
 
     def _close_on_own_loop(self, engine: Engine) -> None:
         # We cannot await on the loop we run on: abandon the runs, then write what is

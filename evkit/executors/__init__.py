@@ -7,16 +7,13 @@ libraries only when used, so evkit works without them.
 
 from __future__ import annotations
 
-from evkit.executors._remote import (
+from evkit.errors import (
     ClusterConnectionError as ClusterConnectionError,
     RemoteStepError as RemoteStepError,
-)
-from evkit.executors.base import (
-    StepCall as StepCall,
-    StepExecutor as StepExecutor,
     StepTransportError as StepTransportError,
     WorkerLostError as WorkerLostError,
 )
+from evkit.executors.base import StepCall as StepCall, StepExecutor as StepExecutor
 from evkit.executors.dask import DASK_SCHEMES, DaskExecutor as DaskExecutor
 from evkit.executors.local import LocalExecutor as LocalExecutor
 from evkit.executors.ray import RayExecutor as RayExecutor

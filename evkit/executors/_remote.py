@@ -13,14 +13,14 @@ import signal
 import socket
 import traceback
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 import cloudpickle
 
 from evkit.context import StepContext, reset_context, set_context
-from evkit.errors import EvkitError
-from evkit.executors.base import StepCall, StepTransportError
+from evkit.errors import ClusterConnectionError, RemoteStepError, StepTransportError
+from evkit.executors.base import StepCall
 
 ReplyKind = Literal["ok", "error", "load-failed", "result-failed"]
 Reply = tuple[ReplyKind, object]
@@ -28,17 +28,6 @@ Reply = tuple[ReplyKind, object]
 # Steps running in this (worker) process: token -> pid. Lets a kill-on-cancel request
 # find the worker process that runs a given step.
 _RUNNING: dict[str, int] = {}
-
-
-class RemoteStepError(EvkitError):
-    """A step body raised an exception that could not be pickled back from its worker.
-
-    The message keeps the original exception's type and text.
-    """
-
-
-class ClusterConnectionError(EvkitError, ConnectionError):
-    """``workflow.init(executor=...)`` could not reach the cluster it names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +67,7 @@ def pack(call: StepCall, *, engine: str, token: str) -> Payload:
 
     def dumps(value: object, index: int | str | None) -> bytes:
         try:
-            return cloudpickle.dumps(value)
+            return _dumps(value)
         except Exception as exc:  # pickling can raise almost anything
             raise StepTransportError(
                 f"Step {call.context.step_id!r} of run {call.context.workflow_id!r} cannot be sent to "
@@ -128,7 +117,7 @@ def run_payload(payload: Payload) -> Reply:
         _RUNNING.pop(payload.token, None)
         reset_context(token)
     try:
-        return ("ok", cloudpickle.dumps(value))
+        return ("ok", _dumps(value))
     except Exception as exc:
         return ("result-failed", (type_name(value), _one_line(exc)))
 
@@ -138,21 +127,25 @@ def _pickle_error(exc: Exception) -> bytes:
         f"(raised on a worker, pid {os.getpid()}; its traceback:)\n{traceback.format_exc().rstrip()}"
     )
     try:
-        return cloudpickle.dumps(exc)
+        return _dumps(exc)
     except Exception as pickle_exc:
         substitute = RemoteStepError(
             f"{type_name(exc)}: {exc} (the exception itself could not be pickled back: {pickle_exc})"
         )
-        return cloudpickle.dumps(substitute)
+        return _dumps(substitute)
 
 
-def kill_if_running(token: str, kernel_pid: int) -> bool:
+def kill_if_running(token: str, kernel_pid: int, dask_worker: object = None) -> bool:
     """Kill this worker process if it runs the step ``token`` (kill-on-cancel).
 
-    Never kills the kernel's own process (a cluster whose workers are threads in it).
+    Never kills the kernel's own process (a cluster whose workers are threads in it), nor
+    a Dask worker without a nanny (nothing would start it again). Dask passes
+    ``dask_worker`` itself.
     """
     pid = _RUNNING.get(token)
     if pid is None or pid == kernel_pid:
+        return False
+    if dask_worker is not None and not getattr(dask_worker, "nanny", None):
         return False
     os.kill(pid, signal.SIGKILL)
     return True  # pragma: no cover - the process is gone before this returns
@@ -166,7 +159,7 @@ def unpack(reply: object, call: StepCall, *, engine: str) -> object:
         Exception: The body's own exception.
     """
     step, run = call.context.step_id, call.context.workflow_id
-    kind, data = reply  # type: ignore[misc]
+    kind, data = cast("Reply", reply)
     if kind == "ok":
         assert isinstance(data, bytes)
         try:
@@ -180,7 +173,7 @@ def unpack(reply: object, call: StepCall, *, engine: str) -> object:
     if kind == "error":
         assert isinstance(data, bytes)
         try:
-            error = cloudpickle.loads(data)
+            error: BaseException = cloudpickle.loads(data)
         except Exception as exc:
             error = RemoteStepError(
                 f"Step {step!r} of run {run!r} raised on the {engine} cluster an exception that cannot "
@@ -188,13 +181,13 @@ def unpack(reply: object, call: StepCall, *, engine: str) -> object:
             )
         raise error
     if kind == "load-failed":
-        index, text = data  # type: ignore[misc]
+        index, text = cast("tuple[int | str | None, str]", data)
         raise StepTransportError(
             f"Step {step!r} of run {run!r} cannot be loaded on the {engine} worker: its "
             f"{_what(call, index)} failed to unpickle there ({text}). Install the module it needs on "
             "the workers, or define it in the notebook so it travels by value."
         )
-    type_text, text = data  # type: ignore[misc]
+    type_text, text = cast("tuple[str, str]", data)
     raise StepTransportError(
         f"Step {step!r} of run {run!r} ran on the {engine} cluster, but its result, a {type_text}, "
         f"cannot be pickled to travel back ({text}). Return picklable data (plain values, "
@@ -224,6 +217,11 @@ def check_reachable(address: str, *, default_port: int, timeout_seconds: float, 
             f"Cannot reach the {what} at {address!r} within {timeout_seconds:g} s ({exc}). Check that "
             f"the {what} runs and the address is right, or use executor='local'."
         ) from None
+
+
+def _dumps(value: object) -> bytes:
+    blob: bytes = cloudpickle.dumps(value)
+    return blob
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from evkit.context import StepContext
-from evkit.errors import EvkitError
 from evkit.model import StepOptions
 
 
@@ -24,17 +23,6 @@ class StepCall:
     kwargs: Mapping[str, object]
     options: StepOptions
     context: StepContext
-
-
-class WorkerLostError(EvkitError):
-    """The worker running a step died (a system failure).
-
-    The step is retried per ``max_retries`` whatever ``retry_exceptions`` says.
-    """
-
-
-class StepTransportError(EvkitError, TypeError):
-    """A step's function, arguments or result cannot travel to or from the executor."""
 
 
 @runtime_checkable

@@ -17,8 +17,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
+from evkit.errors import ClusterConnectionError, WorkerLostError
 from evkit.executors._remote import (
-    ClusterConnectionError,
     Payload,
     check_reachable,
     kill_if_running,
@@ -26,7 +26,7 @@ from evkit.executors._remote import (
     run_payload,
     unpack,
 )
-from evkit.executors.base import StepCall, WorkerLostError
+from evkit.executors.base import StepCall
 
 logger = logging.getLogger("evkit")
 T = TypeVar("T")

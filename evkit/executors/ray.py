@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, final
 
-from evkit.executors._remote import ClusterConnectionError, check_reachable, pack, run_payload, unpack
-from evkit.executors.base import StepCall, WorkerLostError
+from evkit.errors import ClusterConnectionError, WorkerLostError
+from evkit.executors._remote import check_reachable, pack, run_payload, unpack
+from evkit.executors.base import StepCall
 
 logger = logging.getLogger("evkit")
 _DEFAULT_CLIENT_PORT = 10001
@@ -142,7 +143,10 @@ class RayExecutor:
         try:
             reply = await ref
         except asyncio.CancelledError:
-            ray.cancel(ref, force=True)  # kills the worker running the body
+            try:
+                ray.cancel(ref, force=True)  # kills the worker running the body
+            except Exception:  # Ray shut down meanwhile: nothing left to cancel
+                logger.warning("Cancelling the Ray task of step %r failed", step, exc_info=True)
             raise
         except (
             ray.exceptions.WorkerCrashedError,

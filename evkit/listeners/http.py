@@ -9,6 +9,7 @@ success before the event is durable, and it never parses HTTP itself.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import ipaddress
 import json
@@ -19,7 +20,7 @@ from urllib.parse import quote
 
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
-from evkit.listeners.manual import Inbox, ManualListener
+from evkit.listeners.manual import Inbox, ManualListener, SendResult
 from evkit.store.reads import run_exists
 
 if TYPE_CHECKING:
@@ -38,11 +39,14 @@ ROUTE = "/events/{workflow_id}/{key}"
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
-class StoreRead(Protocol):
-    """``WriteQueue.read``: flush, then run ``fn(connection, *args)`` on the writer thread."""
+class StoreSubmit(Protocol):
+    """``StoreWriter.submit``: run ``fn(connection, *args)`` on the writer thread.
 
-    def __call__(self, fn: Callable[..., T], /, *args: object) -> Awaitable[T]:
-        """Run ``fn`` on the store's connection and return its result."""
+    It sees what is committed; writes still queued on the loop are not flushed first.
+    """
+
+    def __call__(self, fn: Callable[..., T], /, *args: object) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the store's connection; a future of its result."""
         ...
 
 
@@ -131,7 +135,7 @@ class EventServer:
         check_server_options(host, port, token, max_body_bytes)
         self._services = services
         self._inbox = _service(services, "inbox", Inbox)
-        self._read: StoreRead = _service(services, "store_read", Callable)  # type: ignore[arg-type]
+        self._submit: StoreSubmit = _service(services, "store_read_committed", Callable)  # type: ignore[arg-type]
         self._active_runs: Container[str] = _service(services, "active_runs", Container)  # type: ignore[type-abstract]
         self.host = host
         self.port = port
@@ -145,6 +149,9 @@ class EventServer:
         self._starting: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._closed = False
+        # Requests being accepted, by (workflow_id, Idempotency-Key): a concurrent repeat
+        # waits for the first to finish, so the committed read below is enough to decide.
+        self._accepting: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -301,6 +308,14 @@ class EventServer:
                 if exc.status < 400:
                     raise
                 return _translate(request, exc, self.max_body_bytes)
+            except Exception as exc:
+                logger.exception("evkit event server: %s %s failed", request.method, request.path)
+                return _error(
+                    500,
+                    "not_stored",
+                    f"The event may not have been stored ({type(exc).__name__}: {exc}). Retry with "
+                    "the same Idempotency-Key: a repeat is stored and delivered once.",
+                )
 
         return checks
 
@@ -344,37 +359,60 @@ class EventServer:
         payload, problem = _parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)
-        known, used_for = await self._read(_check_post, workflow_id, event_id)
-        if not known and workflow_id not in self._active_runs:
-            return _error(
-                404,
-                "unknown_workflow",
-                f"Run {workflow_id!r} is not in this store. Start it first "
-                "(workflow.run_async(..., workflow_id=...)); nothing was stored.",
-            )
-        if used_for is not None and used_for != key:
-            return _error(
-                409,
-                "idempotency_key_conflict",
-                f"Idempotency-Key {event_id!r} was already used for key {used_for!r} of run "
-                f"{workflow_id!r}; use a key unique within the run. Nothing was stored.",
-            )
         # Shielded: a disconnecting client or a server shutdown must not cancel a write the
-        # inbox shares with other events (the store decides, then we reply).
-        result = await asyncio.shield(
-            self._inbox.send(workflow_id, key, payload, event_id=event_id, source="http")
-        )
-        from aiohttp import web as aioweb
+        # inbox shares with other events, nor leave a repeat unguarded (the store decides,
+        # then we reply).
+        outcome = await asyncio.shield(self._accept(workflow_id, key, event_id, payload))
+        if isinstance(outcome, SendResult):
+            from aiohttp import web as aioweb
 
-        return aioweb.json_response(
-            {
-                "workflow_id": workflow_id,
-                "key": key,
-                "event_id": result.event_id,
-                "duplicate": result.duplicate,
-            },
-            status=202,
-        )
+            return aioweb.json_response(
+                {
+                    "workflow_id": workflow_id,
+                    "key": key,
+                    "event_id": outcome.event_id,
+                    "duplicate": outcome.duplicate,
+                },
+                status=202,
+            )
+        return outcome
+
+    async def _accept(
+        self, workflow_id: str, key: str, event_id: str | None, payload: object
+    ) -> SendResult | web.Response:
+        """Check the run and the Idempotency-Key, then store the event durably."""
+        if event_id is None:
+            if workflow_id not in self._active_runs and not await self._committed(run_exists, workflow_id):
+                return _unknown_workflow(workflow_id)
+            return await self._inbox.send(workflow_id, key, payload, source="http")
+        marker = (workflow_id, event_id)
+        while (earlier := self._accepting.get(marker)) is not None:
+            await earlier
+        accepting = self._accepting[marker] = self._loop.create_future()
+        try:
+            # Committed data is enough: an earlier request with this key either replied
+            # (so its event is committed) or is still accepting (and we waited for it).
+            known, used_for = await self._committed(_check_post, workflow_id, event_id)
+            if not known and workflow_id not in self._active_runs:
+                return _unknown_workflow(workflow_id)
+            if used_for == key:
+                return SendResult(event_id, duplicate=True)
+            if used_for is not None:
+                return _error(
+                    409,
+                    "idempotency_key_conflict",
+                    f"Idempotency-Key {event_id!r} was already used for key {used_for!r} of run "
+                    f"{workflow_id!r}; use a key unique within the run. Nothing was stored.",
+                )
+            return await self._inbox.send(
+                workflow_id, key, payload, event_id=event_id, source="http", known_new=True
+            )
+        finally:
+            del self._accepting[marker]
+            accepting.set_result(None)
+
+    async def _committed(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.wrap_future(self._submit(fn, *args))
 
 
 async def event_server(
@@ -435,6 +473,15 @@ def _service(services: Mapping[str, object], name: str, kind: type[T]) -> T:
             "this should never happen, please report it."
         )
     return value
+
+
+def _unknown_workflow(workflow_id: str) -> web.Response:
+    return _error(
+        404,
+        "unknown_workflow",
+        f"Run {workflow_id!r} is not in this store. Start it first "
+        "(workflow.run_async(..., workflow_id=...)); nothing was stored.",
+    )
 
 
 def _check_post(

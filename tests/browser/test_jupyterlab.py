@@ -214,6 +214,8 @@ def test_widget_renders_updates_while_idle_and_send_button_completes_the_wait(la
                 '.evkit-event-row[data-step="ManualListener"][data-state="committed"]', timeout=15_000
             )
             page.wait_for_selector('.evkit-run[data-status="SUCCESSFUL"]', timeout=15_000)
+            sent = page.locator('.evkit-send-status[data-step="ManualListener"]')
+            assert "evkit-send-ok" in (sent.get_attribute("class") or ""), sent.inner_text()
             assert page.locator('.evkit-node[data-step="publish"]').get_attribute("data-state") == "done"
             assert "SUCCESSFUL" in page.locator(".evkit-run .evkit-header").inner_text()
             assert page.evaluate(f"() => {PROMPTS}") == prompts_when_done, "a cell ran while we watched"

@@ -118,9 +118,7 @@ async def test_step_whose_worker_dies_is_retried_and_the_store_shows_each_attemp
     ]
     error = (await rows("SELECT error FROM steps WHERE step_id = 'die_once'"))[0][0]
     assert isinstance(error, str)
-    assert error.startswith(
-        "WorkerLostError: Step 'die_once' of run 'kill': the Dask worker"
-    )
+    assert error.startswith("WorkerLostError: Step 'die_once' of run 'kill': the Dask worker")
 
 
 async def test_cancelling_a_run_releases_its_task_and_a_running_body_ends_unheard(
@@ -186,7 +184,9 @@ async def test_argument_whose_module_the_workers_lack_fails_naming_the_step_and_
 ) -> None:
     # A class importable in this process only: pickled by reference, unloadable on workers.
     module_dir = os.fspath(tmp_path)
-    await asyncio.to_thread(pathlib.Path(module_dir, "kernel_only_dask.py").write_text, "class Thing:\n    pass\n")
+    await asyncio.to_thread(
+        pathlib.Path(module_dir, "kernel_only_dask.py").write_text, "class Thing:\n    pass\n"
+    )
     sys.path.insert(0, module_dir)
     try:
         import kernel_only_dask  # type: ignore[import-not-found]

@@ -32,7 +32,8 @@ from evkit.executors.ray import ray_task_options
 
 ray = pytest.importorskip("ray")
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# Starting Ray takes 9-25 s on a busy 2-core machine; the first test pays for it.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +82,34 @@ async def test_fan_out_of_100_steps_runs_on_ray_workers_while_the_wait_stays_on_
     assert await rows("SELECT state FROM events WHERE workflow_id = 'fan'") == [("committed",)]
 
 
+async def test_step_returning_a_value_that_cannot_travel_fails_naming_the_step_and_type(
+    ray_runtime: evkit.Runtime,
+) -> None:
+    with pytest.raises(workflow.WorkflowExecutionError) as info:
+        await make_lock.step().run_async(workflow_id="lock")
+    cause = info.value.__cause__
+    assert isinstance(cause, StepTransportError)
+    assert str(cause).startswith(
+        "Step 'make_lock' of run 'lock' ran on the ray cluster, but its result, a _thread.lock, "
+        "cannot be pickled to travel back (TypeError: cannot pickle '_thread.lock' object)."
+    )
+
+
+async def test_per_step_executor_and_resources_reach_the_ray_task(
+    store_path: str, ray_instance: None
+) -> None:
+    def assigned() -> dict[str, float]:
+        return dict(ray.get_runtime_context().get_assigned_resources())
+
+    on_ray = workflow.step(executor="ray", resources={"CPU": 0.5, "slots": 1})(assigned)
+    rt = await asyncio.to_thread(workflow.init, storage=store_path, executors={"ray": "ray"})
+    try:
+        assert await on_ray.step().run_async(workflow_id="res") == {"CPU": 0.5, "slots": 1.0}
+        assert await pid.step().run_async(workflow_id="local") == os.getpid()
+    finally:
+        await rt.aclose()
+
+
 async def test_step_whose_ray_worker_dies_is_retried_and_the_store_shows_each_attempt(
     ray_runtime: evkit.Runtime, tmp_path: os.PathLike[str]
 ) -> None:
@@ -112,34 +141,6 @@ async def test_cancelling_a_run_force_cancels_its_ray_task_so_the_body_never_fin
     assert [state for state, _, _ in await step_log("cancel", "block")] == ["running", "cancelled"]
     await until(lambda: pid_gone(body_pid), off_loop=True)
     assert not await asyncio.to_thread(os.path.exists, done)
-
-
-async def test_step_returning_a_value_that_cannot_travel_fails_naming_the_step_and_type(
-    ray_runtime: evkit.Runtime,
-) -> None:
-    with pytest.raises(workflow.WorkflowExecutionError) as info:
-        await make_lock.step().run_async(workflow_id="lock")
-    cause = info.value.__cause__
-    assert isinstance(cause, StepTransportError)
-    assert str(cause).startswith(
-        "Step 'make_lock' of run 'lock' ran on the ray cluster, but its result, a _thread.lock, "
-        "cannot be pickled to travel back (TypeError: cannot pickle '_thread.lock' object)."
-    )
-
-
-async def test_per_step_executor_and_resources_reach_the_ray_task(
-    store_path: str, ray_instance: None
-) -> None:
-    def assigned() -> dict[str, float]:
-        return dict(ray.get_runtime_context().get_assigned_resources())
-
-    on_ray = workflow.step(executor="ray", resources={"CPU": 0.5, "slots": 1})(assigned)
-    rt = await asyncio.to_thread(workflow.init, storage=store_path, executors={"ray": "ray"})
-    try:
-        assert await on_ray.step().run_async(workflow_id="res") == {"CPU": 0.5, "slots": 1.0}
-        assert await pid.step().run_async(workflow_id="local") == os.getpid()
-    finally:
-        await rt.aclose()
 
 
 def test_step_resources_map_to_ray_task_options() -> None:

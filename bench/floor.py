@@ -26,7 +26,7 @@ _SQL_TYPES = {pa.string(): "VARCHAR", _TS: "TIMESTAMPTZ", pa.binary(): "BLOB"}
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class FloorStore:

@@ -16,7 +16,7 @@ import pickle
 import threading
 import time
 
-from bench.common import percentile, peak_rss_mb, temp_store
+from bench.common import peak_rss_mb, percentile, temp_store
 from bench.floor import FloorStore, now
 
 STARTED: dict[int, float] = {}
@@ -32,7 +32,12 @@ def note_start(i: int) -> int:
 
 def _stats(latencies: list[float]) -> dict[str, float]:
     ms = [x * 1000 for x in latencies]
-    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms), "rss_mb": peak_rss_mb()}
+    return {
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "rss_mb": peak_rss_mb(),
+    }
 
 
 def evkit_latency(k: int) -> dict[str, float]:
@@ -48,7 +53,9 @@ def evkit_latency(k: int) -> dict[str, float]:
             return len(values)
 
         POLLS.reset(k)
-        node = done.step(*[step.step(workflow.wait_for_event(CountingManualListener, f"k{i}")) for i in range(k)])
+        node = done.step(
+            *[step.step(workflow.wait_for_event(CountingManualListener, f"k{i}")) for i in range(k)]
+        )
         handle = workflow.run_async(node, workflow_id="latency")
         POLLS.reached.wait()
         time.sleep(0.2)  # let the run settle into WAITING

@@ -44,13 +44,18 @@ def evkit_throughput(n: int) -> dict[str, float]:
         )
         POLLS.reached.wait()
         start = time.perf_counter()
-        runtime.call_soon(lambda engine: engine.loop.create_task(_produce(STREAM.release, n)))
+        producer = runtime.call_soon(lambda engine: engine.loop.create_task(_produce(STREAM.release, n)))
         COMMITS.reached.wait()
         elapsed = time.perf_counter() - start
         batches_before = runtime.engine().queue.batches_written
         assert handle.result() == n
         workflow.shutdown()
-    return {"events_per_s": n / elapsed, "total_s": elapsed, "batches": batches_before, "rss_mb": peak_rss_mb()}
+    return {
+        "events_per_s": n / elapsed,
+        "total_s": elapsed,
+        "batches": batches_before,
+        "rss_mb": peak_rss_mb(),
+    }
 
 
 def floor_throughput(n: int) -> dict[str, float]:
@@ -78,10 +83,10 @@ async def _floor(path: str, n: int) -> dict[str, float]:
     tasks = [loop.create_task(wait(i)) for i in range(n)]
     await asyncio.sleep(0)
     start = time.perf_counter()
-    loop.create_task(_produce(lambda i: futures[i].set_result(i), n))
+    producer = loop.create_task(_produce(lambda i: futures[i].set_result(i), n))
     await done
     elapsed = time.perf_counter() - start
-    await asyncio.gather(*tasks)
+    await asyncio.gather(producer, *tasks)
     batches = store.batches
     await store.aclose()
     return {"events_per_s": n / elapsed, "total_s": elapsed, "batches": batches, "rss_mb": peak_rss_mb()}

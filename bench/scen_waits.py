@@ -14,6 +14,7 @@ import time
 from bench.common import Stopwatch, peak_rss_mb, temp_store
 from bench.floor import FloorStore, now
 
+
 def evkit_waits(n: int, kind: str, delay: float) -> dict[str, float]:
     """Run the evkit side; ``delay`` is the timers' wait (seconds after the start)."""
     watch = Stopwatch()

@@ -201,6 +201,52 @@ class RunHandle:
         """True once the run ended (in any way)."""
         return self._future.done()
 
+    async def wait_status(
+        self, *statuses: WorkflowStatus, timeout_seconds: float | None = None
+    ) -> WorkflowStatus:
+        """Wait, without blocking the loop, until the run has one of ``statuses``.
+
+        Woken by the run's own changes (no polling). With no statuses, waits for a final
+        one (SUCCESSFUL, FAILED or CANCELED).
+
+        Returns:
+            The status reached.
+
+        Raises:
+            RunStateError: The run ended in another status first.
+            TimeoutError: ``timeout_seconds`` passed first.
+        """
+        wanted = set(statuses) or {s for s in WorkflowStatus if s.is_final}
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        unsubscribe = self.subscribe(lambda: loop.call_soon_threadsafe(changed.set))
+        self._future.add_done_callback(lambda _: loop.call_soon_threadsafe(changed.set))
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while True:
+                    changed.clear()
+                    status = self.status
+                    if status in wanted:
+                        return status
+                    if self.done():
+                        raise RunStateError(
+                            f"Run {self.workflow_id!r} ended {status.value} before it was "
+                            f"{' or '.join(sorted(s.value for s in wanted))}.",
+                            workflow_id=self.workflow_id,
+                        )
+                    await changed.wait()
+        finally:
+            self._runtime.call_soon(lambda _: unsubscribe())
+
+    async def wait_waiting(self, *, timeout_seconds: float | None = None) -> None:
+        """Wait until every runnable step of the run waits on an event (status WAITING).
+
+        Raises:
+            RunStateError: The run ended first.
+            TimeoutError: ``timeout_seconds`` passed first.
+        """
+        await self.wait_status(WorkflowStatus.WAITING, timeout_seconds=timeout_seconds)
+
     @property
     def status(self) -> WorkflowStatus:
         """The run's status now (RUNNING, WAITING, then its final status)."""

@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("evkit")
 
 
+# The source_id of a checkpoint that holds a wait's `default` after its timeout: nothing
+# came from the source, so there is nothing for event_checkpointed to commit.
+TIMEOUT_DEFAULT_SOURCE = "evkit:timeout-default"
+
+
 class _TimedOut(Exception):
     """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
 
@@ -446,6 +451,7 @@ class RunExecution:
         self._log_event(step, "waiting", attempt, extra={"args_text": view.args_text})
         self._set_state(step.step_id, "waiting")
         self._waiting += 1
+        timed_out = False
         try:
             try:
                 event = await self._poll(listener, args, kwargs, view.timeout_at)
@@ -468,7 +474,7 @@ class RunExecution:
                 )
                 self._fail_event(step, attempt, error)
                 raise error from None
-            event = step.default
+            event, timed_out = step.default, True
         except Exception as exc:
             self._fail_event(step, attempt, exc)
             raise StepFailedError(
@@ -481,9 +487,10 @@ class RunExecution:
         self._busy += 1
         try:
             self._set_state(step.step_id, "received")
-            await self._checkpoint(step, listener, event, attempt, received_at)
+            source_id = TIMEOUT_DEFAULT_SOURCE if timed_out else listener.source_id(event)
+            await self._checkpoint(step, listener, event, attempt, received_at, source_id)
             self._set_state(step.step_id, "checkpointed")
-            await self._commit(step, listener, event, attempt)
+            await self._commit(step, listener, event, attempt, call_listener=not timed_out)
         finally:
             self._busy -= 1
         return event
@@ -520,7 +527,13 @@ class RunExecution:
             raise
 
     async def _checkpoint(
-        self, step: FlatStep, listener: EventListener, event: object, attempt: int, received_at: dt.datetime
+        self,
+        step: FlatStep,
+        listener: EventListener,
+        event: object,
+        attempt: int,
+        received_at: dt.datetime,
+        source_id: str | None,
     ) -> None:
         try:
             blob = codec.dumps(event)
@@ -540,7 +553,7 @@ class RunExecution:
             attempt,
             extra={
                 "received_at": received_at,
-                "source_id": listener.source_id(event),
+                "source_id": source_id,
                 "payload_blob": blob,
                 "payload_text": codec.readable(event),
             },
@@ -555,14 +568,24 @@ class RunExecution:
             set_context(self._event_context(step, attempt))
             self._busy += 1
             try:
-                await self._commit(step, step.listener(), event, attempt)
+                call_listener = stored.source_id != TIMEOUT_DEFAULT_SOURCE
+                await self._commit(step, step.listener(), event, attempt, call_listener=call_listener)
             finally:
                 self._busy -= 1
         return event
 
-    async def _commit(self, step: FlatStep, listener: EventListener, event: object, attempt: int) -> None:
+    async def _commit(
+        self,
+        step: FlatStep,
+        listener: EventListener,
+        event: object,
+        attempt: int,
+        *,
+        call_listener: bool = True,
+    ) -> None:
         try:
-            await listener.event_checkpointed(event)
+            if call_listener:
+                await listener.event_checkpointed(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -8,6 +8,7 @@ an inbox event taken once, across crashes, even if two steps wait on the same ke
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -99,9 +100,20 @@ class Inbox:
             TypeError: A payload cannot be pickled (nothing is stored).
         """
         sent_at = now()
+        items = list(events)
+        # Random ids like uuid4().hex, from one urandom call (a syscall per id is ~8 us).
+        random = os.urandom(16 * len(items)).hex()
         rows = [
-            (workflow_id, key, uuid.uuid4().hex, sent_at, codec.dumps(value), codec.readable(value), source)
-            for key, value in events
+            (
+                workflow_id,
+                key,
+                random[32 * i : 32 * i + 32],
+                sent_at,
+                codec.dumps(value),
+                codec.readable(value),
+                source,
+            )
+            for i, (key, value) in enumerate(items)
         ]
         if not rows:
             return []

@@ -349,7 +349,7 @@ class _Reader:
         ]
         if not entries:
             return []
-        taken = set()  # MUTATION
+        taken = await self._service.checkpointed([entry.source_id for entry in entries])
         if taken:
             # Checkpointed before a crash but never acknowledged: acknowledge, never redeliver.
             done = [entry.entry_id for entry in entries if entry.source_id in taken]

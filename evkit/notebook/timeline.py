@@ -10,6 +10,7 @@ shown twice and no global figure state changes.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,4 +146,21 @@ def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:
             bbox_to_anchor=(1.0, 1.0),
             fontsize="small",
         )
+    _register_png_display()
     return figure
+
+
+def _register_png_display() -> None:
+    # A Figure made without pyplot has no IPython display formatter unless `%matplotlib
+    # inline` registered one, so a cell ending in plot_timeline(...) would show only its
+    # repr. Register PNG for Figure in the running shell, as that magic does.
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    if Figure not in png.type_printers:
+        png.for_type(Figure, lambda figure: print_figure(figure, "png"))

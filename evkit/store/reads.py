@@ -20,6 +20,7 @@ class StoredEvent:
     payload_blob: bytes | None = None
     committed: bool = False
     timeout_at: dt.datetime | None = None
+    source_id: str | None = None
 
     @property
     def checkpointed(self) -> bool:
@@ -89,19 +90,24 @@ def load_run(
             run.continuations[step_id] = blob
         else:
             run.attempts[step_id] = max(run.attempts.get(step_id, 0), attempt)
-    for step_id, polls, payload, committed, timeout_at in con.execute(
+    for step_id, polls, payload, committed, timeout_at, source_id in con.execute(
         """
         SELECT step_id,
                count(*) FILTER (WHERE state = 'waiting'),
                arg_max(payload_blob, seq) FILTER (WHERE state = 'checkpointed'),
                count(*) FILTER (WHERE state = 'committed') > 0,
-               max(timeout_at)
+               max(timeout_at),
+               arg_max(source_id, seq) FILTER (WHERE state = 'checkpointed')
         FROM event_log WHERE workflow_id = ? GROUP BY step_id
         """,
         [workflow_id],
     ).fetchall():
         run.events[step_id] = StoredEvent(
-            poll_attempts=polls, payload_blob=payload, committed=committed, timeout_at=timeout_at
+            poll_attempts=polls,
+            payload_blob=payload,
+            committed=committed,
+            timeout_at=timeout_at,
+            source_id=source_id,
         )
     return run
 

@@ -13,6 +13,8 @@ The parent SIGKILLs it at random moments and starts it again.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import sys
 
@@ -22,6 +24,25 @@ from evkit.listeners.redis_streams import RedisStreamListener, StreamEntry
 
 GROUP = "sink"
 CONSUMER = "child"
+
+
+class SlowAckListener(RedisStreamListener):
+    """Acknowledges 20 ms after the checkpoint (a slow broker), so that kills often land
+    between a checkpoint and its XACK: the case where a resumed run must ack the entry
+    and never deliver it again."""
+
+    polled_here: set[str] = set()
+
+    async def poll_for_event(self, url: str, stream: str, group: str, consumer: str) -> StreamEntry:  # type: ignore[override]
+        entry = await super().poll_for_event(url, stream, group, consumer)
+        SlowAckListener.polled_here.add(entry.entry_id)
+        return entry
+
+    async def event_checkpointed(self, event: object) -> None:
+        if isinstance(event, StreamEntry) and event.entry_id not in SlowAckListener.polled_here:
+            logging.getLogger("child").info("commit again after a restart: entry %s", event.entry_id)
+        await asyncio.sleep(0.02)
+        await super().event_checkpointed(event)
 
 
 def write_sink(sink_path: str, slot_prefix: str, events: tuple[object, ...]) -> None:
@@ -55,7 +76,7 @@ def consume_round(
     per_round = int(config["per_round"])
     redis_waits = [
         workflow.wait_for_event(
-            RedisStreamListener, config["url"], config["stream"], GROUP, CONSUMER
+            SlowAckListener, config["url"], config["stream"], GROUP, CONSUMER
         ).with_options(name="q")
         for _ in range(per_round)
     ]
@@ -67,6 +88,8 @@ def consume_round(
 
 
 def main() -> None:
+    # The parent keeps stderr: it shows what each resume found (re-acked entries, retries).
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     db_path, sink_path, url, stream, total, per_round = sys.argv[1:7]
     rounds, rest = divmod(int(total), int(per_round))
     assert rest == 0, "TOTAL must be a multiple of PER_ROUND"

@@ -218,7 +218,9 @@ async def test_every_stream_and_http_message_is_processed_exactly_once_across_20
 
     # The sink: one row per delivery; every message exactly once from each source.
     with sqlite3.connect(sink_path) as con:
-        counts = con.execute("SELECT source, number, count(*) FROM deliveries GROUP BY source, number").fetchall()
+        counts = con.execute(
+            "SELECT source, number, count(*) FROM deliveries GROUP BY source, number"
+        ).fetchall()
         total_rows = con.execute("SELECT count(*) FROM deliveries").fetchone()
     delivered = {(source, number): count for source, number, count in counts}
     expected = {(source, n): 1 for source in ("redis", "http") for n in range(TOTAL)}

@@ -103,7 +103,7 @@ async def test_events_arriving_together_are_checkpointed_in_one_transaction_befo
 
 async def test_waiting_run_reports_waiting_and_which_step(aruntime: evkit.Runtime) -> None:
     handle = workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key="go"), workflow_id="w")
-    await _until(lambda: handle.status is workflow.WAITING)
+    await handle.wait_waiting(timeout_seconds=5)
     assert handle.snapshot().waiting_on == ("ManualListener",)
     assert workflow.get_status("w") is workflow.WAITING
     await asyncio.to_thread(workflow.send_event, "w", "go", 42)
@@ -188,7 +188,7 @@ async def test_cancelling_a_waiting_run_awaits_the_cleanup_hook_and_records_canc
     aruntime: evkit.Runtime,
 ) -> None:
     handle = workflow.run_async(workflow.wait_for_event(CleanupListener, "topic"), workflow_id="x")
-    await _until(lambda: handle.status is workflow.WAITING)
+    await handle.wait_waiting(timeout_seconds=5)
     await handle.cancel_async()
     with pytest.raises(workflow.WorkflowCancellationError):
         await handle
@@ -220,7 +220,7 @@ async def test_dynamic_continuation_waits_like_a_static_event(aruntime: evkit.Ru
         return collect.step(question, workflow.wait_for_event(workflow.ManualListener, key="answer"))
 
     handle = workflow.run_async(ask.step("why?"), workflow_id="d")
-    await _until(lambda: handle.status is workflow.WAITING)
+    await handle.wait_waiting(timeout_seconds=5)
     assert handle.snapshot().waiting_on == ("ask/ManualListener",)
     await aruntime.engine().inbox.send("d", "answer", "because")
     assert await handle == ("why?", "because")
@@ -234,7 +234,7 @@ async def test_thousand_concurrent_waits_hold_no_extra_threads(aruntime: evkit.R
     before = threading.active_count()
     waits = [workflow.wait_for_event(workflow.ManualListener, key=f"k{i}") for i in range(1000)]
     handle = workflow.run_async(collect.step(*waits), workflow_id="many")
-    await _until(lambda: handle.status is workflow.WAITING)
+    await handle.wait_waiting(timeout_seconds=5)
     assert len(handle.snapshot().waiting_on) == 1000
     assert threading.active_count() <= before + 2  # at most the store thread and one pool thread
     await handle.cancel_async()
@@ -245,9 +245,35 @@ async def rows(query: str) -> list[tuple[object, ...]]:
     return await asyncio.to_thread(lambda: evkit.sql(query).fetchall())
 
 
-async def _until(condition: object, timeout_seconds: float = 5.0) -> None:
-    """Yield to the loop until ``condition()`` holds (the engine runs on this loop)."""
-    assert callable(condition)
-    async with asyncio.timeout(timeout_seconds):
-        while not condition():
-            await asyncio.sleep(0)
+class SourceListener(workflow.EventListener):
+    async def poll_for_event(self) -> str:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def event_checkpointed(self, event: object) -> None:
+        Recorder.calls.append(("commit", event))
+
+
+async def test_a_timeout_default_is_checkpointed_but_never_committed_at_the_source(
+    aruntime: evkit.Runtime, fake_clock: evkit.FakeClock
+) -> None:
+    handle = workflow.run_async(
+        workflow.wait_for_event(SourceListener, timeout_seconds=10, default="fallback"), workflow_id="d"
+    )
+    await handle.wait_waiting(timeout_seconds=5)
+    await fake_clock.wait_for_sleepers_async(1)
+    fake_clock.advance(10)
+    assert await handle == "fallback"
+    assert Recorder.calls == []  # nothing came from the source: nothing to commit there
+    assert await rows("SELECT state, payload, source_id FROM events") == [
+        ("committed", '"fallback"', "evkit:timeout-default")
+    ]
+
+
+async def test_wait_status_wakes_on_changes_and_reports_an_earlier_end(aruntime: evkit.Runtime) -> None:
+    handle = workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key="k"), workflow_id="s")
+    assert await handle.wait_status(workflow.WAITING, timeout_seconds=5) is workflow.WAITING
+    await aruntime.engine().inbox.send("s", "k", 1)
+    assert await handle.wait_status(timeout_seconds=5) is workflow.SUCCESSFUL
+    with pytest.raises(evkit.RunStateError, match=r"^Run 's' ended SUCCESSFUL before it was WAITING"):
+        await handle.wait_waiting(timeout_seconds=5)

@@ -1,0 +1,544 @@
+"""Runs every scenario, each measurement in a fresh subprocess, and prints one table.
+
+Each row shows evkit's figure, the floor measured in the same run (the same work with
+plain asyncio and plain DuckDB Arrow appends, no evkit), their ratio and the target from
+issue 5. ``--json`` keeps the raw numbers, ``--chart`` draws time and memory against N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import scen_coldstart
+
+ROOT = Path(__file__).resolve().parent.parent
+CHILD_TIMEOUT_S = 900
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table."""
+
+    number: str
+    scenario: str
+    case: str
+    metric: str
+    evkit: float | None
+    floor: float | None
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.evkit is None or self.floor is None or self.floor == 0:
+            return None
+        return self.evkit / self.floor
+
+
+class ChildFailed(RuntimeError):
+    """A measurement's subprocess exited with an error."""
+
+
+def _child(target: str, **kwargs: object) -> dict[str, object]:
+    """Run ``target`` (``module:function``) with ``kwargs`` in a fresh interpreter."""
+    command = [sys.executable, "-m", "bench.child", target, json.dumps(kwargs)]
+    proc = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+    raise ChildFailed(f"{target}({kwargs}) exited with {proc.returncode}:\n{tail}")
+
+
+def _check(value: float | None, limit: float, *, at_least: bool = False) -> bool | None:
+    if value is None:
+        return None
+    return value >= limit if at_least else value <= limit
+
+
+def _n(n: int) -> str:
+    return f"N={n:,}"
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenario_waits(quick: bool, raw: dict[str, object]) -> list[Row]:
+    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    rows: list[Row] = []
+    series: dict[str, list[dict[str, object]]] = {}
+    for kind in ("manual", "timer"):
+        for n in sizes:
+            if quick and kind == "timer" and n > 1_000:
+                continue
+            delay = 0.3 if quick else (1.0 if n <= 10_000 else 2.0)
+            evkit = _child("bench.scen_waits:evkit_waits", n=n, kind=kind, delay=delay)
+            floor = _child("bench.scen_waits:floor_waits", n=n, kind=kind, delay=delay)
+            series.setdefault(kind, []).append({"n": n, "delay": delay, "evkit": evkit, "floor": floor})
+            label = f"{kind} events" if kind == "manual" else f"timers ({delay:g} s)"
+            if n == 1_000:
+                metric = "s beyond the wait" if kind == "timer" else "s (whole cycle)"
+                rows.append(
+                    Row(
+                        "1",
+                        f"concurrent waits, {label}",
+                        _n(n),
+                        metric,
+                        evkit["overhead_s"],
+                        floor["overhead_s"],  # type: ignore[arg-type]
+                        "<= 0.5 s",
+                        _check(evkit["overhead_s"], 0.5),
+                    )  # type: ignore[arg-type]
+                )
+            else:
+                target, ok = ("<= 10 s", _check(evkit["total_s"], 10.0)) if n == 100_000 else ("", None)  # type: ignore[arg-type]
+                rows.append(
+                    Row(
+                        "1",
+                        f"concurrent waits, {label}",
+                        _n(n),
+                        "s (whole cycle)",
+                        evkit["total_s"],
+                        floor["total_s"],  # type: ignore[arg-type]
+                        target,
+                        ok,
+                    )
+                )
+            target, ok = ("<= 1,024 MB", _check(evkit["rss_mb"], 1024)) if n == 100_000 else ("", None)  # type: ignore[arg-type]
+            rows.append(
+                Row(
+                    "1",
+                    f"concurrent waits, {label}",
+                    _n(n),
+                    "peak RSS MB",
+                    evkit["rss_mb"],
+                    floor["rss_mb"],
+                    target,
+                    ok,
+                )  # type: ignore[arg-type]
+            )
+    raw["waits"] = series
+    return rows
+
+
+def scenario_latency(quick: bool, raw: dict[str, object]) -> list[Row]:
+    k = 50 if quick else 300
+    evkit = _child("bench.scen_latency:evkit_latency", k=k)
+    floor = _child("bench.scen_latency:floor_latency", k=k)
+    raw["latency"] = {"k": k, "evkit": evkit, "floor": floor}
+    case = f"{k} events, one at a time"
+    return [
+        Row(
+            "2",
+            "event sent -> downstream step start",
+            case,
+            "p50 ms",
+            evkit["p50_ms"],
+            floor["p50_ms"],  # type: ignore[arg-type]
+            "<= 3 ms",
+            _check(evkit["p50_ms"], 3.0),
+        ),  # type: ignore[arg-type]
+        Row(
+            "2",
+            "event sent -> downstream step start",
+            case,
+            "p99 ms",
+            evkit["p99_ms"],
+            floor["p99_ms"],  # type: ignore[arg-type]
+            "<= 15 ms",
+            _check(evkit["p99_ms"], 15.0),
+        ),  # type: ignore[arg-type]
+    ]
+
+
+def scenario_throughput(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 20_000 if quick else 100_000
+    evkit = _child("bench.scen_throughput:evkit_throughput", n=n)
+    floor = _child("bench.scen_throughput:floor_throughput", n=n)
+    raw["throughput"] = {"n": n, "evkit": evkit, "floor": floor}
+    return [
+        Row(
+            "3",
+            "durable checkpoint throughput",
+            f"{n:,} events, steady stream",
+            "events/s",
+            evkit["events_per_s"],
+            floor["events_per_s"],
+            ">= 50,000/s",  # type: ignore[arg-type]
+            _check(evkit["events_per_s"], 50_000, at_least=True),  # type: ignore[arg-type]
+            f"{evkit['batches']} commits",
+        ),
+    ]
+
+
+def scenario_steps(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 1_000
+    rows = []
+    for shape, label in (("chain", "chain"), ("fanin", "fan-in")):
+        evkit = _child("bench.scen_steps:evkit_steps", n=n, shape=shape)
+        floor = _child("bench.scen_steps:floor_steps", n=n, shape=shape)
+        raw[f"steps_{shape}"] = {"n": n, "evkit": evkit, "floor": floor}
+        target, ok = ("<= 1 ms", _check(evkit["per_step_ms"], 1.0)) if shape == "chain" else ("", None)  # type: ignore[arg-type]
+        rows.append(
+            Row(
+                "4",
+                f"per-step overhead, {label}",
+                f"{n:,} steps",
+                "ms/step",
+                evkit["per_step_ms"],
+                floor["per_step_ms"],
+                target,
+                ok,
+            )
+        )  # type: ignore[arg-type]
+    return rows
+
+
+def scenario_resume(quick: bool, raw: dict[str, object]) -> list[Row]:
+    sizes = [5_000] if quick else [50_000, 100_000]
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(
+            prefix="evkit-bench-resume-", dir=os.environ.get("EVKIT_BENCH_DIR")
+        ) as d:
+            evkit_path, floor_path = os.path.join(d, "evkit.duckdb"), os.path.join(d, "floor.duckdb")
+            _child("bench.scen_resume:evkit_setup", path=evkit_path, n=n)
+            evkit = _child("bench.scen_resume:evkit_resume", path=evkit_path, n=n)
+            _child("bench.scen_resume:floor_setup", path=floor_path, n=n)
+            floor = _child("bench.scen_resume:floor_resume", path=floor_path, n=n)
+        raw.setdefault("resume", []).append({"n": n, "evkit": evkit, "floor": floor})  # type: ignore[union-attr]
+        checkpoints = 2 * n
+        target, ok = ("<= 5 s", _check(evkit["resume_s"], 5.0)) if checkpoints == 100_000 else ("", None)  # type: ignore[arg-type]
+        rows.append(
+            Row(
+                "5",
+                "resume",
+                f"{checkpoints:,} checkpoints ({n:,} events + {n:,} steps)",
+                "s",
+                evkit["resume_s"],
+                floor["resume_s"],
+                target,
+                ok,  # type: ignore[arg-type]
+                f"{evkit['rss_mb']:.0f} MB",
+            )
+        )
+    return rows
+
+
+def scenario_coldstart(quick: bool, raw: dict[str, object]) -> list[Row]:
+    repeats = 1 if quick else 5
+    evkit_times, floor_times, walls = [], [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="evkit-bench-cold-") as d:
+            seconds, wall = _cold(scen_coldstart.EVKIT_CHILD.format(path=os.path.join(d, "cold.duckdb")))
+            evkit_times.append(seconds)
+            walls.append(wall)
+            floor_times.append(
+                _cold(scen_coldstart.FLOOR_CHILD.format(path=os.path.join(d, "floor.duckdb")))[0]
+            )
+    raw["coldstart"] = {"evkit_s": evkit_times, "floor_s": floor_times, "evkit_process_wall_s": walls}
+    evkit, floor = statistics.median(evkit_times), statistics.median(floor_times)
+    return [
+        Row(
+            "6",
+            "cold start: import -> first result",
+            f"median of {repeats}",
+            "s",
+            evkit,
+            floor,
+            "<= 0.6 s",
+            _check(evkit, 0.6),
+            f"whole process {statistics.median(walls):.2f} s",
+        ),
+    ]
+
+
+def _cold(code: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return float(line.split()[1]), wall
+    raise ChildFailed(f"cold start child exited with {proc.returncode}: {proc.stderr.strip()[-400:]}")
+
+
+def scenario_widget(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 1_000
+    repeats = 1 if quick else 5
+    plain, shown, pushes, kind = [], [], [], ""
+    for _ in range(repeats):  # interleaved, so a change in load hits both alike
+        plain.append(_child("bench.scen_widget:evkit_widget", n=n, with_widget=False)["total_s"])
+        result = _child("bench.scen_widget:evkit_widget", n=n, with_widget=True)
+        shown.append(result["total_s"])
+        pushes.append(result["pushes"])
+        kind = str(result["subscriber"])
+    raw["widget"] = {"n": n, "without_s": plain, "with_s": shown, "pushes": pushes, "subscriber": kind}
+    without, with_ = statistics.median(plain), statistics.median(shown)  # type: ignore[type-var]
+    slowdown = (with_ / without - 1) * 100  # type: ignore[operator]
+    return [
+        Row(
+            "7",
+            f"live widget ({kind})",
+            f"{_n(n)} manual waits, median of {repeats}",
+            "% slower",
+            slowdown,
+            None,
+            "<= 5 %",
+            _check(slowdown, 5.0),
+            f"{with_:.2f} s with vs {without:.2f} s without; {statistics.median(pushes):.0f} pushes",
+        ),  # type: ignore[type-var]
+    ]
+
+
+def scenario_cluster(quick: bool, raw: dict[str, object]) -> list[Row]:
+    result = _child("bench.child_cluster:run_rows", quick=quick)
+    rows_raw: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
+    raw["cluster"] = rows_raw
+    plain = next((r for r in rows_raw if "plain" in str(r.get("executor", ""))), None)
+    floor = plain.get("seconds") if plain else None
+    rows = []
+    for row in rows_raw:
+        if row is plain:
+            continue
+        note = f"{row.get('speedup_vs_local', 0):.2f}x vs local"  # type: ignore[str-format]
+        if row.get("startup_s") is not None:
+            note += f"; cluster start {row['startup_s']:.1f} s"  # type: ignore[str-format]
+        rows.append(
+            Row(
+                "8",
+                "CPU-heavy fan-out (cluster)",
+                f"{row.get('executor')}, {row.get('steps')} steps",
+                "s",
+                row.get("seconds"),
+                floor,
+                note=note,
+            )
+        )  # type: ignore[arg-type]
+    return rows
+
+
+SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
+    "waits": scenario_waits,
+    "latency": scenario_latency,
+    "throughput": scenario_throughput,
+    "steps": scenario_steps,
+    "resume": scenario_resume,
+    "coldstart": scenario_coldstart,
+    "widget": scenario_widget,
+    "cluster": scenario_cluster,
+}
+
+
+def _cluster_available() -> bool:
+    return (ROOT / "bench" / "bench_cluster.py").exists() and importlib.util.find_spec(
+        "distributed"
+    ) is not None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.3f}"
+
+
+def _cells(row: Row) -> list[str]:
+    ratio = row.ratio
+    verdict = "" if row.ok is None else ("yes" if row.ok else "MISS")
+    return [
+        row.number,
+        row.scenario,
+        row.case,
+        row.metric,
+        _fmt(row.evkit),
+        _fmt(row.floor),
+        "-" if ratio is None else f"{ratio:.1f}x",
+        row.target,
+        verdict,
+        row.note,
+    ]
+
+
+HEADER = ["#", "scenario", "case", "metric", "evkit", "floor", "ratio", "target", "met", "note"]
+
+
+def format_table(rows: list[Row]) -> str:
+    """A plain-text table (what ``python -m bench`` prints)."""
+    cells = [HEADER] + [_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADER))).rstrip() for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[Row]) -> str:
+    """The same table in Markdown (for docs/performance.md)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on."""
+    import duckdb
+    import pyarrow
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def draw_chart(raw: dict[str, object], path: Path) -> None:
+    """Time and peak RSS against N for scenario 1 (log-log), evkit and floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = raw.get("waits") or {}
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"manual": "o", "timer": "s"}
+    for kind, points in series.items():  # type: ignore[union-attr]
+        ns = [p["n"] for p in points]
+        for who, line in (("evkit", "-"), ("floor", ":")):
+            label = f"{who}, {'manual events' if kind == 'manual' else 'timers'}"
+            ax_time.plot(ns, [p[who]["total_s"] for p in points], line, marker=styles[kind], label=label)
+            ax_mem.plot(ns, [p[who]["rss_mb"] for p in points], line, marker=styles[kind], label=label)
+    ax_time.axhline(10, color="grey", linewidth=0.8)
+    ax_time.annotate(
+        "target at 100,000: 10 s", (1_000, 10), textcoords="offset points", xytext=(0, 4), fontsize=8
+    )
+    ax_mem.axhline(1024, color="grey", linewidth=0.8)
+    ax_mem.annotate(
+        "target at 100,000: 1 GB", (1_000, 1024), textcoords="offset points", xytext=(0, 4), fontsize=8
+    )
+    for ax, title, unit in (
+        (ax_time, "Whole cycle (start -> every downstream step done)", "seconds"),
+        (ax_mem, "Peak RSS of the process", "MB"),
+    ):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N concurrent waits")
+        ax.set_ylabel(unit)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("evkit scenario 1: N concurrent event waits (durable checkpoints)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N; finishes in under a minute (CI)")
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the Dask cluster scenario")
+    parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
+    parser.add_argument("--chart", type=Path, help="draw time and memory against N (PNG) here")
+    args = parser.parse_args(argv)
+
+    info = machine()
+    print(
+        f"evkit benchmarks ({'quick' if args.quick else 'full'}) on {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory_gb']} GB, Python {info['python']}, DuckDB {info['duckdb']}; "
+        f"load average before: {info['load_average_1_5_15']}",
+        flush=True,
+    )
+    names = args.only or list(SCENARIOS)
+    rows: list[Row] = []
+    raw: dict[str, object] = {}
+    failures = 0
+    started = time.perf_counter()
+    for name in names:
+        if name == "cluster" and (args.no_cluster or not _cluster_available()):
+            print(
+                "cluster: skipped (dask/distributed is not installed)"
+                if not args.no_cluster
+                else "cluster: skipped (--no-cluster)",
+                flush=True,
+            )
+            continue
+        t0 = time.perf_counter()
+        try:
+            new = SCENARIOS[name](args.quick, raw)
+        except (ChildFailed, subprocess.TimeoutExpired) as exc:
+            failures += 1
+            print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
+            rows.append(Row("!", name, "failed", "", None, None, note=str(exc).splitlines()[0][:80]))
+            continue
+        rows += new
+        print(f"{name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    info["suite_seconds"] = round(time.perf_counter() - started, 1)
+    print()
+    print(format_table(rows))
+    print(f"\nload average after: {info['load_average_after']}; suite took {info['suite_seconds']} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "machine": info,
+            "quick": args.quick,
+            "rows": [dataclasses.asdict(r) for r in rows],
+            "raw": raw,
+        }
+        args.json.write_text(json.dumps(payload, indent=1, default=str))
+    if args.markdown:
+        args.markdown.write_text(format_markdown(rows) + "\n")
+    if args.chart:
+        draw_chart(raw, args.chart)
+    return 1 if failures else 0

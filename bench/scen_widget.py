@@ -1,0 +1,83 @@
+"""Scenario 7: the cost of the live widget: the same run with and without it.
+
+The run is scenario 1's cycle of N manual waits. "With" displays the run's live widget
+(``evkit.notebook.display.run_widget``: it subscribes to the run and pushes a snapshot at
+most 10 times a second, re-laying out the DAG off the loop). The widget modules are
+imported before timing in both cases (a notebook has them loaded already). Outside a
+kernel the widget has no frontend, so this measures evkit's side: snapshots, trait
+updates and layouts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.common import peak_rss_mb, temp_store
+
+
+def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
+    from bench.listeners import POLLS, CountingManualListener
+    from evkit import workflow
+
+    try:  # imported before timing: a notebook has these loaded already
+        import evkit.notebook.live
+        import evkit.notebook.widget  # noqa: F401
+        from evkit.notebook.display import _live, run_widget
+    except ImportError:  # the notebook extra is missing: a plain 10 Hz snapshot reader
+        _live, run_widget = None, None
+
+    with temp_store() as path:
+        workflow.init(storage=path, loop="thread")
+
+        @workflow.step
+        def handle(event: object) -> object:
+            return event
+
+        @workflow.step
+        def collect(*values: object) -> int:
+            return len(values)
+
+        POLLS.reset(n)
+        start = time.perf_counter()
+        node = collect.step(
+            *[handle.step(workflow.wait_for_event(CountingManualListener, f"k{i}")) for i in range(n)]
+        )
+        run = workflow.run_async(node, workflow_id="widget")
+        pushes = 0.0
+        if with_widget:
+            if run_widget is not None:
+                run_widget(run)
+            else:
+                stop = _start_plain_reader(run)
+        POLLS.reached.wait()
+        workflow.send_events("widget", [(f"k{i}", i) for i in range(n)])
+        assert run.result() == n
+        elapsed = time.perf_counter() - start
+        if with_widget:
+            if run_widget is not None and _live is not None:
+                pushes = float(_live[run].pushes)
+            else:
+                pushes = float(stop())
+        workflow.shutdown()
+    kind = "widget" if run_widget is not None else "plain 10 Hz snapshot reader"
+    return {"total_s": elapsed, "pushes": pushes, "rss_mb": peak_rss_mb(), "subscriber": kind}
+
+
+def _start_plain_reader(run: object):  # type: ignore[no-untyped-def]
+    import threading
+
+    stopped = threading.Event()
+    count = [0]
+
+    def read() -> None:
+        while not stopped.wait(0.1):
+            run.snapshot()  # type: ignore[attr-defined]
+            count[0] += 1
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def stop() -> int:
+        stopped.set()
+        return count[0]
+
+    return stop

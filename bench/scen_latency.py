@@ -2,7 +2,9 @@
 
 A run waits on K manual events, each feeding a ``def`` step that notes when it starts.
 The main thread sends the events one at a time (``workflow.send_event``, which returns
-once the event is durable), with a pause between sends so each latency is measured alone.
+once the event is durable), each ``pause`` seconds after the previous one arrived: 5 ms
+(the writer may still be committing the previous event's write-behind rows) or 25 ms (an
+idle process: each latency alone, threads woken from sleep).
 The floor does the same with a loop thread, a future per key, the group-commit writer
 (the inbox row and the checkpoint in one transaction when they meet, as evkit does) and a
 thread-pool step.
@@ -21,7 +23,6 @@ from bench.floor import FloorStore, now
 
 STARTED: dict[int, float] = {}
 ARRIVED = threading.Event()
-_PAUSE_S = 0.005
 
 
 def note_start(i: int) -> int:
@@ -40,7 +41,7 @@ def _stats(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def evkit_latency(k: int) -> dict[str, float]:
+def evkit_latency(k: int, pause: float) -> dict[str, float]:
     from bench.listeners import POLLS, CountingManualListener
     from evkit import workflow
 
@@ -65,13 +66,13 @@ def evkit_latency(k: int) -> dict[str, float]:
             workflow.send_event("latency", f"k{i}", i)
             ARRIVED.wait()  # the next event only once this one arrived
             ARRIVED.clear()
-            time.sleep(_PAUSE_S)
+            time.sleep(pause)
         assert handle.result() == k
         workflow.shutdown()
     return _stats([STARTED[i] - sent[i] for i in range(k)])
 
 
-def floor_latency(k: int) -> dict[str, float]:
+def floor_latency(k: int, pause: float) -> dict[str, float]:
     with temp_store() as path:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -104,7 +105,7 @@ def floor_latency(k: int) -> dict[str, float]:
             asyncio.run_coroutine_threadsafe(send(i), loop).result()
             ARRIVED.wait()
             ARRIVED.clear()
-            time.sleep(_PAUSE_S)
+            time.sleep(pause)
 
         async def finish() -> None:
             await asyncio.gather(*tasks)

@@ -49,6 +49,7 @@ def evkit_throughput(n: int) -> dict[str, float]:
         elapsed = time.perf_counter() - start
         batches_before = runtime.engine().queue.batches_written
         assert handle.result() == n
+        assert producer.done()
         workflow.shutdown()
     return {
         "events_per_s": n / elapsed,

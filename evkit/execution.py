@@ -117,6 +117,7 @@ class RunExecution:
         self._busy = 0  # function steps running + events between receipt and commit
         self._waiting = 0  # event steps polling
         self._subscribers: list[Callable[[], None]] = []
+        self._snapshots: dict[str, StepSnapshot] = {}  # see snapshot()
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
@@ -135,27 +136,17 @@ class RunExecution:
         """An immutable picture of the run now (cheap enough to call ~10 times a second)."""
         steps = []
         waiting_on = []
+        # Steps whose view did not change since the last snapshot reuse their record (a
+        # view changes only together with _set_state, which drops it from the cache), so
+        # a widget reading a 2,000-step run 10 times a second pays for the changes only.
+        cache = self._snapshots
         for step_id in self._order:
-            step, view = self._steps[step_id], self._views[step_id]
-            if view.state == "waiting":
+            record = cache.get(step_id)
+            if record is None:
+                record = cache[step_id] = self._step_snapshot(step_id)
+            if record.state == "waiting":
                 waiting_on.append(step_id)
-            steps.append(
-                StepSnapshot(
-                    step_id=step_id,
-                    name=step.name,
-                    kind=step.kind,
-                    state=view.state,
-                    upstream=step.upstream,
-                    attempts=view.attempts,
-                    listener=step.listener.__name__ if step.listener else None,
-                    args_text=view.args_text,
-                    state_times={k: _datetime(v) for k, v in view.times.items()},
-                    deadline=_datetime(view.deadline) if view.deadline is not None else None,
-                    timeout_at=_datetime(view.timeout_at) if view.timeout_at is not None else None,
-                    error=view.error,
-                    inbox_key=view.inbox_key,
-                )
-            )
+            steps.append(record)
         status = self.status
         return RunSnapshot(
             workflow_id=self.workflow_id,
@@ -166,6 +157,24 @@ class RunExecution:
             started_at=_datetime(self._started_at),
             ended_at=_datetime(self._ended_at) if self._ended_at is not None else None,
             error=self._error,
+        )
+
+    def _step_snapshot(self, step_id: str) -> StepSnapshot:
+        step, view = self._steps[step_id], self._views[step_id]
+        return StepSnapshot(
+            step_id=step_id,
+            name=step.name,
+            kind=step.kind,
+            state=view.state,
+            upstream=step.upstream,
+            attempts=view.attempts,
+            listener=step.listener.__name__ if step.listener else None,
+            args_text=view.args_text,
+            state_times={k: _datetime(v) for k, v in view.times.items()},
+            deadline=_datetime(view.deadline) if view.deadline is not None else None,
+            timeout_at=_datetime(view.timeout_at) if view.timeout_at is not None else None,
+            error=view.error,
+            inbox_key=view.inbox_key,
         )
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -636,6 +645,7 @@ class RunExecution:
     def _set_state(self, step_id: str, state: StepState) -> None:
         view = self._views[step_id]
         view.state = state
+        self._snapshots.pop(step_id, None)
         view.times[state] = time.time()
         self._changed()
 

@@ -64,20 +64,27 @@ class LocalExecutor:
         future: asyncio.Future[object] = loop.create_future()
         self._jobs.put((loop, future, contextvars.copy_context(), call))
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self._max_workers:
+            # As ThreadPoolExecutor does: a job takes an idle worker's place, or else a
+            # new worker is started (up to the limit); a worker counts itself idle only
+            # when it finds the queue empty.
+            if self._idle > 0:
+                self._idle -= 1
+            elif len(self._threads) < self._max_workers:
                 thread = threading.Thread(
                     target=self._work, name=f"evkit-step_{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
-                self._idle += 1  # counted idle until it takes its first job
                 thread.start()
         return await future
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
-            with self._lock:
-                self._idle -= 1
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    self._idle += 1
+                job = self._jobs.get()
             if job is None:
                 return
             loop, future, context, call = job
@@ -91,8 +98,6 @@ class LocalExecutor:
                     ok, value = False, exc
             self._hand_over(loop, future, ok, value)
             del job, future, context, call, value  # don't keep a result alive while idle
-            with self._lock:
-                self._idle += 1
 
     def _hand_over(
         self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[object], ok: bool, value: object

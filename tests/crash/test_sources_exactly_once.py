@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +24,7 @@ from evkit.listeners.redis_streams import make_client
 CHILD = Path(__file__).with_name("_sources_child.py")
 TOTAL = 1_000
 PER_ROUND = 10  # stream entries and HTTP events per round: 100 rounds
+BURST = PER_ROUND // 2  # stream entries produced at a time
 KILLS = 20
 STREAM = "numbers"
 GROUP, CONSUMER = "sink", "child"  # as in _sources_child.py
@@ -44,6 +47,7 @@ class Child:
         self.stderr_path = stderr_path
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.describe_broker: Callable[[], Awaitable[str]] | None = None
 
     async def start(self) -> None:
         self.starts += 1
@@ -62,9 +66,13 @@ class Child:
             async with asyncio.timeout(LINE_TIMEOUT_SECONDS):
                 raw = await self.proc.stdout.readline()
         except TimeoutError:
+            self.proc.send_signal(signal.SIGUSR1)  # the child dumps its stacks and tasks
+            broker = await self.describe_broker() if self.describe_broker else ""
+            await asyncio.sleep(1)
             raise AssertionError(
                 f"child printed nothing for {LINE_TIMEOUT_SECONDS} s (start {self.starts}): a lost "
-                "message leaves the run waiting forever"
+                f"message leaves the run waiting forever. Broker: {broker}. stderr tail:\n"
+                + self.stderr_path.read_text(errors="replace")[-6000:]
             ) from None
         if not raw:
             await self.proc.wait()
@@ -73,6 +81,20 @@ class Child:
                 + self.stderr_path.read_text(errors="replace")[-4000:]
             )
         return raw.decode().strip()
+
+    async def exit_code(self) -> int:
+        """Wait for the child to exit on its own (after DONE it closes its runtime)."""
+        assert self.proc is not None
+        try:
+            async with asyncio.timeout(LINE_TIMEOUT_SECONDS):
+                return await self.proc.wait()
+        except TimeoutError:
+            self.proc.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(1)
+            raise AssertionError(
+                f"child did not exit within {LINE_TIMEOUT_SECONDS} s after DONE. stderr tail:\n"
+                + self.stderr_path.read_text(errors="replace")[-6000:]
+            ) from None
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -123,19 +145,29 @@ async def test_every_stream_and_http_message_is_processed_exactly_once_across_20
             tmp_path / "child.stderr",
         )
         inbox = Inbox()
-        progressed = asyncio.Event()
+
+        async def describe_broker() -> str:
+            pending = await redis.xpending_range(STREAM, GROUP, min="-", max="+", count=20)
+            return f"groups={await redis.xinfo_groups(STREAM)} pending={pending}"
+
+        child.describe_broker = describe_broker
         stats = {"http_retries": 0, "http_duplicate_replies": 0}
 
         async def produce_stream() -> None:
-            # 100 entries at a time, the next batch once the child made progress.
-            for start in range(0, TOTAL, 100):
+            # Half a round at a time, once the group has read and acked everything before.
+            # A round's first half is then checkpointed (and being acked) while its other
+            # waits still read: a kill at ACKING leaves entries checkpointed but not acked,
+            # which the resumed run must ack and never hand to those other waits.
+            for start in range(0, TOTAL, BURST):
+                while start:
+                    groups = await redis.xinfo_groups(STREAM)  # [] until the child made the group
+                    if groups and groups[0]["lag"] == 0 and groups[0]["pending"] == 0:
+                        break
+                    await asyncio.sleep(0.002)  # polling the group: Redis has no signal for it
                 async with redis.pipeline(transaction=False) as pipe:
-                    for n in range(start, start + 100):
+                    for n in range(start, min(start + BURST, TOTAL)):
                         pipe.xadd(STREAM, {"n": str(n)})
                     await pipe.execute()
-                if start + 100 < TOTAL:
-                    progressed.clear()
-                    await progressed.wait()
 
         async def post(session: aiohttp.ClientSession, n: int) -> None:
             failed_generation = 0
@@ -170,36 +202,45 @@ async def test_every_stream_and_http_message_is_processed_exactly_once_across_20
 
         producers = [asyncio.create_task(produce_stream()), asyncio.create_task(produce_http())]
         kills, result = 0, None
+        kills_by_mode = {"progress": 0, "acking": 0}
         try:
             while result is None:
+                for task in producers:  # a producer's failure must not look like a hang
+                    if task.done() and task.exception() is not None:
+                        raise AssertionError("a producer failed") from task.exception()
                 await child.start()
                 # A resumed run may finish a round (and say PROGRESS) before READY.
                 while not (ready := await child.line()).startswith("READY "):
-                    assert ready.startswith(("PROGRESS ", "DONE ")), ready
-                    progressed.set()
+                    assert ready.startswith(("PROGRESS ", "ACKING ", "DONE ")), ready
                 await inbox.up(int(ready.split()[1]))
                 if os.environ.get("EVKIT_CRASH_TRACE"):
                     print(f"start {child.starts} READY at {time.monotonic() - started:.2f} s", flush=True)
                 if kills >= KILLS:
                     while not (line := await child.line()).startswith("DONE"):
-                        progressed.set()
+                        assert line.startswith(("PROGRESS ", "ACKING ")), line
                     result = line
                     break
-                # A random moment: right after the (re)start, or after a few rounds, plus a
-                # random slice of the next round.
-                for _ in range(rng.choice([0, 1, 1, 2, 3])):
+                # A random moment: right after the (re)start, or a few rounds later plus a
+                # random slice of the next round; or (a named crash point) right after a
+                # stream entry is checkpointed, before its XACK.
+                mode = rng.choice(["progress", "progress", "acking"])
+                kills_by_mode[mode] += 1
+                rounds_to_wait = rng.choice([0, 1, 2, 3]) if mode == "progress" else 0
+                while result is None and (mode == "acking" or rounds_to_wait > 0):
                     line = await child.line()
-                    progressed.set()
                     if line.startswith("DONE"):
                         result = line
+                    elif line.startswith("ACKING") and mode == "acking":
                         break
+                    elif line.startswith("PROGRESS"):
+                        rounds_to_wait -= 1
                 if result is None:
-                    await asyncio.sleep(rng.uniform(0, 0.05))
+                    if mode == "progress":
+                        await asyncio.sleep(rng.uniform(0, 0.05))
                     await inbox.down()
                     await child.kill()
                     kills += 1
-            assert child.proc is not None
-            assert await child.proc.wait() == 0
+            assert await child.exit_code() == 0
             await asyncio.wait_for(asyncio.gather(*producers), timeout=30)
         finally:
             for task in producers:
@@ -212,7 +253,7 @@ async def test_every_stream_and_http_message_is_processed_exactly_once_across_20
         (group_info,) = await redis.xinfo_groups(STREAM)
         await redis.aclose()
 
-    context = f"seed={seed} kills={kills} starts={child.starts} stats={stats}"
+    context = f"seed={seed} kills={kills} {kills_by_mode} starts={child.starts} stats={stats}"
     assert kills >= KILLS, context
     assert result == f"DONE {TOTAL // PER_ROUND}", context
 

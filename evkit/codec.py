@@ -51,9 +51,13 @@ def readable(value: object) -> str:
         if kind is str:
             text = _JSON.encode(value)
         elif kind is int:
-            text = int.__repr__(value)  # type: ignore[arg-type]
+            text = int.__repr__(value)
         elif value is None or kind is bool:
             text = "null" if value is None else "true" if value else "false"
+        elif (kind is list or kind is tuple) and all(type(v) is str or type(v) is int for v in value):  # type: ignore[attr-defined]
+            # A wait's arguments, usually: the same text json would write.
+            items = [_JSON.encode(v) if type(v) is str else int.__repr__(v) for v in value]  # type: ignore[attr-defined]
+            text = "[" + ", ".join(items) + "]"
         else:
             text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):

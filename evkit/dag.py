@@ -9,9 +9,12 @@ recursion). This module runs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import inspect
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -437,6 +440,13 @@ class FlatDag:
         # 100,000-step DAG takes seconds (a Python-level reduce per step and per Ref), so
         # each step becomes a plain tuple and each Ref one shared marker, with the step
         # ids the markers stand for listed beside, in the order _refs_to_slots visits them.
+        # The rows are pickled (and unpickled, in _flat_dag_blob) as one inner blob, so
+        # that both happen inside fewer_gc_passes().
+        big = len(self.steps) >= 5_000
+        with fewer_gc_passes(big):
+            return (_flat_dag_blob, (codec.dumps((self._rows(), self.output)), big))
+
+    def _rows(self) -> list[tuple[object, ...]]:
         rows = []
         for step in self.steps:
             refs: list[str] = []
@@ -460,7 +470,7 @@ class FlatDag:
                     tuple(refs),
                 )
             )
-        return (_flat_dag, (rows, self.output))
+        return rows
 
 
 class _RefSlot:
@@ -497,6 +507,12 @@ def _slots_to_refs(value: object, refs: Iterator[str]) -> object:
     return value
 
 
+def _flat_dag_blob(blob: bytes, big: bool) -> FlatDag:
+    with fewer_gc_passes(big):
+        rows, output = codec.loads(blob)  # type: ignore[misc]
+        return _flat_dag(rows, output)
+
+
 def _flat_dag(rows: list[tuple[object, ...]], output: str) -> FlatDag:
     steps = []
     for step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default, refs in rows:
@@ -522,6 +538,43 @@ def _flat_dag(rows: list[tuple[object, ...]], output: str) -> FlatDag:
     return FlatDag(steps=tuple(steps), output=output)
 
 
+# The cyclic GC's full passes walk every live object. Building, pickling or running a
+# 100,000-step DAG allocates millions of objects that live on, and those passes took
+# ~40% of the time (docs/performance.md). Inside fewer_gc_passes() young collections (and
+# so full ones) are made rarer; the thresholds that were in force come back when the
+# last holder leaves, unless someone changed them meanwhile.
+_GC_THRESHOLD0 = 100_000
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def fewer_gc_passes(enabled: bool = True) -> Iterator[None]:
+    """Run the block with the cyclic GC's first threshold raised to 100,000 (if ``enabled``).
+
+    Process-wide, for the time of the block: used around work on big DAGs and big runs.
+    """
+    global _gc_holders, _gc_saved
+    if not enabled:
+        yield
+        return
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(_gc_saved[0], _GC_THRESHOLD0), _gc_saved[1], _gc_saved[2])
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_saved is not None:
+                if gc.get_threshold()[0] == max(_gc_saved[0], _GC_THRESHOLD0):
+                    gc.set_threshold(*_gc_saved)
+                _gc_saved = None
+
+
 def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:
     """Give every node reachable from ``root`` a unique id and order them topologically.
 
@@ -529,6 +582,11 @@ def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:
     continuation of step ``s`` they start with ``s/``. The same node object used twice is
     one step. Iterative, so a chain of 100,000 steps is fine.
     """
+    with fewer_gc_passes():
+        return _flatten(root, prefix)
+
+
+def _flatten(root: StepNode, prefix: str) -> FlatDag:
     ids: dict[int, str] = {}
     used: dict[str, int] = {}
     order: list[FlatStep] = []

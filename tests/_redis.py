@@ -1,8 +1,8 @@
 """A real redis-server on a free loopback port, for tests and the crash proof.
 
-Tests that need one use the ``redis_server`` fixture of tests/integration/conftest_sources.py
-(or start :class:`RedisServer` themselves); both skip with a clear reason when the binary
-is missing.
+Test modules import it as ``_redis`` (tests/ is on sys.path through its conftest), start a
+:class:`RedisServer` in their own fixture, and skip with :data:`SKIP_REASON` when
+:func:`redis_available` is false.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from types import TracebackType
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SKIP_REASON = (
-    "redis-server is not installed (the Redis Streams tests start a real one): "
-    "apt-get install redis-server"
+    "redis-server is not installed (the Redis Streams tests start a real one): apt-get install redis-server"
 )
 
 
@@ -76,7 +75,9 @@ class RedisServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"redis-server did not answer PING on port {self.port} within {timeout_seconds} s")
+                raise RuntimeError(
+                    f"redis-server did not answer PING on port {self.port} within {timeout_seconds} s"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:

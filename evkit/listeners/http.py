@@ -206,15 +206,15 @@ class EventServer:
         On its own loop's thread (a notebook cell) it stops listening at once and finishes
         the requests in flight in the background.
         """
-        if self._loop.is_closed():  # its loop ended: nothing listens any more
-            self._closed = True
-            return
-        if _running_loop() is self._loop:
+        running = _running_loop()
+        if running is self._loop:
             self.close_nowait()
         elif self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result()
-        else:
+        elif running is None and not self._loop.is_closed():
             self._loop.run_until_complete(self.aclose())
+        else:
+            self._close_stopped()
 
     def close_nowait(self) -> None:
         """Stop listening now; requests in flight finish in a task of the server's loop.
@@ -231,11 +231,22 @@ class EventServer:
     async def aclose(self) -> None:
         """Stop listening and wait (at most 5 s) for requests in flight to finish."""
         if _running_loop() is not self._loop:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.aclose(), self._loop))
+            if self._loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.aclose(), self._loop))
+            else:
+                self._close_stopped()
             return
         self.close_nowait()
         assert self._stopping is not None
         await asyncio.shield(self._stopping)
+
+    def _close_stopped(self) -> None:
+        # The server's loop does not run (it ended, or it is paused elsewhere): no request
+        # can be in flight, so stop listening without awaiting anything.
+        self._closed = True
+        self._unregister()
+        if self._listener is not None:
+            self._listener.close()
 
     # ------------------------------------------------------------------ life cycle
 

@@ -19,7 +19,7 @@ from evkit import codec
 from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
 from evkit.store import WriteQueue, now
-from evkit.store.reads import inbox_contains, unclaimed_inbox_of_run
+from evkit.store.reads import inbox_key_of, unclaimed_inbox_of_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class Inbox:
         # so a wait costs no store read (100,000 waits would otherwise pay 100,000 reads).
         self._index: dict[str, dict[str, dict[str, bytes]]] = {}
         self._loading: dict[str, asyncio.Task[dict[str, dict[str, bytes]]]] = {}
+        self._index_waiters: dict[str, list[asyncio.Future[dict[str, dict[str, bytes]]]]] = {}
 
     async def send(
         self,
@@ -64,6 +65,7 @@ class Inbox:
 
         Raises:
             TypeError: The payload cannot be pickled (nothing is stored).
+            ValueError: ``event_id`` was already sent to this run under another key.
         """
         blob = codec.dumps(payload)
         given = event_id is not None
@@ -75,8 +77,18 @@ class Inbox:
         self._sending.add(marker)
         try:
             # Only an id the caller chose can repeat; a fresh uuid needs no store read.
-            if given and not known_new and await self._queue.read(inbox_contains, workflow_id, key, event_id):
-                return SendResult(event_id, duplicate=True)
+            if given and not known_new:
+                sent_under = await self._queue.read(inbox_key_of, workflow_id, event_id)
+                if sent_under == key:
+                    return SendResult(event_id, duplicate=True)
+                if sent_under is not None:
+                    # An event id names one event of the run: the same id under another
+                    # key would never be delivered (the first delivery takes the id).
+                    raise ValueError(
+                        f"Event id {event_id!r} was already sent to run {workflow_id!r} under key "
+                        f"{sent_under!r}, not {key!r}. Event ids must be unique within a run: "
+                        "use a new event_id."
+                    )
             row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
             durable = self._queue.append("inbox", row)
             # Wake the wait now, not after the commit: its checkpoint then joins this
@@ -141,6 +153,8 @@ class Inbox:
             if events:
                 event_id = next(iter(events))
                 blob = events.pop(event_id)
+                if not events:
+                    del index[key]  # an emptied dict keeps its table: ~230 bytes per key
                 self._claimed.add((workflow_id, event_id))
                 return event_id, codec.loads(blob)
             waiter = asyncio.get_running_loop().create_future()
@@ -162,16 +176,27 @@ class Inbox:
             loading = asyncio.get_running_loop().create_task(self._load_index(workflow_id, index))
             loading.add_done_callback(lambda task: task.cancelled() or task.exception())
             self._loading[workflow_id] = loading
-        return await asyncio.shield(loading)
+        # The many waits of a fresh run all start before the read is back: each gets a
+        # plain future, resolved by _load_index (asyncio.shield costs 3 objects per wait).
+        ready: asyncio.Future[dict[str, dict[str, bytes]]] = asyncio.get_running_loop().create_future()
+        self._index_waiters.setdefault(workflow_id, []).append(ready)
+        return await ready
 
     async def _load_index(
         self, workflow_id: str, index: dict[str, dict[str, bytes]]
     ) -> dict[str, dict[str, bytes]]:
         try:
             rows = await self._queue.read(unclaimed_inbox_of_run, workflow_id)
-        except BaseException:
+        except BaseException as exc:
             if self._index.get(workflow_id) is index:
                 del self._index[workflow_id]  # the next wait reads again
+            for ready in self._index_waiters.pop(workflow_id, ()):
+                if ready.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(exc)
             raise
         finally:
             if self._loading.get(workflow_id) is asyncio.current_task():
@@ -185,6 +210,9 @@ class Inbox:
                 loaded.setdefault(key, {}).setdefault(event_id, blob)
         index.clear()
         index.update(loaded)
+        for ready in self._index_waiters.pop(workflow_id, ()):
+            if not ready.done():
+                ready.set_result(index)
         return index
 
     def release_run(self, workflow_id: str) -> None:
@@ -195,6 +223,7 @@ class Inbox:
         self._claimed = {claim for claim in self._claimed if claim[0] != workflow_id}
         self._index.pop(workflow_id, None)
         self._loading.pop(workflow_id, None)
+        self._index_waiters.pop(workflow_id, None)
 
     def _drop_waiter(self, workflow_id: str, key: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get((workflow_id, key))

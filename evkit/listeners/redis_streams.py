@@ -158,6 +158,22 @@ class RedisStreams:
         for reader in self._readers.values():
             reader.release_run(workflow_id)
 
+    def close_nowait(self) -> None:
+        """Like :meth:`aclose`, without awaiting (the runtime closing on its own loop).
+
+        The readers are cancelled now; the clients are closed by a task of this loop.
+        """
+        readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            reader.cancel()
+        clients, self._clients = list(self._clients.values()), {}
+        if clients:
+            closing = asyncio.get_running_loop().create_task(
+                _close_clients(clients), name="evkit-redis-close"
+            )
+            _closing_tasks.add(closing)
+            closing.add_done_callback(_closing_tasks.discard)
+
     async def aclose(self) -> None:
         """Stop the readers and close the clients (pending entries stay pending in Redis)."""
         readers, self._readers = list(self._readers.values()), {}
@@ -249,11 +265,17 @@ class _Reader:
         """Stop holding the entries that run ``workflow_id``'s waits took."""
         self._held = {entry_id: wid for entry_id, wid in self._held.items() if wid != workflow_id}
 
-    async def aclose(self) -> None:
-        """Stop reading; waits still waiting are cancelled with the engine anyway."""
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Stop reading now; returns the cancelled task, if one ran."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        return task
+
+    async def aclose(self) -> None:
+        """Stop reading; waits still waiting are cancelled with the engine anyway."""
+        task = self.cancel()
+        if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
     # ------------------------------------------------------------------ dispatching
@@ -388,6 +410,14 @@ class _Reader:
                 break
             start = page[-1][0]
         return found[:wanted] if len(found) > wanted else found
+
+
+_closing_tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+
+
+async def _close_clients(clients: list[Redis]) -> None:
+    for client in clients:
+        await client.aclose()
 
 
 def _entries(reply: object, stream: str) -> list[tuple[str, dict[str, str]]]:

@@ -180,15 +180,12 @@ def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> 
     ]
 
 
-def inbox_contains(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str, event_id: str) -> bool:
-    """True if this event was already sent (so a repeat is ignored)."""
-    return (
-        con.execute(
-            "SELECT 1 FROM inbox WHERE workflow_id = ? AND key = ? AND event_id = ? LIMIT 1",
-            [workflow_id, key, event_id],
-        ).fetchone()
-        is not None
-    )
+def inbox_key_of(con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str) -> str | None:
+    """The key an event with this id was already sent under to this run, or ``None``."""
+    row = con.execute(
+        "SELECT key FROM inbox WHERE workflow_id = ? AND event_id = ? LIMIT 1", [workflow_id, event_id]
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def run_exists(con: duckdb.DuckDBPyConnection, workflow_id: str) -> bool:

@@ -213,8 +213,6 @@ async def test_every_stream_and_http_message_is_processed_exactly_once_across_20
                 while not (ready := await child.line()).startswith("READY "):
                     assert ready.startswith(("PROGRESS ", "ACKING ", "DONE ")), ready
                 await inbox.up(int(ready.split()[1]))
-                if os.environ.get("EVKIT_CRASH_TRACE"):
-                    print(f"start {child.starts} READY at {time.monotonic() - started:.2f} s", flush=True)
                 if kills >= KILLS:
                     while not (line := await child.line()).startswith("DONE"):
                         assert line.startswith(("PROGRESS ", "ACKING ")), line

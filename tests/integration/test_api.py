@@ -208,3 +208,11 @@ async def test_blocking_run_works_inside_a_running_loop(aruntime: evkit.Runtime)
     # What a notebook cell does: a synchronous run() while the loop is running.
     assert add.step(20, 22).run(workflow_id="nested") == 42
     assert workflow.get_status("nested") is workflow.SUCCESSFUL
+
+
+def test_an_event_id_reused_under_another_key_is_refused(runtime: evkit.Runtime) -> None:
+    handle = workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key="a"), workflow_id="ids")
+    workflow.send_event("ids", "a", 1, event_id="e1")
+    with pytest.raises(ValueError, match=r"^Event id 'e1' was already sent to run 'ids' under key 'a', not 'b'"):
+        workflow.send_event("ids", "b", 2, event_id="e1")
+    assert handle.result(timeout=10) == 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -75,18 +77,22 @@ def after_gate(_: object) -> evkit.StepNode:
     return http_wait("late-key")
 
 
+@pytest.mark.allow_blocking
 async def test_success_reply_comes_only_after_the_event_is_durable(
     aruntime: evkit.Runtime, session: aiohttp.ClientSession
 ) -> None:
     workflow.run_async(http_wait("k"), workflow_id="durable")
     server = await serve_events_async()
-    replies = await asyncio.gather(
-        *(post(session, server.event_url("durable", f"key-{i}"), i, **{"Idempotency-Key": f"id-{i}"}) for i in range(10))
-    )
-    assert {status for status, _ in replies} == {202}
-    # Read through another cursor, which sees only committed transactions.
-    stored = await rows("SELECT event_id FROM inbox_events WHERE workflow_id = 'durable' ORDER BY event_id")
-    assert stored == [(f"id-{i}",) for i in range(10)]
+    for i in range(5):
+        status, _ = await post(
+            session, server.event_url("durable", f"key-{i}"), i, **{"Idempotency-Key": f"id-{i}"}
+        )
+        assert status == 202
+        # Read at once, blocking this loop (the engine's): no write can start meanwhile, so
+        # the row is there only if it was committed before the reply. Another cursor sees
+        # committed transactions only.
+        stored = evkit.sql("SELECT count(*) FROM inbox_events WHERE event_id = ?", [f"id-{i}"]).fetchall()
+        assert stored == [(1,)], f"event {i} replied 202 before it was durable"
 
 
 async def test_retry_with_the_same_idempotency_key_is_stored_and_delivered_once(
@@ -128,13 +134,53 @@ async def test_idempotency_key_reused_for_another_key_of_the_run_is_refused(
         ("POST", "/events/bad/k", b"{not json", {}, 400, "malformed_json", r"^The body is not valid JSON: "),
         ("POST", "/events/bad/k", b"", {}, 400, "malformed_json", r"^The body is empty"),
         ("POST", "/events/bad/k", b"NaN", {}, 400, "malformed_json", r"NaN is not valid JSON"),
-        ("POST", "/events/bad/k", b"x" * 2048, {}, 413, "body_too_large", r"^The body is 2048 bytes; .* at most 1024 bytes"),
-        ("POST", "/events/nobody/k", b"1", {}, 404, "unknown_workflow", r"^Run 'nobody' is not in this store"),
-        ("POST", "/nowhere", b"1", {}, 404, "not_found", r"^No route for POST /nowhere\. Send events with POST"),
-        ("GET", "/events/bad/k", None, {}, 405, "method_not_allowed", r"^GET is not allowed on /events/bad/k"),
-        ("POST", "/events/bad/k", b"1", {"Idempotency-Key": "has space"}, 400, "invalid_idempotency_key", r"must be 1 to 200"),
+        (
+            "POST",
+            "/events/bad/k",
+            b"x" * 2048,
+            {},
+            413,
+            "body_too_large",
+            r"^The body is 2048 bytes; .* at most 1024 bytes",
+        ),
+        (
+            "POST",
+            "/events/nobody/k",
+            b"1",
+            {},
+            404,
+            "unknown_workflow",
+            r"^Run 'nobody' is not in this store",
+        ),
+        (
+            "POST",
+            "/nowhere",
+            b"1",
+            {},
+            404,
+            "not_found",
+            r"^No route for POST /nowhere\. Send events with POST",
+        ),
+        (
+            "GET",
+            "/events/bad/k",
+            None,
+            {},
+            405,
+            "method_not_allowed",
+            r"^GET is not allowed on /events/bad/k",
+        ),
+        (
+            "POST",
+            "/events/bad/k",
+            b"1",
+            {"Idempotency-Key": "has space"},
+            400,
+            "invalid_idempotency_key",
+            r"must be 1 to 200",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_bad_request_gets_a_json_error_saying_what_was_wrong_and_nothing_is_stored(
     aruntime: evkit.Runtime,
     session: aiohttp.ClientSession,
@@ -157,7 +203,9 @@ async def test_bad_request_gets_a_json_error_saying_what_was_wrong_and_nothing_i
     assert await rows("SELECT count(*) FROM inbox_events") == [(0,)]
 
 
-async def test_chunked_body_over_the_limit_gets_413(aruntime: evkit.Runtime, session: aiohttp.ClientSession) -> None:
+async def test_chunked_body_over_the_limit_gets_413(
+    aruntime: evkit.Runtime, session: aiohttp.ClientSession
+) -> None:
     workflow.run_async(http_wait("k"), workflow_id="chunked")
     server = await serve_events_async(max_body_bytes=1024)
 
@@ -171,7 +219,9 @@ async def test_chunked_body_over_the_limit_gets_413(aruntime: evkit.Runtime, ses
     assert await rows("SELECT count(*) FROM inbox_events") == [(0,)]
 
 
-async def test_with_a_token_every_request_must_carry_it(aruntime: evkit.Runtime, session: aiohttp.ClientSession) -> None:
+async def test_with_a_token_every_request_must_carry_it(
+    aruntime: evkit.Runtime, session: aiohttp.ClientSession
+) -> None:
     handle = workflow.run_async(http_wait("k"), workflow_id="tok")
     server = await serve_events_async(token="s3cret-token")
     url = server.event_url("tok", "k")
@@ -190,7 +240,9 @@ async def test_with_a_token_every_request_must_carry_it(aruntime: evkit.Runtime,
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.org"])
 def test_binding_beyond_loopback_without_a_token_is_refused(host: str) -> None:
-    with pytest.raises(ValueError, match=rf"^Binding the event server to '{re.escape(host)}' .* needs a `token=`"):
+    with pytest.raises(
+        ValueError, match=rf"^Binding the event server to '{re.escape(host)}' .* needs a `token=`"
+    ):
         workflow.serve_events(host)
 
 
@@ -208,9 +260,11 @@ async def test_first_http_wait_starts_the_server_and_closing_the_runtime_stops_i
     handle = workflow.run_async(http_wait("k"), workflow_id="lazy")
     await _until(lambda: isinstance(runtime.engine().services.get("http"), EventServer))
     started_by_the_wait = runtime.engine().services["http"]
-    assert isinstance(started_by_the_wait, EventServer) and not started_by_the_wait.explicit
+    assert isinstance(started_by_the_wait, EventServer)
+    assert not started_by_the_wait.explicit
     server = await serve_events_async()  # no options: the running one, now kept on purpose
-    assert server is started_by_the_wait and server.explicit
+    assert server is started_by_the_wait
+    assert server.explicit
     assert (await post(session, server.event_url("lazy", "k"), "hi"))[0] == 202
     assert await handle == "hi"
     await runtime.aclose()
@@ -224,12 +278,30 @@ async def test_serve_events_returns_the_running_server_and_refuses_to_replace_it
 ) -> None:
     server = await serve_events_async()
     assert await serve_events_async(port=server.port) is server
-    with pytest.raises(evkit.RunStateError, match=r"^An event server already runs at http://127\.0\.0\.1:\d+ with other"):
+    with pytest.raises(
+        evkit.RunStateError, match=r"^An event server already runs at http://127\.0\.0\.1:\d+ with other"
+    ):
         await serve_events_async(token="other")
     await server.aclose()
     assert server.closed
     replacement = await serve_events_async(token="other")
-    assert replacement is not server and replacement.requires_token
+    assert replacement is not server
+    assert replacement.requires_token
+
+
+def test_server_on_a_thread_loop_is_served_and_closed_from_the_calling_thread(runtime: evkit.Runtime) -> None:
+    handle = workflow.run_async(http_wait("k"), workflow_id="threaded")
+    with workflow.serve_events() as server:
+        # A blocking client is fine here: the engine's loop runs in its own thread.
+        request = urllib.request.Request(
+            server.event_url("threaded", "k"), data=b'{"from": "a thread"}', method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        assert handle.result(timeout=10) == {"from": "a thread"}
+    assert server.closed
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
 
 
 async def test_http_wait_also_takes_events_sent_with_send_event(aruntime: evkit.Runtime) -> None:
@@ -248,5 +320,5 @@ async def _until(condition: object, timeout_seconds: float = 5.0) -> None:
     """Yield to the loop until ``condition()`` holds (the engine runs on this loop)."""
     assert callable(condition)
     async with asyncio.timeout(timeout_seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - no event exists for these conditions
             await asyncio.sleep(0.005)

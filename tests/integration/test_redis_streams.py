@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import ClassVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -46,8 +47,8 @@ def stream(request: pytest.FixtureRequest) -> str:
 class Recorder:
     """What the checking listener saw at commit time (listeners themselves are stateless)."""
 
-    at_commit: list[tuple[str, bool, int]] = []
-    fail_commits = 0
+    at_commit: ClassVar[list[tuple[str, bool, int]]] = []
+    fail_commits: ClassVar[int] = 0
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +68,8 @@ class CheckingStreamListener(RedisStreamListener):
         finally:
             await redis.aclose()
         checkpoints = await _count(
-            f"SELECT count(*) FROM events WHERE source_id = '{event.source_id}' AND checkpointed_at IS NOT NULL"
+            f"SELECT count(*) FROM events WHERE source_id = '{event.source_id}' "
+            "AND checkpointed_at IS NOT NULL"
         )
         still_pending = event.entry_id in {p["message_id"] for p in pending}
         Recorder.at_commit.append((event.entry_id, still_pending, checkpoints))
@@ -82,7 +84,9 @@ def numbers(*entries: StreamEntry) -> list[int]:
     return [int(entry.fields["n"]) for entry in entries]
 
 
-def wait_on(url: str, stream: str, listener: type[RedisStreamListener] = RedisStreamListener, **options: object):
+def wait_on(
+    url: str, stream: str, listener: type[RedisStreamListener] = RedisStreamListener, **options: object
+):
     return workflow.wait_for_event(listener, url, stream, GROUP, CONSUMER, **options)
 
 
@@ -100,6 +104,7 @@ async def test_entries_are_acked_only_after_their_checkpoint_is_durable(
     assert sources == [(f"redis:{stream}:{GROUP}:{entry_id}",) for entry_id in sorted(ids)]
 
 
+@pytest.mark.slow
 async def test_parallel_waits_on_one_consumer_each_get_a_different_entry(
     aruntime: evkit.Runtime, redis_server: RedisServer, client: aioredis.Redis, stream: str
 ) -> None:
@@ -141,9 +146,9 @@ async def test_checkpointed_entry_whose_ack_was_lost_is_acked_on_resume_not_deli
     assert await workflow.resume_async("lost-ack") == [1]
     assert (await client.xpending(stream, GROUP))["pending"] == 0
     # Polled once, committed once: the resume only repeated the commit.
-    assert await _rows("SELECT poll_attempts, commits, source_id FROM events WHERE workflow_id = 'lost-ack'") == [
-        (1, 1, f"redis:{stream}:{GROUP}:{first}")
-    ]
+    assert await _rows(
+        "SELECT poll_attempts, commits, source_id FROM events WHERE workflow_id = 'lost-ack'"
+    ) == [(1, 1, f"redis:{stream}:{GROUP}:{first}")]
     assert [entry_id for entry_id, _, _ in Recorder.at_commit] == [first, first]
 
 
@@ -153,7 +158,9 @@ async def test_checkpointed_but_unacked_entry_is_skipped_and_acked_by_another_wa
     await client.xadd(stream, {"n": "1"})
     Recorder.fail_commits = 1
     with pytest.raises(workflow.WorkflowExecutionError):
-        await numbers.step(wait_on(redis_server.url, stream, CheckingStreamListener)).run_async(workflow_id="a")
+        await numbers.step(wait_on(redis_server.url, stream, CheckingStreamListener)).run_async(
+            workflow_id="a"
+        )
     assert (await client.xpending(stream, GROUP))["pending"] == 1
 
     # Another run reading the same consumer rescans the pending list: the store says entry
@@ -166,7 +173,11 @@ async def test_checkpointed_but_unacked_entry_is_skipped_and_acked_by_another_wa
 
 
 async def test_timed_out_wait_takes_nothing_and_a_later_wait_gets_the_entry(
-    aruntime: evkit.Runtime, fake_clock: evkit.FakeClock, redis_server: RedisServer, client: aioredis.Redis, stream: str
+    aruntime: evkit.Runtime,
+    fake_clock: evkit.FakeClock,
+    redis_server: RedisServer,
+    client: aioredis.Redis,
+    stream: str,
 ) -> None:
     handle = workflow.run_async(
         wait_on(redis_server.url, stream, timeout_seconds=5, default="nothing"), workflow_id="timeout"
@@ -200,11 +211,13 @@ def test_stream_entry_repr_hides_the_url_and_survives_pickling() -> None:
     assert "secret" not in codec.readable(entry)
 
 
-async def test_bad_arguments_fail_the_wait_with_a_message_naming_the_argument(aruntime: evkit.Runtime) -> None:
+async def test_bad_arguments_fail_the_wait_with_a_message_naming_the_argument(
+    aruntime: evkit.Runtime,
+) -> None:
     with pytest.raises(workflow.WorkflowExecutionError) as info:
-        await workflow.wait_for_event(RedisStreamListener, "redis://127.0.0.1:1/0", "", GROUP, CONSUMER).run_async(
-            workflow_id="bad"
-        )
+        await workflow.wait_for_event(
+            RedisStreamListener, "redis://127.0.0.1:1/0", "", GROUP, CONSUMER
+        ).run_async(workflow_id="bad")
     assert "`stream` must be a non-empty str, got ''" in str(info.value.__cause__)
 
 
@@ -222,5 +235,5 @@ async def _until(condition: object, timeout_seconds: float = 5.0) -> None:
     """Yield to the loop until ``condition()`` holds (the engine runs on this loop)."""
     assert callable(condition)
     async with asyncio.timeout(timeout_seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - no event exists for these conditions
             await asyncio.sleep(0.005)

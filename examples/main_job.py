@@ -27,6 +27,7 @@ class SensorListener(workflow.EventListener):
     """
 
     async def poll_for_event(self, queue: str, threshold: float) -> dict[str, object]:
+        """Return the first reading above ``threshold`` after the committed offset."""
         # File reads are blocking I/O: they run in a worker thread, never on the loop.
         offset = await asyncio.to_thread(_read_offset, queue)
         while True:
@@ -62,6 +63,7 @@ def _read_lines(queue: str) -> list[str]:
 
 @workflow.step
 def report(reading: dict[str, object], _warmup: None, _deadline: None) -> str:
+    """Describe the reading; runs once the reading and both timers are in."""
     return f"sensor {reading['sensor']} read {reading['value']} (line {reading['line']})"
 
 
@@ -74,6 +76,7 @@ def produce(queue: str) -> None:
 
 
 def main() -> None:
+    """Run the workflow on the default store and print what happened."""
     queue = os.path.join(tempfile.mkdtemp(prefix="evkit-demo-"), "readings.jsonl")
     open(queue, "w").close()
     runtime = workflow.init()  # evkit.duckdb in the working directory (or $EVKIT_STORAGE)

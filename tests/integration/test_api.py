@@ -83,7 +83,8 @@ def test_exceptions_are_not_retried_unless_asked(runtime: evkit.Runtime) -> None
 def test_catch_exceptions_returns_result_and_error_pairs(runtime: evkit.Runtime) -> None:
     assert divide.step(1, 2).run() == (0.5, None)
     result, error = divide.step(1, 0).run()
-    assert result is None and isinstance(error, ZeroDivisionError)
+    assert result is None
+    assert isinstance(error, ZeroDivisionError)
 
 
 def test_duplicate_running_workflow_id_is_refused(runtime: evkit.Runtime) -> None:
@@ -142,11 +143,14 @@ def test_metadata_of_runs_and_steps(runtime: evkit.Runtime) -> None:
     node = add.options(metadata={"owner": "ana"}).step(2, 2)
     node.run(workflow_id="m", metadata={"project": "demo"})
     meta = workflow.get_metadata("m")
-    assert meta["status"] == "SUCCESSFUL" and meta["user_metadata"] == {"project": "demo"}
+    assert meta["status"] == "SUCCESSFUL"
+    assert meta["user_metadata"] == {"project": "demo"}
     stats = meta["stats"]
-    assert isinstance(stats, dict) and stats["end_time"] >= stats["start_time"]
+    assert isinstance(stats, dict)
+    assert stats["end_time"] >= stats["start_time"]
     step_meta = workflow.get_metadata("m", "add")
-    assert step_meta["user_metadata"] == {"owner": "ana"} and step_meta["attempts"] == 1
+    assert step_meta["user_metadata"] == {"owner": "ana"}
+    assert step_meta["attempts"] == 1
     with pytest.raises(
         workflow.WorkflowNotFoundError, match=r"^Run 'm' has no step 'nope'. Its steps: 'add'."
     ):
@@ -213,6 +217,7 @@ async def test_blocking_run_works_inside_a_running_loop(aruntime: evkit.Runtime)
 def test_an_event_id_reused_under_another_key_is_refused(runtime: evkit.Runtime) -> None:
     handle = workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key="a"), workflow_id="ids")
     workflow.send_event("ids", "a", 1, event_id="e1")
-    with pytest.raises(ValueError, match=r"^Event id 'e1' was already sent to run 'ids' under key 'a', not 'b'"):
+    refused = r"^Event id 'e1' was already sent to run 'ids' under key 'a', not 'b'"
+    with pytest.raises(ValueError, match=refused):
         workflow.send_event("ids", "b", 2, event_id="e1")
     assert handle.result(timeout=10) == 1

@@ -44,7 +44,8 @@ def test_list_status_and_sql(store_with_runs: str) -> None:
     sql = evkit_cli(
         "sql", "SELECT workflow_id, output FROM workflows ORDER BY 1", "--storage", store_with_runs
     )
-    assert sql.returncode == 0 and "42" in sql.stdout
+    assert sql.returncode == 0
+    assert "42" in sql.stdout
 
 
 @pytest.mark.slow
@@ -60,7 +61,8 @@ def test_errors_are_one_line_with_exit_status_2(store_with_runs: str) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("evkit status: Run 'nope' is not in store")
     bad_sql = evkit_cli("sql", "SELEC 1", "--storage", store_with_runs)
-    assert bad_sql.returncode == 2 and "syntax error" in bad_sql.stderr
+    assert bad_sql.returncode == 2
+    assert "syntax error" in bad_sql.stderr
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ downstream; timeouts, cancellation, failures and resume."""
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import pytest
 
@@ -14,8 +15,8 @@ from evkit import workflow
 class Recorder:
     """Shared, in-process record of listener calls (listeners themselves are stateless)."""
 
-    calls: list[tuple[str, object]] = []
-    seen_in_store_at_commit: list[int] = []
+    calls: ClassVar[list[tuple[str, object]]] = []
+    seen_in_store_at_commit: ClassVar[list[int]] = []
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,8 @@ class ImmediateListener(workflow.EventListener):
         # Read from another thread through its own cursor: it sees only committed data.
         row = await asyncio.to_thread(
             lambda: evkit.sql(
-                "SELECT count(*) FROM events WHERE workflow_id = ? AND state IN ('checkpointed', 'committed')",
+                "SELECT count(*) FROM events"
+                " WHERE workflow_id = ? AND state IN ('checkpointed', 'committed')",
                 [context.workflow_id],
             ).fetchall()[0]
         )

@@ -31,7 +31,9 @@ def kernel(tmp_path: os.PathLike[str]) -> Iterator[BlockingKernelClient]:
     manager.shutdown_kernel(now=True)
 
 
-def replies_to(client: BlockingKernelClient, msg_ids: set[str], timeout_seconds: float) -> dict[str, dict[str, object]]:
+def replies_to(
+    client: BlockingKernelClient, msg_ids: set[str], timeout_seconds: float
+) -> dict[str, dict[str, object]]:
     replies: dict[str, dict[str, object]] = {}
     deadline = time.monotonic() + timeout_seconds
     while msg_ids - replies.keys() and time.monotonic() < deadline:
@@ -70,7 +72,8 @@ def test_blocking_run_in_a_cell_loses_no_kernel_messages(kernel: BlockingKernelC
 def test_run_async_returns_at_once_and_the_wait_goes_on_between_cells(kernel: BlockingKernelClient) -> None:
     start = kernel.execute(
         "from evkit import workflow\nworkflow.init(storage='store.duckdb')\n"
-        "handle = workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key='go'), workflow_id='w')\n"
+        "node = workflow.wait_for_event(workflow.ManualListener, key='go')\n"
+        "handle = workflow.run_async(node, workflow_id='w')\n"
         "started = handle.status.value\n"
     )
     assert replies_to(kernel, {start}, 60)[start]["content"]["status"] == "ok"  # type: ignore[index]

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -78,7 +79,8 @@ def test_the_listener_interface_matches_evkits(runtime: evkit.Runtime) -> None:
     exec(seed_blocks()[1], namespace)
     seed_listener = namespace["EventListener"]
     for method in ("__init__", "poll_for_event", "event_checkpointed"):
-        assert hasattr(seed_listener, method) and hasattr(workflow.EventListener, method)
+        assert hasattr(seed_listener, method)
+        assert hasattr(workflow.EventListener, method)
 
 
 def test_the_timer_listener_example_runs_as_a_workflow(runtime: evkit.Runtime) -> None:
@@ -92,9 +94,9 @@ class Consumer:
     """A stand-in for a Kafka consumer with the calls the seed's example makes; its offsets
     are committed only by commit(), like ``enable.auto.commit=False``."""
 
-    messages = ["m0", "m1"]
-    committed: list[str] = []
-    polled: list[str] = []
+    messages: ClassVar[list[str]] = ["m0", "m1"]
+    committed: ClassVar[list[str]] = []
+    polled: ClassVar[list[str]] = []
 
     def __init__(self, config: dict[str, object]) -> None:
         assert config == {"enable.auto.commit": False}
@@ -118,6 +120,7 @@ def test_the_queue_listener_commits_only_after_the_checkpoint(runtime: evkit.Run
     exec(seed_blocks()[3], namespace)
     listener = namespace["QueueEventListener"]
     assert workflow.wait_for_event(listener, "topic").run(workflow_id="q") == "m0"
-    assert Consumer.polled == ["m0"] and Consumer.committed == ["m0"]
+    assert Consumer.polled == ["m0"]
+    assert Consumer.committed == ["m0"]
     row = evkit.sql("SELECT state, payload, commits FROM events").fetchall()
     assert row == [("committed", '"m0"', 1)]

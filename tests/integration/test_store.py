@@ -112,4 +112,5 @@ def test_every_store_write_of_a_run_happens_on_the_store_thread(
     handle = workflow.run_async(node, workflow_id="w")
     workflow.send_event("w", "k", "v")
     assert handle.result(timeout=10) == "v"
-    assert threads and all(name.startswith("evkit-store") for name in threads)
+    assert threads
+    assert all(name.startswith("evkit-store") for name in threads)

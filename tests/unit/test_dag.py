@@ -24,7 +24,8 @@ def test_step_works_bare_and_called_and_keeps_the_function() -> None:
 
     assert add(1, 2) == 3  # calling it just calls the function
     assert plus(1) == 2
-    assert plus.step(1).name == "plus" and plus.step(1).options.max_retries == 1
+    assert plus.step(1).name == "plus"
+    assert plus.step(1).options.max_retries == 1
     assert add.step(1, 2).name == "add"
     assert add.__name__ == "add"
 
@@ -64,7 +65,9 @@ def test_wait_for_event_checks_the_timeout() -> None:
     with pytest.raises(WorkflowDefinitionError, match=r"^`timeout_seconds` must be positive, got 0"):
         workflow.wait_for_event(workflow.ManualListener, key="k", timeout_seconds=0)
     node = workflow.wait_for_event(workflow.ManualListener, key="k")
-    assert node.default is NO_DEFAULT and node.kwargs == {"key": "k"} and node.name == "ManualListener"
+    assert node.default is NO_DEFAULT
+    assert node.kwargs == {"key": "k"}
+    assert node.name == "ManualListener"
 
 
 def test_sleep_refuses_negative_durations() -> None:
@@ -98,7 +101,8 @@ def test_a_chain_of_twenty_thousand_steps_flattens_without_recursion() -> None:
     for _ in range(20_000):
         node = add.step(node, 1)
     dag = flatten(node)
-    assert len(dag.steps) == 20_001 and dag.output == "add_20000"
+    assert len(dag.steps) == 20_001
+    assert dag.output == "add_20000"
 
 
 def test_continuation_ids_are_prefixed_with_the_parent_step() -> None:

@@ -33,7 +33,8 @@ def test_ray_compatible_names_sit_in_the_tree() -> None:
 )
 def test_errors_keep_their_fields_through_pickle(error: Exception) -> None:
     copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is type(error) and str(copy) == str(error)
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
     assert copy.__dict__ == error.__dict__
 
 
@@ -42,7 +43,8 @@ def test_not_found_message_is_not_quoted_like_a_key_error() -> None:
 
 
 def test_statuses_know_which_are_final() -> None:
-    assert WorkflowStatus.SUCCESSFUL.is_final and not WorkflowStatus.WAITING.is_final
+    assert WorkflowStatus.SUCCESSFUL.is_final
+    assert not WorkflowStatus.WAITING.is_final
     assert str(WorkflowStatus.RESUMABLE) == "RESUMABLE"
     assert evkit.workflow.RUNNING is WorkflowStatus.RUNNING
 

@@ -474,6 +474,8 @@ def draw_chart(raw: dict[str, object], path: Path) -> None:
     ):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * 1.6)  # room for the target labels
         ax.set_xlabel("N concurrent waits")
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=10)
@@ -493,7 +495,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the raw results here")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     parser.add_argument("--chart", type=Path, help="draw time and memory against N (PNG) here")
+    parser.add_argument(
+        "--chart-from", type=Path, metavar="JSON", help="only redraw --chart from a --json file"
+    )
     args = parser.parse_args(argv)
+    if args.chart_from:
+        if not args.chart:
+            parser.error("--chart-from needs --chart PATH")
+        draw_chart(json.loads(args.chart_from.read_text())["raw"], args.chart)
+        return 0
 
     info = machine()
     print(

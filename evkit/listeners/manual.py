@@ -43,8 +43,7 @@ class Inbox:
         # one store read when the run's first wait starts, then kept up to date by send(),
         # so a wait costs no store read (100,000 waits would otherwise pay 100,000 reads).
         self._index: dict[str, dict[str, dict[str, bytes]]] = {}
-        self._loading: dict[str, asyncio.Task[dict[str, dict[str, bytes]]]] = {}
-        self._index_waiters: dict[str, list[asyncio.Future[dict[str, dict[str, bytes]]]]] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
 
     async def send(
         self,
@@ -131,9 +130,9 @@ class Inbox:
             return []
         for row in rows:
             durable = self._queue.append("inbox", row)
-        self._deliver(workflow_id, [(row[1], row[2], row[4]) for row in rows])  # type: ignore[misc]
+        self._deliver(workflow_id, [(row[1], row[2], row[4]) for row in rows])
         await durable  # one batch: every row of it is committed together (woken early: see send)
-        return [row[2] for row in rows]  # type: ignore[misc]
+        return [row[2] for row in rows]
 
     def _deliver(self, workflow_id: str, events: list[tuple[str, str, bytes]]) -> None:
         """Index committed events (if the run's index is loaded) and wake their waits."""
@@ -147,16 +146,20 @@ class Inbox:
 
     async def take(self, workflow_id: str, key: str) -> tuple[str, object]:
         """Wait for the oldest event on ``key`` no step has taken; return ``(event_id, payload)``."""
-        index = await self._index_of(workflow_id)
+        self._start_loading(workflow_id)
         while True:
-            events = index.get(key)
-            if events:
-                event_id = next(iter(events))
-                blob = events.pop(event_id)
-                if not events:
-                    del index[key]  # an emptied dict keeps its table: ~230 bytes per key
-                self._claimed.add((workflow_id, event_id))
-                return event_id, codec.loads(blob)
+            index = self._index.get(workflow_id)
+            if index is not None and workflow_id not in self._loading:
+                events = index.get(key)
+                if events:
+                    event_id = next(iter(events))
+                    blob = events.pop(event_id)
+                    if not events:
+                        del index[key]  # an emptied dict keeps its table: ~230 bytes per key
+                    self._claimed.add((workflow_id, event_id))
+                    return event_id, codec.loads(blob)
+            # Also while the run's index loads: _load_index wakes only the waits whose key
+            # has events, so the many waits of a fresh run cost no wake-up of their own.
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[(workflow_id, key)].append(waiter)
             try:
@@ -164,39 +167,30 @@ class Inbox:
             finally:
                 self._drop_waiter(workflow_id, key, waiter)
 
-    async def _index_of(self, workflow_id: str) -> dict[str, dict[str, bytes]]:
-        loading = self._loading.get(workflow_id)
-        if loading is None:
-            index = self._index.get(workflow_id)
-            if index is not None:
-                return index
-            # Sends that commit while the read runs go into this dict; the read's rows are
-            # older, so they are put first (a row in both is kept once, by event id).
-            index = self._index[workflow_id] = {}
-            loading = asyncio.get_running_loop().create_task(self._load_index(workflow_id, index))
-            loading.add_done_callback(lambda task: task.cancelled() or task.exception())
-            self._loading[workflow_id] = loading
-        # The many waits of a fresh run all start before the read is back: each gets a
-        # plain future, resolved by _load_index (asyncio.shield costs 3 objects per wait).
-        ready: asyncio.Future[dict[str, dict[str, bytes]]] = asyncio.get_running_loop().create_future()
-        self._index_waiters.setdefault(workflow_id, []).append(ready)
-        return await ready
+    def _start_loading(self, workflow_id: str) -> None:
+        if workflow_id in self._index:  # loaded, or loading
+            return
+        # Sends that commit while the read runs go into this dict; the read's rows are
+        # older, so they are put first (a row in both is kept once, by event id).
+        index = self._index[workflow_id] = {}
+        loading = asyncio.get_running_loop().create_task(self._load_index(workflow_id, index))
+        loading.add_done_callback(lambda task: task.cancelled() or task.exception())
+        self._loading[workflow_id] = loading
 
-    async def _load_index(
-        self, workflow_id: str, index: dict[str, dict[str, bytes]]
-    ) -> dict[str, dict[str, bytes]]:
+    async def _load_index(self, workflow_id: str, index: dict[str, dict[str, bytes]]) -> None:
         try:
             rows = await self._queue.read(unclaimed_inbox_of_run, workflow_id)
         except BaseException as exc:
             if self._index.get(workflow_id) is index:
                 del self._index[workflow_id]  # the next wait reads again
-            for ready in self._index_waiters.pop(workflow_id, ()):
-                if ready.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    ready.cancel()
-                else:
-                    ready.set_exception(exc)
+            for (run, _), waiters in list(self._waiters.items()):
+                for waiter in waiters if run == workflow_id else ():
+                    if waiter.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        waiter.cancel()
+                    else:
+                        waiter.set_exception(exc)
             raise
         finally:
             if self._loading.get(workflow_id) is asyncio.current_task():
@@ -210,10 +204,10 @@ class Inbox:
                 loaded.setdefault(key, {}).setdefault(event_id, blob)
         index.clear()
         index.update(loaded)
-        for ready in self._index_waiters.pop(workflow_id, ()):
-            if not ready.done():
-                ready.set_result(index)
-        return index
+        for key in index:
+            for waiter in self._waiters.pop((workflow_id, key), []):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def release_run(self, workflow_id: str) -> None:
         """Forget which events this run's waits took, and its index.
@@ -223,7 +217,6 @@ class Inbox:
         self._claimed = {claim for claim in self._claimed if claim[0] != workflow_id}
         self._index.pop(workflow_id, None)
         self._loading.pop(workflow_id, None)
-        self._index_waiters.pop(workflow_id, None)
 
     def _drop_waiter(self, workflow_id: str, key: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get((workflow_id, key))

@@ -219,7 +219,11 @@ class RunHandle:
         wanted = set(statuses) or {s for s in WorkflowStatus if s.is_final}
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-        unsubscribe = self.subscribe(lambda: loop.call_soon_threadsafe(changed.set))
+
+        def on_change() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        unsubscribe = self.subscribe(on_change)
         self._future.add_done_callback(lambda _: loop.call_soon_threadsafe(changed.set))
         try:
             async with asyncio.timeout(timeout_seconds):
@@ -670,7 +674,7 @@ def sleep(seconds: float) -> EventNode:
     Raises:
         ValueError: ``seconds`` is negative or not a number.
     """
-    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:  # type: ignore[redundant-expr]  # callers need not obey the types
         raise ValueError(f"`seconds` must be a number >= 0, got {seconds!r}.")
     node = wait_for_event(TimerListener, _sleep_deadline.step(float(seconds)))
     return node.with_options(name="sleep")  # type: ignore[return-value]
@@ -687,7 +691,7 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
         PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
     """
     workflow_id = _check_id(workflow_id)
-    if not isinstance(key, str) or not key:
+    if not isinstance(key, str) or not key:  # type: ignore[redundant-expr]
         raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
     try:
         codec.dumps(payload)
@@ -720,7 +724,7 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
     workflow_id = _check_id(workflow_id)
     items = list(events)
     for i, item in enumerate(items):
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):  # type: ignore[redundant-expr]
             raise TypeError(
                 f"send_events({workflow_id!r}, ...): item {i} must be a (key, payload) tuple with "
                 f"a non-empty str key, got {item!r}. Nothing was stored."
@@ -761,4 +765,4 @@ def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = Non
         cursor = runtime.writer.cursor()
         _cursors.by_runtime = {id(runtime): cursor}
     with store_errors(runtime.storage, "running SQL"):
-        return cursor.sql(query, params=params)  # type: ignore[arg-type]
+        return cursor.sql(query, params=params)

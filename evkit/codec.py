@@ -33,9 +33,10 @@ def dumps(value: object) -> bytes:
         # same bytes with the standard pickler at cloudpickle's protocol, ~10x faster.
         return pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
     try:
-        return cloudpickle.dumps(value)
+        blob: bytes = cloudpickle.dumps(value)
     except Exception as exc:  # pickling can raise almost anything
         raise TypeError(f"cannot pickle a value of type {type(value).__qualname__}: {exc}") from exc
+    return blob
 
 
 def loads(blob: bytes) -> object:

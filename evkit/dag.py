@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Generic, ParamSpec, Protocol, TypeVar, final, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, overload
 
 from evkit import codec
 from evkit.errors import WorkflowDefinitionError
@@ -88,14 +88,15 @@ def make_options(base: StepOptions | None, overrides: Mapping[str, object], *, w
             f"Valid options: {', '.join(sorted(_OPTION_NAMES))}."
         )
     options = dataclasses.replace(base or StepOptions(), **overrides)  # type: ignore[arg-type]
-    if options.name is not None and (not isinstance(options.name, str) or not options.name):
+    # Runtime checks of what users pass: the types say it, but callers need not obey.
+    if options.name is not None and (not isinstance(options.name, str) or not options.name):  # type: ignore[redundant-expr]
         raise WorkflowDefinitionError(f"{where}: `name` must be a non-empty string, got {options.name!r}.")
     if "/" in (options.name or ""):
         raise WorkflowDefinitionError(
             f"{where}: `name` must not contain '/', got {options.name!r} ('/' separates "
             "the steps of a dynamic continuation)."
         )
-    if not isinstance(options.max_retries, int) or options.max_retries < 0:
+    if not isinstance(options.max_retries, int) or options.max_retries < 0:  # type: ignore[redundant-expr]
         raise WorkflowDefinitionError(
             f"{where}: `max_retries` must be an integer >= 0, got {options.max_retries!r}."
         )
@@ -136,7 +137,7 @@ class StepNode:
     @property
     def name(self) -> str:
         """The step's name (its id in a run is this, made unique)."""
-        return self.options.name or getattr(self.func, "__name__", "step")
+        return self.options.name or str(getattr(self.func, "__name__", "step"))
 
     def with_options(self, **options: object) -> StepNode:
         """Return a copy of this node with some options changed (``name=``, ``max_retries=``...)."""
@@ -218,7 +219,7 @@ class StepFunction(Generic[P, R]):
             raise WorkflowDefinitionError(f"@workflow.step needs a function, got {func!r}.")
         self.func = func
         self.step_options = options
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         # inspect.signature() costs ~20 us; building 100,000 nodes would spend 2 s in it.
         self._signature: inspect.Signature | None = None
 
@@ -320,7 +321,7 @@ def wait_for_event(
         WorkflowDefinitionError: ``listener`` is not an ``EventListener`` subclass, it cannot
             be pickled, or ``timeout_seconds`` is not positive. (It is also a ``TypeError``.)
     """
-    if not (isinstance(listener, type) and issubclass(listener, EventListener)):
+    if not (isinstance(listener, type) and issubclass(listener, EventListener)):  # type: ignore[redundant-expr]
         raise WorkflowDefinitionError(
             f"wait_for_event() needs an EventListener subclass, got {listener!r}. "
             "Subclass evkit.workflow.EventListener and pass the class itself."
@@ -447,7 +448,7 @@ class FlatDag:
             return (_flat_dag_blob, (codec.dumps((self._rows(), self.output)), big))
 
     def _rows(self) -> list[tuple[object, ...]]:
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for step in self.steps:
             refs: list[str] = []
             args, kwargs = step.args, step.kwargs
@@ -509,15 +510,16 @@ def _slots_to_refs(value: object, refs: Iterator[str]) -> object:
 
 def _flat_dag_blob(blob: bytes, big: bool) -> FlatDag:
     with fewer_gc_passes(big):
-        rows, output = codec.loads(blob)  # type: ignore[misc]
+        rows, output = cast("tuple[list[tuple[Any, ...]], str]", codec.loads(blob))
         return _flat_dag(rows, output)
 
 
-def _flat_dag(rows: list[tuple[object, ...]], output: str) -> FlatDag:
+def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
+    # Rows come from _rows() through pickle: their fields have FlatStep's types.
     steps = []
     for step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default, refs in rows:
         if refs:
-            slots = iter(refs)  # type: ignore[call-overload]
+            slots = iter(refs)
             args = _slots_to_refs(args, slots)
             kwargs = _slots_to_refs(kwargs, slots)
         steps.append(
@@ -527,12 +529,12 @@ def _flat_dag(rows: list[tuple[object, ...]], output: str) -> FlatDag:
                 kind=kind,
                 func=func,
                 listener=listener,
-                args=args,  # type: ignore[arg-type]
+                args=args,
                 kwargs=kwargs,
                 options=options,
-                upstream=upstream,  # type: ignore[arg-type]
+                upstream=upstream,
                 timeout_seconds=timeout,
-                default=default,  # type: ignore[arg-type]
+                default=default,
             )
         )
     return FlatDag(steps=tuple(steps), output=output)
@@ -617,20 +619,20 @@ def _flatten(root: StepNode, prefix: str) -> FlatDag:
             ]
         )
         kwargs = {k: _to_refs(v, ids, upstream) for k, v in node.kwargs.items()} if node.kwargs else {}
-        is_event = isinstance(node, EventNode)
+        event = node if isinstance(node, EventNode) else None
         order.append(
             FlatStep(
                 step_id=step_id,
                 name=node.name,
                 kind=node.kind,
-                func=None if is_event else node.func,
-                listener=node.listener if is_event else None,
+                func=None if event else node.func,
+                listener=event.listener if event else None,
                 args=args,
                 kwargs=kwargs,
                 options=node.options,
                 upstream=tuple(dict.fromkeys(upstream)),
-                timeout_seconds=node.timeout_seconds if is_event else None,
-                default=node.default if is_event else NO_DEFAULT,
+                timeout_seconds=event.timeout_seconds if event else None,
+                default=event.default if event else NO_DEFAULT,
             )
         )
     return FlatDag(steps=tuple(order), output=ids[id(root)])

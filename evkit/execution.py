@@ -15,8 +15,8 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, cast
 
 from evkit import codec
 from evkit.context import EventContext, StepContext, set_context
@@ -400,7 +400,7 @@ class RunExecution:
             is_async = inspect.iscoroutinefunction(step.func)
         if is_async:
             set_context(context)  # this task's own context: it ends with the step
-            return await step.func(*args, **kwargs)
+            return await cast("Awaitable[object]", step.func(*args, **kwargs))
         executor = self._executors.get(step.options.executor or self._default_executor)
         if executor is None:
             raise LookupError(

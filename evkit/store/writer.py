@@ -149,7 +149,7 @@ class StoreWriter:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for one reading thread (MVCC snapshot)."""
-        return self.call(lambda con: con.cursor())
+        return self.call(_new_cursor)
 
     def close(self) -> None:
         """Close the connection once the queued work is done. Safe to call twice."""
@@ -158,6 +158,10 @@ class StoreWriter:
         con, self._con = self._con, None
         self._thread.submit(con.close).result()
         self._thread.shutdown(wait=True)
+
+
+def _new_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    return con.cursor()
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
 from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
-from evkit.store import StoreWriter, WriteQueue, now
+from evkit.store import StoreWriter, WriteQueue, now, run_status_row
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 
 logger = logging.getLogger("evkit")
@@ -194,9 +193,7 @@ class Engine:
             assert isinstance(loaded, FlatDag)
             dag = loaded
         # Durable before any step runs, so a run that was started is never forgotten.
-        await self.queue.append(
-            "run_status_log", (workflow_id, "RUNNING", now(), os.getpid(), None, None, None, None)
-        )
+        await self.queue.append("run_status_log", run_status_row(workflow_id, "RUNNING"))
         active.registered.set()
         execution = RunExecution(
             workflow_id=workflow_id,
@@ -247,18 +244,14 @@ class Engine:
                 return
             # Cancelled while loading: nothing ran; if the run is stored, it must say CANCELED.
             if await self.queue.read(run_exists, workflow_id):
-                await self.queue.append(
-                    "run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
-                )
+                await self.queue.append("run_status_log", run_status_row(workflow_id, "CANCELED"))
             return
         if not await self.queue.read(run_exists, workflow_id):
             raise WorkflowNotFoundError(
                 f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",
                 workflow_id=workflow_id,
             )
-        await self.queue.append(
-            "run_status_log", (workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
-        )
+        await self.queue.append("run_status_log", run_status_row(workflow_id, "CANCELED"))
 
     async def delete(self, workflow_id: str) -> None:
         """Delete everything the store holds about a finished or resumable run.

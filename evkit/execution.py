@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, cast
@@ -32,7 +31,7 @@ from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
 from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus
-from evkit.store import now
+from evkit.store import now, run_status_row
 from evkit.store.reads import StoredEvent, StoredRun
 
 if TYPE_CHECKING:
@@ -204,9 +203,7 @@ class RunExecution:
             if self.abandoned or not self.cancel_requested:
                 raise
             self._finish(WorkflowStatus.CANCELED)
-            await self._queue.append(
-                "run_status_log", (self.workflow_id, "CANCELED", now(), os.getpid(), None, None, None, None)
-            )
+            await self._queue.append("run_status_log", run_status_row(self.workflow_id, "CANCELED"))
             raise WorkflowCancellationError(
                 f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
             ) from None
@@ -225,31 +222,17 @@ class RunExecution:
             self._finish(WorkflowStatus.FAILED)
             await self._queue.append(
                 "run_status_log",
-                (
-                    self.workflow_id,
-                    "FAILED",
-                    now(),
-                    os.getpid(),
-                    None,
-                    None,
-                    # pickle drops __cause__: store the step's own exception, the useful one
-                    _blob_or_none(error.__cause__ or error),
-                    self._error,
+                # pickle drops __cause__: store the step's own exception, the useful one
+                run_status_row(
+                    self.workflow_id, "FAILED", error=(_blob_or_none(error.__cause__ or error), self._error)
                 ),
             )
             raise error from error.__cause__
         self._finish(WorkflowStatus.SUCCESSFUL)
         await self._queue.append(
             "run_status_log",
-            (
-                self.workflow_id,
-                "SUCCESSFUL",
-                now(),
-                os.getpid(),
-                codec.dumps(output),
-                codec.readable(output),
-                None,
-                None,
+            run_status_row(
+                self.workflow_id, "SUCCESSFUL", output=(codec.dumps(output), codec.readable(output))
             ),
         )
         return output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -58,17 +59,7 @@ StepState = Literal[
 # The states an event goes through; each change is a row in the store's event log.
 EventState = Literal["waiting", "received", "checkpointed", "committed", "cancelled", "failed"]
 
-STEP_STATES: tuple[StepState, ...] = (
-    "pending",
-    "running",
-    "waiting",
-    "received",
-    "checkpointed",
-    "committed",
-    "done",
-    "failed",
-    "cancelled",
-)
+STEP_STATES: tuple[StepState, ...] = typing.get_args(StepState)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

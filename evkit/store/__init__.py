@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from evkit.store.connection import open_store as open_store
 from evkit.store.schema import SCHEMA_VERSION as SCHEMA_VERSION, USER_VIEWS as USER_VIEWS
-from evkit.store.writer import StoreWriter as StoreWriter, WriteQueue as WriteQueue, now as now
+from evkit.store.writer import (
+    StoreWriter as StoreWriter,
+    WriteQueue as WriteQueue,
+    now as now,
+    run_status_row as run_status_row,
+)
 
-__all__ = ["SCHEMA_VERSION", "USER_VIEWS", "StoreWriter", "WriteQueue", "now", "open_store"]
+__all__ = ["SCHEMA_VERSION", "USER_VIEWS", "StoreWriter", "WriteQueue", "now", "open_store", "run_status_row"]

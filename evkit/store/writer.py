@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
@@ -90,6 +91,19 @@ class _Batch(asyncio.Future[None]):
     def abandon(self) -> None:
         """Really cancel the batch (the queue stopped before writing it)."""
         super().cancel()
+
+
+def run_status_row(
+    workflow_id: str,
+    status: str,
+    *,
+    output: tuple[bytes, str] | None = None,
+    error: tuple[bytes | None, str] | None = None,
+) -> Row:
+    """A ``run_status_log`` row: the status, when, which process, and output or error."""
+    output_blob, output_text = output if output is not None else (None, None)
+    error_blob, error_text = error if error is not None else (None, None)
+    return (workflow_id, status, now(), os.getpid(), output_blob, output_text, error_blob, error_text)
 
 
 def now() -> dt.datetime:

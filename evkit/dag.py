@@ -523,19 +523,7 @@ def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
             args = _slots_to_refs(args, slots)
             kwargs = _slots_to_refs(kwargs, slots)
         steps.append(
-            FlatStep(
-                step_id=step_id,
-                name=name,
-                kind=kind,
-                func=func,
-                listener=listener,
-                args=args,
-                kwargs=kwargs,
-                options=options,
-                upstream=upstream,
-                timeout_seconds=timeout,
-                default=default,
-            )
+            _flat_step(step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default)
         )
     return FlatDag(steps=tuple(steps), output=output)
 

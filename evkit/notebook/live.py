@@ -1,7 +1,8 @@
 """Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`.
 
-Pushes snapshots at most ~10 times a second, re-lays the DAG out when dynamic steps
-appear, and carries "Send" clicks to the engine.
+Pushes snapshots at most ~10 times a second and, for big runs, no more often than keeps
+its own work under ~5% of the loop; swaps dot's drawing in for the quick first layout,
+re-lays the DAG out when dynamic steps appear, and carries "Send" clicks to the engine.
 
 Threading rule: every trait write happens on the engine loop's thread (the kernel's main
 thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
@@ -18,12 +19,15 @@ from collections.abc import Callable
 
 from evkit import api
 from evkit.model import RunSnapshot
-from evkit.notebook.layout import LayoutEngine
+from evkit.notebook.layout import LayoutEngine, dot_would_be_used
 from evkit.notebook.widget import RunWidget, layout_for, parse_payload
 
 logger = logging.getLogger("evkit.notebook")
 
 DEFAULT_MIN_INTERVAL_SECONDS = 0.1
+
+COST_FACTOR = 20
+"""The next push waits at least this many times the last push's duration (<= ~5% of the loop)."""
 
 
 class LiveRun:
@@ -34,6 +38,9 @@ class LiveRun:
         widget: The widget to write (nobody else may write it).
         min_interval_seconds: Least time between two pushes (coalescing).
         layout_engine: How to re-lay out the DAG when steps appear.
+        first_push: ``(time.monotonic() at its start, duration in seconds)`` of a push
+            already made (building the widget from a snapshot): the next push is paced
+            from it. ``None``: the first push follows :meth:`start` at once.
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class LiveRun:
         *,
         min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS,
         layout_engine: LayoutEngine = "auto",
+        first_push: tuple[float, float] | None = None,
     ) -> None:
         self.handle = handle
         self.widget = widget
@@ -51,7 +59,7 @@ class LiveRun:
         self._clock = handle.runtime.clock
         self._interval = min_interval_seconds
         self._layout_engine = layout_engine
-        self._last_push = 0.0
+        self._last_push, self._last_cost = first_push or (0.0, 0.0)
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._layout_task: asyncio.Task[None] | None = None
@@ -66,7 +74,7 @@ class LiveRun:
     # ------------------------------------------------------------------ any thread
 
     def start(self) -> None:
-        """Subscribe to the run (from any thread); the first push follows at once."""
+        """Subscribe to the run (from any thread); a push follows, paced as any other."""
         self._to_loop(self._attach)
 
     def close(self) -> None:
@@ -93,6 +101,15 @@ class LiveRun:
         except Exception:  # a closed runtime: show what we have and stop
             logger.warning("evkit: cannot follow run %r", self.handle.workflow_id, exc_info=True)
             return
+        snapshot = self.widget.last_snapshot
+        layout = self.widget.dag_layout
+        if (
+            snapshot is not None
+            and layout is not None
+            and layout.engine == "layers"
+            and dot_would_be_used(len(snapshot.steps), engine=self._layout_engine)
+        ):
+            self._relayout(snapshot)  # dot's drawing, from a worker thread
         self._changed()
 
     def _detach(self) -> None:
@@ -105,15 +122,23 @@ class LiveRun:
             self._unsubscribe = None
 
     def _changed(self) -> None:
-        # Coalesce: at most one push per interval; the push reads the newest snapshot.
+        # Coalesce: at most one push per interval, and pace by the pushes' own cost so the
+        # widget takes at most ~1/COST_FACTOR of the loop; the push reads the newest snapshot.
         if self._closed or self._timer is not None:
             return
-        delay = max(0.0, self._last_push + self._interval - time.monotonic())
+        spacing = max(self._interval, COST_FACTOR * self._last_cost)
+        delay = max(0.0, self._last_push + spacing - time.monotonic())
         self._timer = self._loop.call_later(delay, self._push)
 
     def _push(self) -> None:
         self._timer = None
         self._last_push = time.monotonic()
+        try:
+            self._push_now()
+        finally:
+            self._last_cost = time.monotonic() - self._last_push
+
+    def _push_now(self) -> None:
         try:
             snapshot = self.handle.snapshot()
         except Exception:

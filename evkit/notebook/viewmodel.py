@@ -64,24 +64,36 @@ def event_rows(snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
         ``time_left`` (seconds, or ``None``), ``inbox_key``, ``error``.
     """
     start = snapshot.started_at
-    return [_event_row(step, start, now) for step in snapshot.steps if step.kind == "event"]
+    return [event_row(step, started_at=start, now=now) for step in snapshot.steps if step.kind == "event"]
 
 
-def _event_row(step: StepSnapshot, start: dt.datetime | None, now: float) -> dict[str, object]:
+def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float) -> dict[str, object]:
+    """The event-table row of one event step (see :func:`event_rows` for its keys).
+
+    Args:
+        step: An event step.
+        started_at: When the run started (times are shown relative to it).
+        now: The runtime clock's time (seconds since the epoch), for ``time_left``.
+    """
+    start = started_at
     deadline, kind = None, None
     if step.deadline is not None:
         deadline, kind = step.deadline.timestamp(), "fires"
     elif step.timeout_at is not None:
         deadline, kind = step.timeout_at.timestamp(), "times out"
     live = step.state == "waiting"
+    times, times_iso = {}, {}
+    for state, when in step.state_times.items():
+        times[state] = relative(when, start)
+        times_iso[state] = when.isoformat()
     return {
         "step": step.step_id,
         "listener": step.listener or "",
         "args": step.args_text or "",
         "state": step.state,
         "attempts": step.attempts,
-        "times": {state: relative(when, start) for state, when in step.state_times.items()},
-        "times_iso": {state: when.isoformat() for state, when in step.state_times.items()},
+        "times": times,
+        "times_iso": times_iso,
         "deadline": deadline if live else None,
         "deadline_kind": kind if live else None,
         "time_left": max(0.0, deadline - now) if live and deadline is not None else None,

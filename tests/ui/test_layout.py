@@ -53,3 +53,16 @@ def test_upstream_ids_outside_the_dag_are_ignored_and_empty_dags_have_a_canvas()
     empty = compute_layout([])
     assert empty.positions == {}
     assert empty.width > 0
+
+
+def test_auto_lays_out_big_dags_in_layers_without_running_dot(monkeypatch):
+    def no_dot(*args, **kwargs):
+        raise AssertionError("dot was run for a DAG above DOT_MAX_NODES")
+
+    monkeypatch.setattr(layout_module.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(layout_module.subprocess, "run", no_dot)
+    big = [(f"s{i}", (f"s{i - 1}",) if i else ()) for i in range(layout_module.DOT_MAX_NODES + 1)]
+    assert compute_layout(big).engine == "layers"
+    assert not layout_module.dot_would_be_used(len(big))
+    assert layout_module.dot_would_be_used(layout_module.DOT_MAX_NODES)
+    assert not layout_module.dot_would_be_used(3, engine="layers")

@@ -4,6 +4,7 @@ the "Send" button delivering events, in both loop modes."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 
@@ -15,6 +16,7 @@ import evkit
 from evkit import workflow
 from evkit.notebook import display, live
 from evkit.notebook.display import run_widget
+from evkit.notebook.widget import RunWidget
 
 pytestmark = pytest.mark.slow  # real runs on a real store
 
@@ -145,3 +147,32 @@ async def test_default_loop_mode_updates_and_sends_on_the_running_loop_without_b
             assert time.monotonic() < deadline, "the final state never arrived"
             await asyncio.sleep(0.01)
     assert widget.send_status["ManualListener"]["ok"] is True
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+def test_small_dag_is_shown_at_once_in_layers_and_dot_drawing_is_swapped_in_from_the_loop(runtime, until):
+    handle = approval().run_async(workflow_id="swap")
+    widget = run_widget(handle)
+    writers: set[str] = set()
+    widget.observe(lambda _: writers.add(threading.current_thread().name), names=["nodes"])
+
+    until(lambda: widget.dag_layout.engine == "dot", what="dot's drawing")
+
+    assert {n["id"] for n in widget.nodes} == set(widget.states)
+    assert writers == {"evkit-engine"}
+    handle.cancel()
+
+
+def test_pushes_are_spaced_by_their_own_cost(runtime, until):
+    handle = approval().run_async(workflow_id="paced")
+    widget = RunWidget.from_snapshot(handle.snapshot(), layout_engine="layers")
+    started = time.monotonic()
+    # As if building the widget had cost 20 ms: the next push waits 20 x 20 ms = 0.4 s.
+    paced = live.LiveRun(handle, widget, layout_engine="layers", first_push=(started, 0.02))
+    paced.start()
+
+    until(lambda: paced.pushes >= 1, what="the first paced push")
+
+    assert time.monotonic() - started >= live.COST_FACTOR * 0.02 - 0.01
+    paced.close()
+    handle.cancel()

@@ -140,3 +140,22 @@ def test_send_status_is_shown_per_step_and_numbered():
 )
 def test_payload_text_is_json_when_it_parses_else_the_text(text, payload):
     assert parse_payload(text) == payload
+
+
+def test_push_reuses_the_rows_of_unchanged_event_steps_and_recomputes_running_timers():
+    run = approval_run()
+    widget = RunWidget.from_snapshot(run, now=NOW, layout_engine="layers")
+    before = {r["step"]: r for r in widget.events}
+    changes: list[str] = []
+    widget.observe(lambda change: changes.append(change["name"]), names=["events"])
+
+    widget.apply_snapshot(run, now=NOW + 1)  # the same step records, one second later
+
+    after = {r["step"]: r for r in widget.events}
+    moving = {step for step, row in before.items() if row["time_left"] is not None}
+    assert moving, "approval_run() should have a running timer"
+    for step in before:
+        assert (after[step] is before[step]) is (step not in moving), step
+    for step in moving:
+        assert after[step]["time_left"] == pytest.approx(before[step]["time_left"] - 1)
+    assert changes == ["events"]  # only because the timer's time left moved

@@ -220,11 +220,16 @@ class RunHandle:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
 
-        def on_change() -> None:
-            loop.call_soon_threadsafe(changed.set)
+        listening = True
+
+        def on_change(*_: object) -> None:
+            # Also called from the run's done callback, which cannot be removed: it may
+            # fire long after this wait returned and its loop closed.
+            if listening and not loop.is_closed():
+                loop.call_soon_threadsafe(changed.set)
 
         unsubscribe = self.subscribe(on_change)
-        self._future.add_done_callback(lambda _: loop.call_soon_threadsafe(changed.set))
+        self._future.add_done_callback(on_change)
         try:
             async with asyncio.timeout(timeout_seconds):
                 while True:
@@ -240,6 +245,7 @@ class RunHandle:
                         )
                     await changed.wait()
         finally:
+            listening = False
             self._runtime.call_soon(lambda _: unsubscribe())
 
     async def wait_waiting(self, *, timeout_seconds: float | None = None) -> None:

@@ -12,6 +12,7 @@ import logging
 import pathlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anywidget
 import traitlets
@@ -56,12 +57,12 @@ class RunWidget(anywidget.AnyWidget):
     version = traitlets.Int(0).tag(sync=True)
     # Plain List/Dict traits: per-element validation cost 16 ms for a 2,001-step run, and
     # the values are built here, never taken from users.
-    nodes = traitlets.List().tag(sync=True)
-    edges = traitlets.List().tag(sync=True)
+    nodes: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    edges: traitlets.List[Any] = traitlets.List().tag(sync=True)
     width = traitlets.Float(0.0).tag(sync=True)
     height = traitlets.Float(0.0).tag(sync=True)
     states = traitlets.Dict().tag(sync=True)
-    events = traitlets.List().tag(sync=True)
+    events: traitlets.List[Any] = traitlets.List().tag(sync=True)
     now = traitlets.Float(0.0).tag(sync=True)
     send_status = traitlets.Dict().tag(sync=True)
 
@@ -150,7 +151,8 @@ class RunWidget(anywidget.AnyWidget):
 
     def _event_rows(self, snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
         start = snapshot.started_at
-        cache, fresh = self._row_cache, {}
+        cache = self._row_cache
+        fresh: dict[str, tuple[StepSnapshot, object, dict[str, object]]] = {}
         rows: list[dict[str, object]] = []
         for step in snapshot.steps:
             if step.kind != "event":

@@ -752,8 +752,6 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
 
 # ---------------------------------------------------------------------- SQL
 
-_cursors = threading.local()
-
 
 def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = None) -> duckdb.DuckDBPyRelation:
     """Run SQL on the store from the process that owns it; returns a DuckDB relation.
@@ -766,9 +764,6 @@ def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = Non
         StoreError: The query failed (the message has DuckDB's explanation).
     """
     runtime = get_runtime()
-    cursor = getattr(_cursors, "by_runtime", {}).get(id(runtime))
-    if cursor is None:
-        cursor = runtime.writer.cursor()
-        _cursors.by_runtime = {id(runtime): cursor}
+    cursor = runtime.writer.thread_cursor()
     with store_errors(runtime.storage, "running SQL"):
         return cursor.sql(query, params=params)

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
@@ -120,6 +121,7 @@ class StoreWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._thread_cursors = threading.local()
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evkit-store")
         try:
             self._con: duckdb.DuckDBPyConnection | None = self._thread.submit(open_store, path).result()
@@ -160,6 +162,18 @@ class StoreWriter:
     def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(connection, *args)`` on the writer thread and wait for its result."""
         return self.submit(fn, *args).result()
+
+    def thread_cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's reading cursor on this store, made on first use.
+
+        Kept per writer (not per process), so a cursor never outlives its store's
+        connection, whatever later runtime reuses the same memory address.
+        """
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._thread_cursors, "cursor", None)
+        if cursor is None:
+            cursor = self.cursor()
+            self._thread_cursors.cursor = cursor
+        return cursor
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database, for one reading thread (MVCC snapshot)."""

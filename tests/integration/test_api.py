@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import pathlib
 import threading
 
 import pytest
@@ -221,3 +223,16 @@ def test_an_event_id_reused_under_another_key_is_refused(runtime: evkit.Runtime)
     with pytest.raises(ValueError, match=refused):
         workflow.send_event("ids", "b", 2, event_id="e1")
     assert handle.result(timeout=10) == 1
+
+
+def test_sql_after_reopening_stores_reads_the_open_one(tmp_path: pathlib.Path) -> None:
+    # A cursor cached for a closed runtime must never be reused by the next one (its
+    # object may even get the same id()).
+    for i in range(20):
+        workflow.init(storage=str(tmp_path / f"s{i}.duckdb"), loop="thread")
+        try:
+            add.step(i, 0).run(workflow_id=f"r{i}")
+            assert evkit.sql("SELECT workflow_id FROM workflows").fetchall() == [(f"r{i}",)]
+        finally:
+            workflow.shutdown()
+            gc.collect()  # free the runtime now, so the next one may take its address

@@ -1,4 +1,4 @@
-"""Listeners the benchmarks use (module level, so cloudpickle stores them by reference).
+"""Listeners and steps the benchmarks use (module level, so cloudpickle stores them by reference).
 
 Imports evkit; the floors never import this module.
 """
@@ -76,3 +76,15 @@ class StreamListener(workflow.EventListener):
 
     async def event_checkpointed(self, event: object) -> None:
         COMMITS.hit()
+
+
+@workflow.step
+def handle(event: object) -> object:
+    """The downstream step of each wait in the wait scenarios."""
+    return event
+
+
+@workflow.step
+def collect(*values: object) -> int:
+    """The fan-in step that ends the wait scenarios."""
+    return len(values)

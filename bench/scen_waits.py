@@ -24,15 +24,7 @@ def evkit_waits(n: int, kind: str, delay: float) -> dict[str, float]:
         workflow.init(storage=path, loop="thread")
         watch.lap("import+init")
 
-        @workflow.step
-        def handle(event: object) -> object:
-            return event
-
-        @workflow.step
-        def collect(*values: object) -> int:
-            return len(values)
-
-        from bench.listeners import POLLS, CountingManualListener
+        from bench.listeners import POLLS, CountingManualListener, collect, handle
 
         POLLS.reset(n)
         start = time.perf_counter()

@@ -16,7 +16,7 @@ from bench.common import peak_rss_mb, temp_store
 
 
 def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
-    from bench.listeners import POLLS, CountingManualListener
+    from bench.listeners import POLLS, CountingManualListener, collect, handle
     from evkit import workflow
 
     try:  # imported before timing: a notebook has these loaded already
@@ -28,14 +28,6 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
 
     with temp_store() as path:
         workflow.init(storage=path, loop="thread")
-
-        @workflow.step
-        def handle(event: object) -> object:
-            return event
-
-        @workflow.step
-        def collect(*values: object) -> int:
-            return len(values)
 
         POLLS.reset(n)
         start = time.perf_counter()

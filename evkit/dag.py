@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -222,6 +223,9 @@ class StepFunction(Generic[P, R]):
         functools.update_wrapper(self, func)
         # inspect.signature() costs ~20 us; building 100,000 nodes would spend 2 s in it.
         self._signature: inspect.Signature | None = None
+        # How many positional arguments fit when no keyword is given, or None when only
+        # Signature.bind can tell. Checking a count is ~10x cheaper than a bind.
+        self._positional_range: tuple[int, float] | None = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function directly, outside any workflow."""
@@ -238,7 +242,10 @@ class StepFunction(Generic[P, R]):
         try:
             if self._signature is None:
                 self._signature = inspect.signature(self.func)
-            self._signature.bind(*args, **kwargs)
+                self._positional_range = _positional_range(self._signature)
+            fits = self._positional_range
+            if kwargs or fits is None or not fits[0] <= len(args) <= fits[1]:
+                self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise WorkflowDefinitionError(
                 f"Step {self.step_options.name or self.func.__name__!r}: arguments do not fit "
@@ -257,6 +264,23 @@ class StepFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<evkit step function {self.func.__qualname__}>"
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, float] | None:
+    """(least, most) positional arguments a call without keywords may pass, if that decides it."""
+    least, most = 0, 0.0
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            most = math.inf
+        elif param.kind is param.VAR_KEYWORD:
+            continue
+        elif param.kind is param.KEYWORD_ONLY:
+            if param.default is param.empty:
+                return None  # a required keyword: only bind() can explain what is missing
+        else:
+            most += 1
+            least += param.default is param.empty
+    return least, most
 
 
 @overload
@@ -533,7 +557,7 @@ def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
 # ~40% of the time (docs/performance.md). Inside fewer_gc_passes() young collections (and
 # so full ones) are made rarer; the thresholds that were in force come back when the
 # last holder leaves, unless someone changed them meanwhile.
-_GC_THRESHOLD0 = 100_000
+_GC_THRESHOLD0 = 1_000_000
 _gc_lock = threading.Lock()
 _gc_holders = 0
 _gc_saved: tuple[int, int, int] | None = None
@@ -541,7 +565,7 @@ _gc_saved: tuple[int, int, int] | None = None
 
 @contextlib.contextmanager
 def fewer_gc_passes(enabled: bool = True) -> Iterator[None]:
-    """Run the block with the cyclic GC's first threshold raised to 100,000 (if ``enabled``).
+    """Run the block with the cyclic GC's first threshold raised to 1,000,000 (if ``enabled``).
 
     Process-wide, for the time of the block: used around work on big DAGs and big runs.
     """

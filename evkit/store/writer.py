@@ -14,6 +14,7 @@ import concurrent.futures
 import datetime as dt
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
@@ -33,15 +34,20 @@ Row = tuple[object, ...]
 _ARROW_TYPES: dict[str, pa.DataType] = {}
 
 
+# Columns of type TIMESTAMPTZ; rows hold them as epoch seconds (see `now`).
+TIMESTAMP_COLUMNS = frozenset(
+    {"created_at", "recorded_at", "deadline", "timeout_at", "received_at", "sent_at"}
+)
+
+
 def _arrow() -> tuple[ModuleType, dict[str, pa.DataType]]:
     # pyarrow (with numpy) is a third of `import evkit` (~0.12 s), and small batches never
     # need it: it is imported on the writer thread by the first batch that does.
     import pyarrow as pa
 
     if not _ARROW_TYPES:
-        ts = pa.timestamp("us", tz="UTC")
-        for name in ("created_at", "recorded_at", "deadline", "timeout_at", "received_at", "sent_at"):
-            _ARROW_TYPES[name] = ts
+        for name in TIMESTAMP_COLUMNS:
+            _ARROW_TYPES[name] = pa.timestamp("us", tz="UTC")
         for name in ("dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob"):
             _ARROW_TYPES[name] = pa.binary()
         _ARROW_TYPES["owner_pid"] = _ARROW_TYPES["attempt"] = pa.int32()
@@ -107,9 +113,12 @@ def run_status_row(
     return (workflow_id, status, now(), os.getpid(), output_blob, output_text, error_blob, error_text)
 
 
-def now() -> dt.datetime:
-    """The current time as an aware UTC datetime (what every timestamp column holds)."""
-    return dt.datetime.now(dt.UTC)
+now: Callable[[], float] = time.time
+"""The current time in seconds since the epoch: what rows put in timestamp columns.
+
+Rows carry floats, not datetimes: three rows per event take the time, and both making a
+float and handing it to Arrow cost a tenth of an aware datetime (see :func:`_timestamps`).
+"""
 
 
 class StoreWriter:
@@ -218,7 +227,14 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
         if len(rows) < _ARROW_THRESHOLD:
             placeholders = "(" + ", ".join("?" * len(columns)) + ")"
             sql = f"INSERT INTO {table} ({column_list}) VALUES " + ", ".join([placeholders] * len(rows))
-            con.execute(sql, [value for row in rows for value in row])
+            stamps = [i for i, name in enumerate(columns) if name in TIMESTAMP_COLUMNS]
+            values: list[object] = []
+            for row in rows:
+                fixed = list(row)
+                for i in stamps:
+                    fixed[i] = _datetime(fixed[i])
+                values += fixed
+            con.execute(sql, values)
         else:
             pa, types = _arrow()
             # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
@@ -226,12 +242,33 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
             for start in range(0, len(rows), _ARROW_SLICE_ROWS):
                 part = rows[start : start + _ARROW_SLICE_ROWS]
                 arrays = [
-                    pa.array([row[i] for row in part], type=types.get(name, pa.string()))
+                    _timestamps(pa, [row[i] for row in part])
+                    if name in TIMESTAMP_COLUMNS
+                    else pa.array([row[i] for row in part], type=types.get(name, pa.string()))
                     for i, name in enumerate(columns)
                 ]
                 batch = pa.Table.from_arrays(arrays, names=list(columns))  # read by DuckDB by name
                 con.execute(f"INSERT INTO {table} ({column_list}) SELECT * FROM batch")
                 del arrays, batch
+
+
+def _datetime(value: object) -> object:
+    """A row's timestamp (epoch seconds) as the aware datetime DuckDB takes as a parameter."""
+    if isinstance(value, float | int):
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    return value  # None, or already a datetime
+
+
+def _timestamps(pa: ModuleType, values: list[object]) -> pa.Array:
+    """Epoch seconds as an Arrow ``timestamp[us, UTC]`` array, converted in C."""
+    import pyarrow.compute as pc
+
+    try:
+        seconds = pa.array(values, type=pa.float64())
+    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError):  # datetimes (or a mix)
+        return pa.array([_datetime(value) for value in values], type=_ARROW_TYPES["recorded_at"])
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000)), pa.int64())
+    return micros.cast(_ARROW_TYPES["recorded_at"])
 
 
 class WriteQueue:
@@ -255,7 +292,11 @@ class WriteQueue:
 
     def append(self, table: str, row: Row) -> asyncio.Future[None]:
         """Queue a row; the returned future resolves once it is committed."""
-        return self._put(Append(table, row))
+        if self._failure is not None:  # the hot path of every row: _put inlined
+            self._raise_failed()
+        self._ops.append(Append(table, row))
+        self._wakeup.set()
+        return self._batch
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> asyncio.Future[None]:
         """Queue a statement to run in order with the appends."""
@@ -263,13 +304,16 @@ class WriteQueue:
 
     def _put(self, op: Op) -> asyncio.Future[None]:
         if self._failure is not None:
-            raise StoreError(
-                f"Store {self.writer.path!r} failed earlier and accepts no more writes: {self._failure}",
-                path=self.writer.path,
-            ) from self._failure
+            self._raise_failed()
         self._ops.append(op)
         self._wakeup.set()
         return self._batch
+
+    def _raise_failed(self) -> None:
+        raise StoreError(
+            f"Store {self.writer.path!r} failed earlier and accepts no more writes: {self._failure}",
+            path=self.writer.path,
+        ) from self._failure
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed.

@@ -4,6 +4,7 @@ commit, and that all DuckDB work happens on the store's own thread."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import subprocess
 import sys
 import threading
@@ -84,6 +85,27 @@ async def test_rows_queued_together_are_written_in_one_transaction(store_path: s
     await queue.aclose()
     count = await asyncio.to_thread(w.call, lambda con: con.execute("SELECT count(*) FROM inbox").fetchall())
     assert count == [(500,)]
+    await asyncio.to_thread(w.close)
+
+
+@pytest.mark.parametrize("rows", [1, 50], ids=["values-insert", "arrow-append"])
+async def test_rows_carry_epoch_seconds_and_the_store_keeps_utc_timestamps(store_path: str, rows: int) -> None:
+    # Both ways a batch is written (a VALUES insert below 8 rows, Arrow above) turn the
+    # rows' float seconds into the same TIMESTAMPTZ, to the microsecond; datetimes pass too.
+    w = await asyncio.to_thread(StoreWriter, store_path)
+    queue = WriteQueue(w, asyncio.get_running_loop())
+    sent = 1_795_000_000.123456
+    as_datetime = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    for i in range(rows):
+        queue.append("inbox", ("wf", "k", f"e{i}", sent, b"x", "x", "test"))
+    await queue.append("inbox", ("wf", "k", "dt", as_datetime, b"x", "x", "test"))
+    await queue.aclose()
+    stored = await asyncio.to_thread(
+        w.call, lambda con: dict(con.execute("SELECT event_id, sent_at FROM inbox").fetchall())
+    )
+    assert stored["e0"] == dt.datetime.fromtimestamp(sent, tz=dt.UTC)
+    assert stored["e0"].microsecond == 123456
+    assert stored["dt"] == as_datetime
     await asyncio.to_thread(w.close)
 
 

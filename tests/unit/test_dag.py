@@ -43,6 +43,41 @@ def test_bad_options_and_arguments_are_refused_where_they_are_written() -> None:
         add.step(1, 2, 3)
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fits"),
+    [
+        ((1,), {}, True),  # the default of b
+        ((1, 2), {"c": 3}, True),
+        ((), {}, False),  # a is missing
+        ((1, 2, 3), {}, False),  # one positional too many
+        ((1,), {"d": 4}, False),  # no such keyword
+    ],
+)
+def test_arguments_are_checked_against_the_signature_with_or_without_keywords(
+    args: tuple[object, ...], kwargs: dict[str, object], fits: bool
+) -> None:
+    # Calls without keywords are checked by counting (a fast path); the verdict must be
+    # the one Signature.bind gives.
+    @workflow.step
+    def f(a: int, b: int = 0, *, c: int = 0) -> int:
+        return a + b + c
+
+    if fits:
+        f.step(*args, **kwargs)
+    else:
+        with pytest.raises(WorkflowDefinitionError, match=r"^Step 'f': arguments do not fit its signature"):
+            f.step(*args, **kwargs)
+
+
+def test_a_required_keyword_only_argument_is_asked_for() -> None:
+    @workflow.step
+    def g(a: int, *, key: str) -> str:
+        return key
+
+    with pytest.raises(WorkflowDefinitionError, match=r"missing a required argument: 'key'"):
+        g.step(1)
+
+
 def test_wait_for_event_refuses_what_is_not_an_event_listener() -> None:
     class NotAListener:
         async def poll_for_event(self) -> None: ...

@@ -475,7 +475,10 @@ class RunExecution:
         timed_out = False
         try:
             try:
-                event = await self._poll(listener, args, kwargs, view.timeout_at)
+                if view.timeout_at is None:  # the usual case: one coroutine less per wait
+                    event = await listener.poll_for_event(*args, **kwargs)
+                else:
+                    event = await self._poll_until(listener, args, kwargs, view.timeout_at)
             finally:
                 self._waiting -= 1
         except asyncio.CancelledError:
@@ -527,15 +530,13 @@ class RunExecution:
             services=self._services,
         )
 
-    async def _poll(
+    async def _poll_until(
         self,
         listener: EventListener,
         args: tuple[object, ...],
         kwargs: dict[str, object],
-        timeout_at: float | None,
+        timeout_at: float,
     ) -> object:
-        if timeout_at is None:
-            return await listener.poll_for_event(*args, **kwargs)
         try:
             async with asyncio.timeout(None) as scope:
                 expiry = asyncio.get_running_loop().create_task(_expire(self._clock, timeout_at, scope))

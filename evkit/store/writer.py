@@ -236,20 +236,45 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
                 values += fixed
             con.execute(sql, values)
         else:
-            pa, types = _arrow()
             # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
             # memory. Still one transaction (the caller's), so a batch stays all or nothing.
             for start in range(0, len(rows), _ARROW_SLICE_ROWS):
-                part = rows[start : start + _ARROW_SLICE_ROWS]
-                arrays = [
-                    _timestamps(pa, [row[i] for row in part])
-                    if name in TIMESTAMP_COLUMNS
-                    else pa.array([row[i] for row in part], type=types.get(name, pa.string()))
-                    for i, name in enumerate(columns)
-                ]
-                batch = pa.Table.from_arrays(arrays, names=list(columns))  # read by DuckDB by name
-                con.execute(f"INSERT INTO {table} ({column_list}) SELECT * FROM batch")
-                del arrays, batch
+                arrow_rows = _to_arrow(table, rows[start : start + _ARROW_SLICE_ROWS])
+                # Registered by name: DuckDB does not have to find it among Python's frames.
+                con.register("evkit_rows", arrow_rows)
+                try:
+                    con.execute(f"INSERT INTO {table} ({column_list}) SELECT * FROM evkit_rows")
+                finally:
+                    con.unregister("evkit_rows")
+                del arrow_rows
+
+
+def _to_arrow(table: str, rows: list[Row]) -> pa.Table:
+    """``rows`` of ``table`` as an Arrow table, its timestamp columns converted from seconds."""
+    pa, types = _arrow()
+    columns = COLUMNS[table]
+    try:
+        # One pass in C over the tuples (a struct array), ~40% cheaper than a Python
+        # list per column; timestamps come in as float seconds.
+        row_type = pa.struct(
+            [
+                (name, pa.float64() if name in TIMESTAMP_COLUMNS else types.get(name, pa.string()))
+                for name in columns
+            ]
+        )
+        fields = pa.RecordBatch.from_struct_array(pa.array(rows, type=row_type)).columns
+        arrays = [
+            _seconds_to_timestamps(pa, a) if name in TIMESTAMP_COLUMNS else a
+            for a, name in zip(fields, columns, strict=True)
+        ]
+    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError):  # a datetime in a timestamp column
+        arrays = [
+            pa.array([_datetime(row[i]) for row in rows], type=types[name])
+            if name in TIMESTAMP_COLUMNS
+            else pa.array([row[i] for row in rows], type=types.get(name, pa.string()))
+            for i, name in enumerate(columns)
+        ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 def _datetime(value: object) -> object:
@@ -259,14 +284,10 @@ def _datetime(value: object) -> object:
     return value  # None, or already a datetime
 
 
-def _timestamps(pa: ModuleType, values: list[object]) -> pa.Array:
-    """Epoch seconds as an Arrow ``timestamp[us, UTC]`` array, converted in C."""
+def _seconds_to_timestamps(pa: ModuleType, seconds: pa.Array) -> pa.Array:
+    """Float epoch seconds as ``timestamp[us, UTC]``, rounded to the microsecond, in C."""
     import pyarrow.compute as pc
 
-    try:
-        seconds = pa.array(values, type=pa.float64())
-    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError):  # datetimes (or a mix)
-        return pa.array([_datetime(value) for value in values], type=_ARROW_TYPES["recorded_at"])
     micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000)), pa.int64())
     return micros.cast(_ARROW_TYPES["recorded_at"])
 

@@ -89,7 +89,7 @@ async def test_rows_queued_together_are_written_in_one_transaction(store_path: s
 
 
 @pytest.mark.parametrize("rows", [1, 50], ids=["values-insert", "arrow-append"])
-async def test_rows_carry_epoch_seconds_and_the_store_keeps_utc_timestamps(store_path: str, rows: int) -> None:
+async def test_rows_carry_epoch_seconds_and_the_store_keeps_utc_times(store_path: str, rows: int) -> None:
     # Both ways a batch is written (a VALUES insert below 8 rows, Arrow above) turn the
     # rows' float seconds into the same TIMESTAMPTZ, to the microsecond; datetimes pass too.
     w = await asyncio.to_thread(StoreWriter, store_path)

@@ -19,7 +19,7 @@ import threading
 import time
 
 from bench.common import peak_rss_mb, percentile, temp_store
-from bench.floor import FloorStore, now
+from bench.floor import SCHEMA, FloorStore, _write, now
 
 STARTED: dict[int, float] = {}
 ARRIVED = threading.Event()
@@ -116,6 +116,37 @@ def floor_latency(k: int, pause: float) -> dict[str, float]:
         thread.join()
         pool.shutdown()
     return _stats([STARTED[i] - sent[i] for i in range(k)])
+
+
+def commit_latency(k: int, pause: float) -> dict[str, float]:
+    """The commit alone: the inbox row and the checkpoint row in one transaction, timed on
+    the writing thread with the same pauses between events. Part of every floor above.
+
+    On a VM the pause matters: after ~25 ms idle the same transaction took about twice as
+    long as back to back (CPU caches and the vCPU's idle state).
+    """
+    import duckdb
+
+    with temp_store() as path:
+        con = duckdb.connect(path)
+        for table, columns in SCHEMA.items():
+            con.execute(f"CREATE TABLE {table} (" + ", ".join(f"{n} {_sql(t)}" for n, t in columns) + ")")
+        times = []
+        for i in range(k):
+            rows = {
+                "inbox": [(f"k{i}", f"e{i}", now(), pickle.dumps(i))],
+                "events": [(f"wait_{i}", "checkpointed", now(), pickle.dumps(i))],
+            }
+            start = time.perf_counter()
+            _write(con, rows)
+            times.append(time.perf_counter() - start)
+            time.sleep(pause)
+        con.close()
+    return _stats(times)
+
+
+def _sql(kind: object) -> str:
+    return {"string": "VARCHAR", "binary": "BLOB"}.get(str(kind), "TIMESTAMPTZ")
 
 
 async def _make_store(path: str) -> FloorStore:

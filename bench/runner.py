@@ -309,7 +309,9 @@ def _cold(code: str) -> tuple[float, float]:
 
 def scenario_widget(quick: bool, raw: dict[str, object]) -> list[Row]:
     n = 1_000
-    repeats = 1 if quick else 5
+    # A run of ~0.2 s: a 5% difference is ~10 ms, the size of the run-to-run noise, so
+    # more pairs than elsewhere.
+    repeats = 1 if quick else 11
     plain, shown, pushes, kind = [], [], [], ""
     for _ in range(repeats):  # interleaved, so a change in load hits both alike
         plain.append(_child("bench.scen_widget:evkit_widget", n=n, with_widget=False)["total_s"])

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from evkit.dag import fewer_gc_passes
 from evkit.errors import EvkitError
 from evkit.model import RunSnapshot
 from evkit.notebook import static, viewmodel
@@ -62,9 +63,13 @@ def run_widget(handle: RunHandle, *, min_interval_seconds: float | None = None) 
             # Layers now (6 ms for 2,001 steps); LiveRun swaps in dot's drawing from a
             # worker thread when the DAG is small enough for dot (layout.DOT_MAX_NODES).
             started = time.monotonic()
-            widget = RunWidget.from_snapshot(
-                handle.snapshot(), now=handle.runtime.clock.now(), layout_engine="layers"
-            )
+            # The first state of a big run is ~10,000 new objects that all live on: made
+            # under the normal GC thresholds they set off ~30 young collections and often
+            # a full one (~60 ms with pandas and pyarrow loaded), more than the build.
+            with fewer_gc_passes():
+                widget = RunWidget.from_snapshot(
+                    handle.snapshot(), now=handle.runtime.clock.now(), layout_engine="layers"
+                )
             interval = DEFAULT_MIN_INTERVAL_SECONDS if min_interval_seconds is None else min_interval_seconds
             # Building the widget was its first push: the next one is paced by its cost.
             live = LiveRun(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import functools
 import os
 import threading
 import time
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Row = tuple[object, ...]
 
-_ARROW_TYPES: dict[str, pa.DataType] = {}
-
-
 # Columns of type TIMESTAMPTZ; rows hold them as epoch seconds (see `now`).
 TIMESTAMP_COLUMNS = frozenset(
     {"created_at", "recorded_at", "deadline", "timeout_at", "received_at", "sent_at"}
@@ -41,17 +39,29 @@ TIMESTAMP_COLUMNS = frozenset(
 
 
 def _arrow() -> tuple[ModuleType, dict[str, pa.DataType]]:
-    # pyarrow (with numpy) is a third of `import evkit` (~0.12 s), and small batches never
-    # need it: it is imported on the writer thread by the first batch that does.
+    """The pyarrow module and the Arrow type of each column that is not a string.
+
+    pyarrow (with numpy) is a third of `import evkit` (~0.12 s), and small batches never
+    need it: it is imported on the writer thread by the first batch that does.
+    """
     import pyarrow as pa
 
-    if not _ARROW_TYPES:
-        for name in TIMESTAMP_COLUMNS:
-            _ARROW_TYPES[name] = pa.timestamp("us", tz="UTC")
-        for name in ("dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob"):
-            _ARROW_TYPES[name] = pa.binary()
-        _ARROW_TYPES["owner_pid"] = _ARROW_TYPES["attempt"] = pa.int32()
-    return pa, _ARROW_TYPES
+    return pa, _arrow_types()
+
+
+@functools.cache
+def _arrow_types() -> dict[str, pa.DataType]:
+    # Built whole before anyone sees it: two writers (two runtimes in one process) filling
+    # a shared dict in place could read it half-filled, and take a blob column for a
+    # string column.
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = dict.fromkeys(TIMESTAMP_COLUMNS, pa.timestamp("us", tz="UTC"))
+    types.update(
+        dict.fromkeys(("dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob"), pa.binary())
+    )
+    types.update(owner_pid=pa.int32(), attempt=pa.int32())
+    return types
 
 
 # Below this many rows a multi-row VALUES insert is faster than building an Arrow table
@@ -295,7 +305,7 @@ def _seconds_to_timestamps(pa: ModuleType, seconds: pa.Array) -> pa.Array:
     values = seconds.to_numpy(zero_copy_only=False)  # nulls come out as NaN
     nulls = np.isnan(values)
     micros = np.rint(np.where(nulls, 0.0, values) * 1_000_000).astype(np.int64)
-    return pa.array(micros, type=_ARROW_TYPES["recorded_at"], mask=nulls if nulls.any() else None)
+    return pa.array(micros, type=_arrow_types()["recorded_at"], mask=nulls if nulls.any() else None)
 
 
 class WriteQueue:

@@ -136,3 +136,24 @@ def test_every_store_write_of_a_run_happens_on_the_store_thread(
     assert handle.result(timeout=10) == "v"
     assert threads
     assert all(name.startswith("evkit-store") for name in threads)
+
+
+def test_the_arrow_column_types_are_complete_for_every_writer_thread() -> None:
+    # Two runtimes in one process convert their first big batches at the same moment;
+    # neither may see the column types half-built (a blob column would become a string).
+    writer._arrow_types.cache_clear()
+    barrier = threading.Barrier(8)
+    seen: list[dict[str, object]] = []
+
+    def first_batch() -> None:
+        barrier.wait()
+        seen.append(writer._arrow()[1])
+
+    threads = [threading.Thread(target=first_batch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8
+    assert all(len(types) == len(seen[0]) and types["dag_blob"] == seen[0]["dag_blob"] for types in seen)
+    assert str(seen[0]["dag_blob"]) == "binary"

@@ -30,7 +30,7 @@ from evkit.errors import (
 from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
-from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus
+from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus, step_snapshot_from
 from evkit.store import now, run_status_row
 from evkit.store.reads import StoredEvent, StoredRun
 
@@ -165,20 +165,23 @@ class RunExecution:
 
     def _step_snapshot(self, step_id: str) -> StepSnapshot:
         step, view = self._steps[step_id], self._views[step_id]
-        return StepSnapshot(
-            step_id=step_id,
-            name=step.name,
-            kind=step.kind,
-            state=view.state,
-            upstream=step.upstream,
-            attempts=view.attempts,
-            listener=step.listener.__name__ if step.listener else None,
-            args_text=view.args_text,
-            state_times={k: _datetime(v) for k, v in view.times.items()},
-            deadline=_datetime(view.deadline) if view.deadline is not None else None,
-            timeout_at=_datetime(view.timeout_at) if view.timeout_at is not None else None,
-            error=view.error,
-            inbox_key=view.inbox_key,
+        # In StepSnapshot's field order (step_snapshot_from is the fast constructor).
+        return step_snapshot_from(
+            (
+                step_id,
+                step.name,
+                step.kind,
+                view.state,
+                step.upstream,
+                view.attempts,
+                step.listener.__name__ if step.listener else None,
+                view.args_text,
+                {k: _datetime(v) for k, v in view.times.items()} if view.times else {},
+                _datetime(view.deadline) if view.deadline is not None else None,
+                _datetime(view.timeout_at) if view.timeout_at is not None else None,
+                view.error,
+                view.inbox_key,
+            )
         )
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:

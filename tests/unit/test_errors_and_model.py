@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 
 import pytest
@@ -63,3 +64,33 @@ def test_snapshot_lookup_and_summary() -> None:
     with pytest.raises(KeyError, match=r"Run 'w' has no step 'x'. Known steps: 'e', 's'."):
         snapshot.step("x")
     assert snapshot.summary() == "status: WAITING\n  e [event]: waiting\n  s [function]: pending"
+
+
+def test_the_engines_fast_step_record_equals_the_constructors_and_stays_frozen() -> None:
+    import dataclasses
+
+    from evkit.model import StepSnapshot, step_snapshot_from
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    fields = {
+        "step_id": "wait_1",
+        "name": "wait",
+        "kind": "event",
+        "state": "waiting",
+        "upstream": ("a",),
+        "attempts": 2,
+        "listener": "ManualListener",
+        "args_text": '["k"]',
+        "state_times": {"waiting": when},
+        "deadline": when,
+        "timeout_at": None,
+        "error": None,
+        "inbox_key": "k",
+    }
+    assert [f.name for f in dataclasses.fields(StepSnapshot)] == list(fields)
+    fast = step_snapshot_from(tuple(fields.values()))
+    assert fast == StepSnapshot(**fields)  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.state = "done"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="zip"):
+        step_snapshot_from(("too", "short"))

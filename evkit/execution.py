@@ -624,7 +624,16 @@ class RunExecution:
                 workflow_id=self.workflow_id,
                 step=step.step_id,
             ) from exc
-        self._log_event(step, "committed", attempt)
+        # The last row of the event, in the narrow commit shape (see ROW_SHAPES).
+        row = (
+            self.workflow_id,
+            step.step_id,
+            f"{self.workflow_id}/{step.step_id}",
+            "committed",
+            attempt,
+            now(),
+        )
+        self._queue.append("event_commit", row)
         self._set_state(step.step_id, "committed")
 
     def _fail_event(self, step: FlatStep, attempt: int, exc: BaseException) -> None:

@@ -60,6 +60,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "inbox": ("workflow_id", "key", "event_id", "sent_at", "payload_blob", "payload_text", "source"),
 }
 
+# Narrow row shapes: rows whose other columns are all NULL, appended under the shape's
+# name and written into the listed columns of its table (~2.5x less to convert). Rows of
+# different shapes are inserted as separate statements, and `seq` (the order the views
+# rely on) follows the statements: use a shape only for rows that never share a batch
+# with an earlier row of the same object. An event's commit row qualifies: it is
+# queued only once the batch with its checkpoint row is durable, and is its last row.
+ROW_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "event_commit": ("event_log", ("workflow_id", "step_id", "event_id", "state", "attempt", "recorded_at")),
+}
+
 _V1 = """
 CREATE SEQUENCE evkit_seq;
 CREATE TABLE run_definitions (

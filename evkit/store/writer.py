@@ -24,7 +24,7 @@ import duckdb
 
 from evkit.errors import StoreError
 from evkit.store.connection import open_store, store_errors
-from evkit.store.schema import COLUMNS
+from evkit.store.schema import COLUMNS, ROW_SHAPES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -71,7 +71,7 @@ _ARROW_SLICE_ROWS = 20_000
 
 
 class Append:
-    """Queue op: append ``row`` to ``table``."""
+    """Queue op: append ``row`` to ``table`` (or to a narrow row shape, see ``ROW_SHAPES``)."""
 
     __slots__ = ("row", "table")
 
@@ -231,8 +231,8 @@ def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
 
 
 def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
-    for table, rows in pending.items():
-        columns = COLUMNS[table]
+    for shape, rows in pending.items():
+        table, columns = ROW_SHAPES.get(shape) or (shape, COLUMNS[shape])
         column_list = ", ".join(columns)
         if len(rows) < _ARROW_THRESHOLD:
             placeholders = "(" + ", ".join("?" * len(columns)) + ")"
@@ -249,7 +249,7 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
             # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
             # memory. Still one transaction (the caller's), so a batch stays all or nothing.
             for start in range(0, len(rows), _ARROW_SLICE_ROWS):
-                arrow_rows = _to_arrow(table, rows[start : start + _ARROW_SLICE_ROWS])
+                arrow_rows = _to_arrow(columns, rows[start : start + _ARROW_SLICE_ROWS])
                 # Registered by name: DuckDB does not have to find it among Python's frames.
                 con.register("evkit_rows", arrow_rows)
                 try:
@@ -259,10 +259,9 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
                 del arrow_rows
 
 
-def _to_arrow(table: str, rows: list[Row]) -> pa.Table:
-    """``rows`` of ``table`` as an Arrow table, its timestamp columns converted from seconds."""
+def _to_arrow(columns: tuple[str, ...], rows: list[Row]) -> pa.Table:
+    """``rows`` (of ``columns``) as an Arrow table, timestamp columns converted from seconds."""
     pa, types = _arrow()
-    columns = COLUMNS[table]
     try:
         # One pass in C over the tuples (a struct array), ~40% cheaper than a Python
         # list per column; timestamps come in as float seconds.

@@ -125,7 +125,8 @@ class RunExecution:
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
-        self._add_steps(dag)
+        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # ~10 objects per step, all kept
+            self._add_steps(dag)
 
     # ------------------------------------------------------------------ public state
 

@@ -127,7 +127,7 @@ now: Callable[[], float] = time.time
 """The current time in seconds since the epoch: what rows put in timestamp columns.
 
 Rows carry floats, not datetimes: three rows per event take the time, and both making a
-float and handing it to Arrow cost a tenth of an aware datetime (see :func:`_timestamps`).
+float and handing it to Arrow cost a tenth of an aware datetime (see `_seconds_to_timestamps`).
 """
 
 

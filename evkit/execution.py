@@ -30,7 +30,7 @@ from evkit.errors import (
 from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
-from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus, step_snapshot_from
+from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus, make_step_snapshot, record_maker
 from evkit.store import now, run_status_row
 from evkit.store.reads import StoredEvent, StoredRun
 
@@ -44,6 +44,10 @@ logger = logging.getLogger("evkit")
 # While a run of at least this many steps executes, the cyclic GC runs less often (see
 # evkit.dag.fewer_gc_passes): its full passes took ~40% of a 100,000-wait run.
 _BIG_RUN_STEPS = 5_000
+# Per step and per event: made with the fast positional constructors (field order).
+_make_step_context = record_maker(StepContext)
+_make_event_context = record_maker(EventContext)
+_make_step_call = record_maker(StepCall)
 # Arguments passed as they are (containers are copied by resolve_refs, as a body may mutate them).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -166,23 +170,20 @@ class RunExecution:
 
     def _step_snapshot(self, step_id: str) -> StepSnapshot:
         step, view = self._steps[step_id], self._views[step_id]
-        # In StepSnapshot's field order (step_snapshot_from is the fast constructor).
-        return step_snapshot_from(
-            (
-                step_id,
-                step.name,
-                step.kind,
-                view.state,
-                step.upstream,
-                view.attempts,
-                step.listener.__name__ if step.listener else None,
-                view.args_text,
-                {k: _datetime(v) for k, v in view.times.items()} if view.times else {},
-                _datetime(view.deadline) if view.deadline is not None else None,
-                _datetime(view.timeout_at) if view.timeout_at is not None else None,
-                view.error,
-                view.inbox_key,
-            )
+        return make_step_snapshot(  # in StepSnapshot's field order
+            step_id,
+            step.name,
+            step.kind,
+            view.state,
+            step.upstream,
+            view.attempts,
+            step.listener.__name__ if step.listener else None,
+            view.args_text,
+            {k: _datetime(v) for k, v in view.times.items()} if view.times else {},
+            _datetime(view.deadline) if view.deadline is not None else None,
+            _datetime(view.timeout_at) if view.timeout_at is not None else None,
+            view.error,
+            view.inbox_key,
         )
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -376,9 +377,7 @@ class RunExecution:
         self, step: FlatStep, args: tuple[object, ...], kwargs: dict[str, object], attempt: int
     ) -> object:
         assert step.func is not None
-        context = StepContext(
-            workflow_id=self.workflow_id, step_id=step.step_id, attempt=attempt, clock=self._clock
-        )
+        context = _make_step_context(self.workflow_id, step.step_id, attempt, self._clock)
         try:  # inspect's check costs ~1 us a call: once per function
             is_async = self._is_async[step.func]
         except KeyError:
@@ -395,9 +394,7 @@ class RunExecution:
                 f"does not have. Known: {', '.join(map(repr, self._executors))}. Register it with "
                 "workflow.init(executors={name: ...})."
             )
-        return await executor.run(
-            StepCall(func=step.func, args=args, kwargs=kwargs, options=step.options, context=context)
-        )
+        return await executor.run(_make_step_call(step.func, args, kwargs, step.options, context))
 
     async def _run_continuation(self, step: FlatStep, sub: FlatDag) -> object:
         self._add_steps(sub)
@@ -525,13 +522,13 @@ class RunExecution:
         return event
 
     def _event_context(self, step: FlatStep, attempt: int) -> EventContext:
-        return EventContext(
-            workflow_id=self.workflow_id,
-            step_id=step.step_id,
-            attempt=attempt,
-            clock=self._clock,
-            event_id=f"{self.workflow_id}/{step.step_id}",
-            services=self._services,
+        return _make_event_context(
+            self.workflow_id,
+            step.step_id,
+            attempt,
+            self._clock,
+            f"{self.workflow_id}/{step.step_id}",
+            self._services,
         )
 
     async def _poll_until(

@@ -66,10 +66,11 @@ def test_snapshot_lookup_and_summary() -> None:
     assert snapshot.summary() == "status: WAITING\n  e [event]: waiting\n  s [function]: pending"
 
 
-def test_the_engines_fast_step_record_equals_the_constructors_and_stays_frozen() -> None:
+def test_the_engines_fast_records_equal_the_constructors_and_stay_frozen() -> None:
     import dataclasses
 
-    from evkit.model import StepSnapshot, step_snapshot_from
+    from evkit.context import EventContext
+    from evkit.model import StepSnapshot, make_step_snapshot, record_maker
 
     when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     fields = {
@@ -88,9 +89,18 @@ def test_the_engines_fast_step_record_equals_the_constructors_and_stays_frozen()
         "inbox_key": "k",
     }
     assert [f.name for f in dataclasses.fields(StepSnapshot)] == list(fields)
-    fast = step_snapshot_from(tuple(fields.values()))
+    fast = make_step_snapshot(*fields.values())
     assert fast == StepSnapshot(**fields)  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.state = "done"  # type: ignore[misc]
     with pytest.raises(ValueError, match="zip"):
-        step_snapshot_from(("too", "short"))
+        make_step_snapshot("too", "short")
+    # A subclass's inherited fields are filled too, and the record pickles as usual.
+    clock = evkit.WallClock()
+    context = record_maker(EventContext)("wf", "wait_1", 1, clock, "wf/wait_1", {})
+    assert context == EventContext(
+        workflow_id="wf", step_id="wait_1", attempt=1, clock=clock, event_id="wf/wait_1", services={}
+    )  # type: ignore[arg-type]
+    restored = pickle.loads(pickle.dumps(context))
+    assert (restored.workflow_id, restored.step_id, restored.event_id) == ("wf", "wait_1", "wf/wait_1")
+    assert isinstance(restored.clock, evkit.WallClock)

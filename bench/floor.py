@@ -25,6 +25,13 @@ SCHEMA = {
 _SQL_TYPES = {pa.string(): "VARCHAR", _TS: "TIMESTAMPTZ", pa.binary(): "BLOB"}
 
 
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables of :data:`SCHEMA` (if missing) on ``con``."""
+    for table, columns in SCHEMA.items():
+        cols = ", ".join(f"{name} {_SQL_TYPES[kind]}" for name, kind in columns)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -35,9 +42,7 @@ class FloorStore:
     def __init__(self, path: str) -> None:
         self._thread = concurrent.futures.ThreadPoolExecutor(1)
         self._con = self._thread.submit(duckdb.connect, path).result()
-        for table, columns in SCHEMA.items():
-            cols = ", ".join(f"{name} {_SQL_TYPES[kind]}" for name, kind in columns)
-            self._con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+        create_tables(self._con)
         self._rows: dict[str, list[tuple[object, ...]]] = {}
         self._batch: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()

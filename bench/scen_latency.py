@@ -19,7 +19,7 @@ import threading
 import time
 
 from bench.common import peak_rss_mb, percentile, temp_store
-from bench.floor import SCHEMA, FloorStore, _write, now
+from bench.floor import FloorStore, _write, create_tables, now
 
 STARTED: dict[int, float] = {}
 ARRIVED = threading.Event()
@@ -129,8 +129,7 @@ def commit_latency(k: int, pause: float) -> dict[str, float]:
 
     with temp_store() as path:
         con = duckdb.connect(path)
-        for table, columns in SCHEMA.items():
-            con.execute(f"CREATE TABLE {table} (" + ", ".join(f"{n} {_sql(t)}" for n, t in columns) + ")")
+        create_tables(con)
         times = []
         for i in range(k):
             rows = {
@@ -143,10 +142,6 @@ def commit_latency(k: int, pause: float) -> dict[str, float]:
             time.sleep(pause)
         con.close()
     return _stats(times)
-
-
-def _sql(kind: object) -> str:
-    return {"string": "VARCHAR", "binary": "BLOB"}.get(str(kind), "TIMESTAMPTZ")
 
 
 async def _make_store(path: str) -> FloorStore:

@@ -521,13 +521,17 @@ class RunExecution:
             self._busy -= 1
         return event
 
+    def _event_id(self, step: FlatStep) -> str:
+        """The event's id: stable over polls, commits and resumes of this step in this run."""
+        return f"{self.workflow_id}/{step.step_id}"
+
     def _event_context(self, step: FlatStep, attempt: int) -> EventContext:
         return _make_event_context(
             self.workflow_id,
             step.step_id,
             attempt,
             self._clock,
-            f"{self.workflow_id}/{step.step_id}",
+            self._event_id(step),
             self._services,
         )
 
@@ -626,7 +630,7 @@ class RunExecution:
         row = (
             self.workflow_id,
             step.step_id,
-            f"{self.workflow_id}/{step.step_id}",
+            self._event_id(step),
             "committed",
             attempt,
             now(),
@@ -649,7 +653,7 @@ class RunExecution:
         row = (
             self.workflow_id,
             step.step_id,
-            f"{self.workflow_id}/{step.step_id}",
+            self._event_id(step),
             state,
             attempt,
             now(),

@@ -135,3 +135,23 @@ def pid_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+async def check_a_dying_worker_is_retried(tmp_path: os.PathLike[str], expected_error: str) -> None:
+    """Run ``die_once``: its first worker dies, the retry succeeds, the store has each attempt.
+
+    ``expected_error`` is how the step's stored error must start (it names the engine).
+    """
+    marker = os.path.join(os.fspath(tmp_path), "died")
+    result = await die_once.step(marker).run_async(workflow_id="kill")
+    assert isinstance(result, str)
+    assert result.startswith("survived in ")
+    assert await step_log("kill", "die_once") == [
+        ("running", 1, None),
+        ("failed", 1, "WorkerLostError"),
+        ("running", 2, None),
+        ("succeeded", 2, None),
+    ]
+    error = (await rows("SELECT error FROM steps WHERE step_id = 'die_once'"))[0][0]
+    assert isinstance(error, str)
+    assert error.startswith(expected_error)

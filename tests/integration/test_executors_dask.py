@@ -16,8 +16,8 @@ import pytest
 from _cluster_steps import (
     RecordingListener,
     block,
+    check_a_dying_worker_is_retried,
     describe,
-    die_once,
     fan_out_with_a_wait,
     make_lock,
     pid,
@@ -106,19 +106,9 @@ async def test_fan_out_of_100_steps_runs_on_the_workers_while_the_wait_stays_on_
 async def test_step_whose_worker_dies_is_retried_and_the_store_shows_each_attempt(
     dask_runtime: evkit.Runtime, tmp_path: os.PathLike[str]
 ) -> None:
-    marker = os.path.join(os.fspath(tmp_path), "died")
-    result = await die_once.step(marker).run_async(workflow_id="kill")
-    assert isinstance(result, str)
-    assert result.startswith("survived in ")
-    assert await step_log("kill", "die_once") == [
-        ("running", 1, None),
-        ("failed", 1, "WorkerLostError"),
-        ("running", 2, None),
-        ("succeeded", 2, None),
-    ]
-    error = (await rows("SELECT error FROM steps WHERE step_id = 'die_once'"))[0][0]
-    assert isinstance(error, str)
-    assert error.startswith("WorkerLostError: Step 'die_once' of run 'kill': the Dask worker")
+    await check_a_dying_worker_is_retried(
+        tmp_path, "WorkerLostError: Step 'die_once' of run 'kill': the Dask worker"
+    )
 
 
 async def test_cancelling_a_run_releases_its_task_and_a_running_body_ends_unheard(

@@ -13,7 +13,7 @@ import pytest
 from _cluster_steps import (
     RecordingListener,
     block,
-    die_once,
+    check_a_dying_worker_is_retried,
     fan_out_with_a_wait,
     make_lock,
     pid,
@@ -113,19 +113,9 @@ async def test_per_step_executor_and_resources_reach_the_ray_task(
 async def test_step_whose_ray_worker_dies_is_retried_and_the_store_shows_each_attempt(
     ray_runtime: evkit.Runtime, tmp_path: os.PathLike[str]
 ) -> None:
-    marker = os.path.join(os.fspath(tmp_path), "died")
-    result = await die_once.step(marker).run_async(workflow_id="kill")
-    assert isinstance(result, str)
-    assert result.startswith("survived in ")
-    assert await step_log("kill", "die_once") == [
-        ("running", 1, None),
-        ("failed", 1, "WorkerLostError"),
-        ("running", 2, None),
-        ("succeeded", 2, None),
-    ]
-    error = (await rows("SELECT error FROM steps WHERE step_id = 'die_once'"))[0][0]
-    assert isinstance(error, str)
-    assert error.startswith("WorkerLostError: Step 'die_once' of run 'kill': the Ray worker running it died")
+    await check_a_dying_worker_is_retried(
+        tmp_path, "WorkerLostError: Step 'die_once' of run 'kill': the Ray worker running it died"
+    )
 
 
 async def test_cancelling_a_run_force_cancels_its_ray_task_so_the_body_never_finishes(

@@ -1,11 +1,12 @@
 """Scenario 7: the cost of the live widget: the same run with and without it.
 
-The run is scenario 1's cycle of N manual waits. "With" displays the run's live widget
-(``evkit.notebook.display.run_widget``: it subscribes to the run and pushes a snapshot at
-most 10 times a second, re-laying out the DAG off the loop). The widget modules are
-imported before timing in both cases (a notebook has them loaded already). Outside a
-kernel the widget has no frontend, so this measures evkit's side: snapshots, trait
-updates and layouts.
+The run is scenario 1's cycle of N manual waits. "With" displays the run as a notebook
+does for ``display(handle)``: ``evkit.notebook.display.mimebundle(handle, live=True)``
+makes the live widget (it subscribes to the run and pushes its progress at most 10 times
+a second) and the static fallback stored beside it. The widget modules are imported
+before timing in both cases (a notebook has them loaded already). Outside a kernel the
+widget has no frontend, so this measures evkit's side: progress reads, trait updates and
+the fallback picture.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
     try:  # imported before timing: a notebook has these loaded already
         import evkit.notebook.live
         import evkit.notebook.widget  # noqa: F401
-        from evkit.notebook.display import _live, run_widget
+        from evkit.notebook.display import _live, mimebundle
     except ImportError:  # the notebook extra is missing: a plain 10 Hz snapshot reader
-        _live, run_widget = None, None
+        _live, mimebundle = None, None
 
     with temp_store() as path:
         workflow.init(storage=path, loop="thread")
@@ -42,8 +43,8 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
         run = workflow.run_async(node, workflow_id="widget")
         pushes = 0.0
         if with_widget:
-            if run_widget is not None:
-                run_widget(run)
+            if mimebundle is not None:
+                mimebundle(run, live=True)
             else:
                 stop = _start_plain_reader(run)
         POLLS.reached.wait()
@@ -51,12 +52,12 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
         assert run.result() == n
         elapsed = time.perf_counter() - start
         if with_widget:
-            if run_widget is not None and _live is not None:
+            if mimebundle is not None and _live is not None:
                 pushes = float(_live[run].pushes)
             else:
                 pushes = float(stop())
         workflow.shutdown()
-    kind = "widget" if run_widget is not None else "plain 10 Hz snapshot reader"
+    kind = "widget" if mimebundle is not None else "plain 10 Hz snapshot reader"
     return {"total_s": elapsed, "pushes": pushes, "rss_mb": peak_rss_mb(), "subscriber": kind}
 
 

@@ -1,7 +1,7 @@
 """evkit: event-driven workflows for Jupyter, checkpointed in DuckDB, exactly-once.
 
 ``from evkit import workflow`` gives the Ray-Workflows-compatible namespace; the flat
-``evkit`` namespace holds the same plus the types (``RunHandle``, ``RunSnapshot``,
+``evkit`` namespace holds the same plus the types (``RunHandle``, ``RunSnapshot``, ``RunProgress``,
 ``FakeClock``, the errors).
 """
 
@@ -78,6 +78,7 @@ from evkit.listeners.redis_streams import (
     StreamEntry as StreamEntry,
 )
 from evkit.model import (
+    RunProgress as RunProgress,
     RunSnapshot as RunSnapshot,
     StepOptions as StepOptions,
     StepSnapshot as StepSnapshot,
@@ -105,6 +106,7 @@ __all__ = [
     "RedisStreamListener",
     "RunError",
     "RunHandle",
+    "RunProgress",
     "RunSnapshot",
     "RunStateError",
     "Runtime",

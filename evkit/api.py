@@ -29,7 +29,7 @@ from evkit.errors import (
 )
 from evkit.executors import resolve_executor
 from evkit.listeners.base import TimerListener
-from evkit.model import RunSnapshot, WorkflowStatus
+from evkit.model import RunProgress, RunSnapshot, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime
 from evkit.store.connection import store_errors
 from evkit.store.reads import step_metadata
@@ -283,6 +283,18 @@ class RunHandle:
     def snapshot(self) -> RunSnapshot:
         """An immutable picture of the run now (see ``RunSnapshot``)."""
         return self._runtime.call_soon(lambda _: self._active.snapshot())
+
+    def progress(self, *, event_offset: int = 0, event_limit: int = 50) -> RunProgress:
+        """A cheaper picture for live views: every step's state, one page of event steps.
+
+        Args:
+            event_offset: Index of the first event step wanted, counting event steps only
+                (moved onto a page start and into range).
+            event_limit: How many event steps to describe in full.
+        """
+        return self._runtime.call_soon(
+            lambda _: self._active.progress(event_offset=event_offset, event_limit=event_limit)
+        )
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` on the engine's loop after the run changes; returns an unsubscribe.

@@ -26,7 +26,7 @@ from evkit.errors import (
 from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
-from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
+from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now, run_status_row
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 
@@ -58,6 +58,12 @@ class ActiveRun:
             for s in (self.dag.steps if self.dag is not None else ())
         )
         return RunSnapshot(workflow_id=self.workflow_id, status=WorkflowStatus.RUNNING, steps=steps)
+
+    def progress(self, *, event_offset: int, event_limit: int) -> RunProgress:
+        """The execution's progress, or one made from :meth:`snapshot` while loading."""
+        if self.execution is not None:
+            return self.execution.progress(event_offset=event_offset, event_limit=event_limit)
+        return RunProgress.of_snapshot(self.snapshot(), event_offset=event_offset, event_limit=event_limit)
 
     @property
     def status(self) -> WorkflowStatus:

@@ -30,7 +30,17 @@ from evkit.errors import (
 from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
-from evkit.model import RunSnapshot, StepSnapshot, StepState, WorkflowStatus, make_step_snapshot, record_maker
+from evkit.model import (
+    RunProgress,
+    RunSnapshot,
+    StepShape,
+    StepSnapshot,
+    StepState,
+    WorkflowStatus,
+    clamp_offset,
+    make_step_snapshot,
+    record_maker,
+)
 from evkit.store import now, run_status_row
 from evkit.store.reads import StoredEvent, StoredRun
 
@@ -126,6 +136,7 @@ class RunExecution:
         self._waiting = 0  # event steps polling
         self._subscribers: list[Callable[[], None]] = []
         self._snapshots: dict[str, StepSnapshot] = {}  # see snapshot()
+        self._shapes: tuple[tuple[StepShape, ...], list[str]] | None = None  # see progress()
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
@@ -165,6 +176,39 @@ class RunExecution:
             waiting_on=tuple(waiting_on) if status is WorkflowStatus.WAITING else (),
             started_at=_datetime(self._started_at),
             ended_at=_datetime(self._ended_at) if self._ended_at is not None else None,
+            error=self._error,
+        )
+
+    def progress(self, *, event_offset: int = 0, event_limit: int = 50) -> RunProgress:
+        """Every step's state and one page of event records (see ``RunProgress``).
+
+        What a live view reads ~10 times a second: no per-step record is made except for
+        the page's event steps.
+        """
+        if self._shapes is None:  # dropped when steps are added
+            steps = self._steps
+            shapes = tuple((s.step_id, s.kind, s.upstream) for s in map(steps.__getitem__, self._order))
+            self._shapes = shapes, [shape[0] for shape in shapes if shape[1] == "event"]
+        shapes, event_ids = self._shapes
+        views = self._views
+        offset = clamp_offset(event_offset, len(event_ids), event_limit)
+        cache = self._snapshots
+        page = []
+        for step_id in event_ids[offset : offset + event_limit]:
+            record = cache.get(step_id)
+            if record is None:
+                record = cache[step_id] = self._step_snapshot(step_id)
+            page.append(record)
+        return RunProgress(
+            workflow_id=self.workflow_id,
+            status=self.status,
+            version=self._version,
+            shapes=shapes,
+            states={step_id: views[step_id].state for step_id in self._order},
+            events=tuple(page),
+            event_offset=offset,
+            event_total=len(event_ids),
+            started_at=_datetime(self._started_at),
             error=self._error,
         )
 
@@ -255,6 +299,7 @@ class RunExecution:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     def _add_steps(self, dag: FlatDag) -> None:
+        self._shapes = None
         for step in dag.steps:
             for up in step.upstream:
                 self._consumers[up] = self._consumers.get(up, 0) + 1

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from evkit.dag import fewer_gc_passes
 from evkit.errors import EvkitError
-from evkit.model import RunSnapshot
+from evkit.model import RunProgress
 from evkit.notebook import static, viewmodel
 from evkit.notebook.layout import Layout, compute_layout
 
@@ -60,15 +60,15 @@ def run_widget(handle: RunHandle, *, min_interval_seconds: float | None = None) 
             live.close()
             live = None
         if live is None:
-            # Layers now (6 ms for 2,001 steps); LiveRun swaps in dot's drawing from a
+            # The browser lays the DAG out first; LiveRun swaps in dot's drawing from a
             # worker thread when the DAG is small enough for dot (layout.DOT_MAX_NODES).
             started = time.monotonic()
-            # The first state of a big run is ~10,000 new objects that all live on: made
-            # under the normal GC thresholds they set off ~30 young collections and often
-            # a full one (~60 ms with pandas and pyarrow loaded), more than the build.
+            # The first state of a big run is thousands of new objects that all live on:
+            # made under the normal GC thresholds they set off young collections and at
+            # times a full one (~60 ms with pandas and pyarrow loaded), more than the build.
             with fewer_gc_passes():
-                widget = RunWidget.from_snapshot(
-                    handle.snapshot(), now=handle.runtime.clock.now(), layout_engine="layers"
+                widget = RunWidget.from_progress(
+                    handle.progress(), now=handle.runtime.clock.now(), layout_engine="layers"
                 )
             interval = DEFAULT_MIN_INTERVAL_SECONDS if min_interval_seconds is None else min_interval_seconds
             # Building the widget was its first push: the next one is paced by its cost.
@@ -112,11 +112,11 @@ def mimebundle(
             except ImportError:  # anywidget missing: the static picture still works
                 data = None
         if data is None:
-            snapshot = handle.snapshot()
+            progress = handle.progress()
             now = handle.runtime.clock.now()
             data = {
-                "text/plain": viewmodel.summary_text(snapshot),
-                "text/html": static.render_html(snapshot, _layout(snapshot, None), now=now),
+                "text/plain": viewmodel.summary_text(progress),
+                "text/html": static.render_html(progress, _layout(progress, None), now=now),
             }
     except EvkitError as exc:  # e.g. the runtime was closed: say so instead of a traceback
         data = {"text/plain": f"<evkit run {handle.workflow_id!r}: cannot be shown ({exc})>"}
@@ -128,18 +128,21 @@ def _live_bundle(handle: RunHandle) -> dict[str, object]:
     bundle = widget._repr_mimebundle_()
     assert bundle is not None  # run_widget never returns a closed widget
     data: dict[str, object] = dict(bundle[0])
-    snapshot = handle.snapshot()
+    progress = handle.progress()
     data["text/plain"] = repr(widget)
     data["text/html"] = static.render_html(
-        snapshot, _layout(snapshot, widget.dag_layout), now=handle.runtime.clock.now()
+        progress, _layout(progress, widget.dag_layout), now=handle.runtime.clock.now()
     )
     return data
 
 
-def _layout(snapshot: RunSnapshot, current: Layout | None) -> Layout:
-    if current is not None and current.covers(s.step_id for s in snapshot.steps):
+def _layout(progress: RunProgress, current: Layout | None) -> Layout | None:
+    """The static picture's layout: ``None`` (counts only) for DAGs too big to draw."""
+    if len(progress.shapes) > static.MAX_DRAWN_STEPS:
+        return None
+    if current is not None and current.covers(step_id for step_id, _, _ in progress.shapes):
         return current
-    return compute_layout([(s.step_id, s.upstream) for s in snapshot.steps])
+    return compute_layout([(step_id, upstream) for step_id, _, upstream in progress.shapes])
 
 
 def _filter(data: dict[str, object], include: object, exclude: object) -> dict[str, object]:

@@ -1,8 +1,9 @@
 """Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`.
 
-Pushes snapshots at most ~10 times a second and, for big runs, no more often than keeps
-its own work under ~5% of the loop; swaps dot's drawing in for the quick first layout,
-re-lays the DAG out when dynamic steps appear, and carries "Send" clicks to the engine.
+Pushes the run's progress at most ~10 times a second and, for big runs, no more often
+than keeps its own work under ~5% of the loop; swaps dot's drawing in for the browser's
+quick layered one when the DAG suits dot (again when dynamic steps appear), turns the
+event table's pages, and carries "Send" clicks to the engine.
 
 Threading rule: every trait write happens on the engine loop's thread (the kernel's main
 thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from evkit import api
-from evkit.model import RunSnapshot
+from evkit.model import RunProgress, clamp_offset
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used
 from evkit.notebook.widget import RunWidget, layout_for, parse_payload
 
@@ -39,7 +40,7 @@ class LiveRun:
         min_interval_seconds: Least time between two pushes (coalescing).
         layout_engine: How to re-lay out the DAG when steps appear.
         first_push: ``(time.monotonic() at its start, duration in seconds)`` of a push
-            already made (building the widget from a snapshot): the next push is paced
+            already made (building the widget): the next push is paced
             from it. ``None``: the first push follows :meth:`start` at once.
     """
 
@@ -67,6 +68,7 @@ class LiveRun:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         widget.on_send_request(self.request_send)
+        widget.on_page_request(self.request_page)
 
     def __repr__(self) -> str:
         return f"<evkit LiveRun {self.handle.workflow_id!r}>"
@@ -85,6 +87,10 @@ class LiveRun:
         """Deliver the payload typed in a step's form (called by the widget; any thread)."""
         self._to_loop(self._start_send, step_id, payload_text)
 
+    def request_page(self, offset: int) -> None:
+        """Show the event table's page starting at event step ``offset`` (any thread)."""
+        self._to_loop(self._show_page, offset)
+
     def _to_loop(self, fn: Callable[..., None], *args: object) -> None:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
@@ -101,15 +107,9 @@ class LiveRun:
         except Exception:  # a closed runtime: show what we have and stop
             logger.warning("evkit: cannot follow run %r", self.handle.workflow_id, exc_info=True)
             return
-        snapshot = self.widget.last_snapshot
-        layout = self.widget.dag_layout
-        if (
-            snapshot is not None
-            and layout is not None
-            and layout.engine == "layers"
-            and dot_would_be_used(len(snapshot.steps), engine=self._layout_engine)
-        ):
-            self._relayout(snapshot)  # dot's drawing, from a worker thread
+        progress = self.widget.last_progress
+        if progress is not None and self.widget.dag_layout is None and self._wants_dot(progress):
+            self._relayout(progress)  # dot's drawing, from a worker thread
         self._changed()
 
     def _detach(self) -> None:
@@ -123,7 +123,7 @@ class LiveRun:
 
     def _changed(self) -> None:
         # Coalesce: at most one push per interval, and pace by the pushes' own cost so the
-        # widget takes at most ~1/COST_FACTOR of the loop; the push reads the newest snapshot.
+        # widget takes at most ~1/COST_FACTOR of the loop; the push reads the newest progress.
         if self._closed or self._timer is not None:
             return
         spacing = max(self._interval, COST_FACTOR * self._last_cost)
@@ -138,9 +138,22 @@ class LiveRun:
         finally:
             self._last_cost = time.monotonic() - self._last_push
 
-    def _push_now(self) -> None:
+    def _show_page(self, offset: int) -> None:
+        widget = self.widget
+        widget.event_offset = clamp_offset(offset, widget.event_total, widget.event_page_rows)
+        if self._closed:  # the run ended: the progress is final, show the page from it
+            self._push_now(detach=False)
+            return
+        if self._timer is not None:  # a click is answered now, not at the next paced push
+            self._timer.cancel()
+        self._push()
+
+    def _push_now(self, *, detach: bool = True) -> None:
+        widget = self.widget
         try:
-            snapshot = self.handle.snapshot()
+            progress = self.handle.progress(
+                event_offset=widget.event_offset, event_limit=widget.event_page_rows
+            )
         except Exception:
             logger.warning(
                 "evkit: cannot read run %r; the view stops", self.handle.workflow_id, exc_info=True
@@ -148,22 +161,26 @@ class LiveRun:
             self._detach()
             return
         self.pushes += 1
-        if self.widget.apply_snapshot(snapshot, now=self._clock.now()):
-            self._relayout(snapshot)
-        if snapshot.status.is_final:
+        if widget.apply_progress(progress, now=self._clock.now()) and self._wants_dot(progress):
+            self._relayout(progress)
+        if progress.status.is_final and detach:
             self._detach()
 
-    def _relayout(self, snapshot: RunSnapshot) -> None:
+    def _wants_dot(self, progress: RunProgress) -> bool:
+        return dot_would_be_used(len(progress.shapes), engine=self._layout_engine)
+
+    def _relayout(self, progress: RunProgress) -> None:
         if self._layout_task is not None:
             self._layout_stale = True
             return
-        self._layout_task = self._loop.create_task(self._layout(snapshot))
+        self._layout_task = self._loop.create_task(self._layout(progress))
         self._layout_task.add_done_callback(self._layout_done)
 
-    async def _layout(self, snapshot: RunSnapshot) -> None:
-        # `dot` takes ~50 ms for 200 nodes: run it off the engine loop.
-        layout = await asyncio.to_thread(layout_for, snapshot, engine=self._layout_engine)
-        self.widget.set_layout(layout, self.widget.last_snapshot or snapshot)
+    async def _layout(self, progress: RunProgress) -> None:
+        # `dot` takes ~50 ms for 200 nodes: run it off the engine loop. Until it is back
+        # the browser shows its own layered layout.
+        layout = await asyncio.to_thread(layout_for, progress.shapes, engine=self._layout_engine)
+        self.widget.set_layout(layout)
 
     def _layout_done(self, task: asyncio.Task[None]) -> None:
         self._layout_task = None
@@ -171,17 +188,16 @@ class LiveRun:
             logger.warning(
                 "evkit: laying out run %r failed", self.handle.workflow_id, exc_info=task.exception()
             )
-        latest = self.widget.last_snapshot
+        latest = self.widget.last_progress
         if self._layout_stale and latest is not None:
             self._layout_stale = False
-            if self.widget.dag_layout is None or not self.widget.dag_layout.covers(
-                s.step_id for s in latest.steps
-            ):
+            if self.widget.dag_layout is None and self._wants_dot(latest):
                 self._relayout(latest)
 
     def _start_send(self, step_id: str, payload_text: str) -> None:
-        snapshot = self.widget.last_snapshot
-        step = next((s for s in snapshot.steps if s.step_id == step_id), None) if snapshot else None
+        # The form is on a row of the shown page, so the step is among its records.
+        progress = self.widget.last_progress
+        step = next((s for s in progress.events if s.step_id == step_id), None) if progress else None
         if step is None or step.state != "waiting" or step.inbox_key is None:
             state = step.state if step is not None else "unknown"
             self.widget.set_send_status(

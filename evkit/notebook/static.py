@@ -7,13 +7,18 @@ stored next to the widget as its fallback. Inline styles only: those renderers d
 
 from __future__ import annotations
 
+from collections import Counter
 from html import escape
 
-from evkit.model import RunSnapshot
+from evkit.model import STEP_STATES, RunProgress
 from evkit.notebook import viewmodel
-from evkit.notebook.layout import NODE_HEIGHT, NODE_WIDTH, Layout
+from evkit.notebook.layout import DOT_MAX_NODES, NODE_HEIGHT, NODE_WIDTH, Layout
 
 _MAX_SVG_HEIGHT_PX = 600
+
+MAX_DRAWN_STEPS = DOT_MAX_NODES
+"""Bigger DAGs get state counts instead of a drawing: an SVG of 2,001 boxes is ~900 KB
+stored in the notebook and ~30 ms to make, and no one reads it in a static page."""
 _FONT = "font-family:sans-serif;font-size:12px"
 
 
@@ -28,9 +33,9 @@ def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:
     return f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
 
 
-def render_svg(snapshot: RunSnapshot, layout: Layout) -> str:
+def render_svg(progress: RunProgress, layout: Layout) -> str:
     """The DAG as an SVG element, each node filled with its state's colour."""
-    states = viewmodel.node_states(snapshot)
+    states = progress.states
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="evkit-dag" viewBox="0 0 {layout.width:.0f} '
         f'{layout.height:.0f}" width="{layout.width:.0f}" style="max-width:100%;height:auto;'
@@ -40,7 +45,7 @@ def render_svg(snapshot: RunSnapshot, layout: Layout) -> str:
     parts.append('<g fill="none" stroke="#888">')
     parts += [f'<path d="{edge_path(layout.positions[a], layout.positions[b])}"/>' for a, b in layout.edges]
     parts.append('</g><g stroke="#555" font-family="sans-serif" font-size="12" text-anchor="middle">')
-    for node in viewmodel.node_boxes(layout, snapshot):
+    for node in viewmodel.node_boxes(layout, progress.shapes):
         step_id = escape(str(node["id"]))
         state = states.get(str(node["id"]), "pending")
         cx, cy = float(node["x"]), float(node["y"])  # type: ignore[arg-type]
@@ -56,9 +61,25 @@ def render_svg(snapshot: RunSnapshot, layout: Layout) -> str:
     return "".join(parts)
 
 
-def render_table(snapshot: RunSnapshot, *, now: float) -> str:
-    """The event steps as an HTML table (empty string when the run has none)."""
-    rows = viewmodel.event_rows(snapshot, now=now)
+def render_counts(progress: RunProgress) -> str:
+    """How many steps are in each state, in the states' order (for DAGs too big to draw)."""
+    counts = Counter(progress.states.values())
+    cells = "".join(
+        f'<span style="background:{viewmodel.STATE_COLORS[state]};padding:0 4px;margin-right:4px">'
+        f"{counts[state]:,} {state}</span>"
+        for state in STEP_STATES
+        if counts[state]
+    )
+    total = len(progress.shapes)
+    return f'<div class="evkit-counts" style="{_FONT};margin:4px 0">{total:,} steps: {cells}</div>'
+
+
+def render_table(progress: RunProgress, *, now: float) -> str:
+    """The progress's page of event steps as an HTML table (empty when the run has none).
+
+    When the run has more event steps than the page, a last line says how many more.
+    """
+    rows = viewmodel.event_rows(progress, now=now)
     if not rows:
         return ""
     head = ["step", "listener", "args", "state", "attempts", *viewmodel.EVENT_TIME_COLUMNS, "time left"]
@@ -83,20 +104,32 @@ def render_table(snapshot: RunSnapshot, *, now: float) -> str:
         out.append(f'<tr data-step="{escape(str(row["step"]))}">' + "".join(f"<td>{v}</td>" for v in values))
         out.append("</tr>")
     out.append("</table>")
+    hidden = progress.event_total - len(rows)
+    if hidden > 0:
+        out.append(
+            f'<div class="evkit-more" style="{_FONT}">… and {hidden:,} more event steps '
+            f'(<code>evkit.sql("SELECT * FROM event_log WHERE workflow_id = '
+            f"'{escape(progress.workflow_id)}'\")</code> lists them all)</div>"
+        )
     return "".join(out)
 
 
-def render_html(snapshot: RunSnapshot, layout: Layout, *, now: float) -> str:
-    """The whole static picture: a header line, the DAG and the event table."""
-    error = f" — {escape(snapshot.error)}" if snapshot.error else ""
+def render_html(progress: RunProgress, layout: Layout | None, *, now: float) -> str:
+    """The whole static picture: a header line, the DAG (or state counts) and the event table.
+
+    Args:
+        progress: The run, with the page of event steps to list.
+        layout: Where to draw each step; ``None`` when the DAG has more than
+            :data:`MAX_DRAWN_STEPS` steps (only counts are shown).
+        now: The clock's time, for timers' time left.
+    """
+    error = f" — {escape(progress.error)}" if progress.error else ""
     header = (
-        f'<div style="{_FONT}"><b>evkit run {escape(snapshot.workflow_id)}</b>: '
-        f"{snapshot.status.value}{error}</div>"
+        f'<div style="{_FONT}"><b>evkit run {escape(progress.workflow_id)}</b>: '
+        f"{progress.status.value}{error}</div>"
     )
-    return (
-        f'<div class="evkit-static">{header}{render_svg(snapshot, layout)}'
-        f"{render_table(snapshot, now=now)}</div>"
-    )
+    dag = render_svg(progress, layout) if layout is not None else render_counts(progress)
+    return f'<div class="evkit-static">{header}{dag}{render_table(progress, now=now)}</div>'
 
 
 def _clip(text: str, limit: int = 80) -> str:

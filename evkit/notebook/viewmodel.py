@@ -1,14 +1,15 @@
-"""Turns a :class:`~evkit.model.RunSnapshot` into the plain data the views draw.
+"""Turns a :class:`~evkit.model.RunProgress` into the plain data the views draw.
 
-Node states, node boxes and the rows of the event table, all JSON-able; shared by the
+Node boxes and the rows of the event table, all JSON-able; shared by the
 live widget and the static picture so both show the same thing. No widget, no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from evkit.model import RunSnapshot, StepSnapshot
+from evkit.model import RunProgress, RunSnapshot, StepShape, StepSnapshot
 from evkit.notebook.layout import Layout
 
 # The colour of each StepState; the widget's CSS (run_widget.css) uses the same values.
@@ -35,25 +36,25 @@ def label(step_id: str) -> str:
     return step_id if len(step_id) <= _LABEL_CHARS else "…" + step_id[-(_LABEL_CHARS - 1) :]
 
 
-def node_states(snapshot: RunSnapshot) -> dict[str, str]:
-    """``step_id -> state`` for every step of the snapshot."""
-    return {step.step_id: step.state for step in snapshot.steps}
+def node_boxes(layout: Layout, shapes: Iterable[StepShape] = ()) -> list[dict[str, object]]:
+    """One dict per laid-out node: ``id``, ``label``, ``kind``, ``x``, ``y`` (centre, px).
 
-
-def node_boxes(layout: Layout, snapshot: RunSnapshot | None = None) -> list[dict[str, object]]:
-    """One dict per laid-out node: ``id``, ``label``, ``kind``, ``x``, ``y`` (centre, px)."""
-    kinds = {step.step_id: step.kind for step in snapshot.steps} if snapshot is not None else {}
+    Args:
+        layout: Where each node is.
+        shapes: The steps' ``(step_id, kind, upstream)``, for their kinds (default "function").
+    """
+    kinds = {step_id: kind for step_id, kind, _ in shapes}
     return [
         {"id": step_id, "label": label(step_id), "kind": kinds.get(step_id, "function"), "x": x, "y": y}
         for step_id, (x, y) in layout.positions.items()
     ]
 
 
-def event_rows(snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
-    """One row per event step, in the snapshot's order.
+def event_rows(progress: RunProgress, *, now: float) -> list[dict[str, object]]:
+    """One row per event step of the progress's page, in step order.
 
     Args:
-        snapshot: The run.
+        progress: The run.
         now: The runtime clock's time (seconds since the epoch), for ``time_left``.
 
     Returns:
@@ -63,8 +64,8 @@ def event_rows(snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
         ``deadline_kind`` (``"fires"`` for a timer, ``"times out"`` for a timeout),
         ``time_left`` (seconds, or ``None``), ``inbox_key``, ``error``.
     """
-    start = snapshot.started_at
-    return [event_row(step, started_at=start, now=now) for step in snapshot.steps if step.kind == "event"]
+    start = progress.started_at
+    return [event_row(step, started_at=start, now=now) for step in progress.events]
 
 
 def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float) -> dict[str, object]:
@@ -116,7 +117,7 @@ def time_left_text(seconds: float | None, kind: str | None) -> str:
     return f"{kind} in {seconds:.1f} s"
 
 
-def summary_text(snapshot: RunSnapshot) -> str:
+def summary_text(run: RunSnapshot | RunProgress) -> str:
     """The short, stable text form: ``<evkit run 'wid' SUCCESSFUL: 3 steps>``."""
-    count = len(snapshot.steps)
-    return f"<evkit run {snapshot.workflow_id!r} {snapshot.status.value}: {count} step{'s' * (count != 1)}>"
+    count = len(run.steps) if isinstance(run, RunSnapshot) else len(run.shapes)
+    return f"<evkit run {run.workflow_id!r} {run.status.value}: {count} step{'s' * (count != 1)}>"

@@ -1,8 +1,9 @@
 """The live view of one run: an anywidget drawing the DAG and the event table.
 
-Its browser half (assets/run_widget.js) draws the DAG from a layout sent once and
-recolours nodes from a ``states`` trait. This class holds state only: it starts and
-subscribes to nothing (``evkit.notebook.live`` binds it to a run).
+Its browser half (assets/run_widget.js) draws the DAG from the steps and edges sent once
+(laying it out itself unless graphviz's positions come with them), recolours nodes from
+a ``states`` trait, and shows the event table one page at a time. This class holds state
+only: it starts and subscribes to nothing (``evkit.notebook.live`` binds it to a run).
 """
 
 from __future__ import annotations
@@ -11,21 +12,38 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import anywidget
 import traitlets
 
-from evkit.model import RunSnapshot, StepSnapshot
+from evkit.model import RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
 from evkit.notebook import viewmodel
-from evkit.notebook.layout import Layout, LayoutEngine, compute_layout
+from evkit.notebook.layout import Layout, LayoutEngine, compute_layout, dot_would_be_used
 
 logger = logging.getLogger("evkit.notebook")
 
 _ASSETS = pathlib.Path(__file__).parent / "assets"
 
 SendRequest = Callable[[str, str], None]
+PageRequest = Callable[[int], None]
+T = TypeVar("T", bound=traitlets.TraitType[Any, Any])
+
+EVENT_PAGE_ROWS = 50
+"""Event steps shown per page of the table (a run may wait on 100,000)."""
+
+
+def _as_is(value: object, _widget: object) -> object:
+    # ipywidgets' default to_json walks every value in Python looking for widgets to
+    # replace by references: ~3 ms per first state of a 2,001-step run. These traits
+    # hold plain JSON built here.
+    return value
+
+
+def _plain(trait: T) -> T:
+    trait.tag(sync=True, to_json=_as_is)
+    return trait
 
 
 def parse_payload(text: str) -> object:
@@ -44,8 +62,9 @@ def parse_payload(text: str) -> object:
 class RunWidget(anywidget.AnyWidget):
     """The DAG of a run coloured by state, and its event table with send forms.
 
-    Build one from a snapshot with :meth:`from_snapshot`; in a notebook, displaying a
-    ``RunHandle`` makes and binds one for you (``evkit.notebook.run_widget(handle)``).
+    Build one from a snapshot with :meth:`from_snapshot` (or from ``RunHandle.progress()``
+    with :meth:`from_progress`); in a notebook, displaying a ``RunHandle`` makes and binds
+    one for you (``evkit.notebook.run_widget(handle)``).
     """
 
     _esm = _ASSETS / "run_widget.js"
@@ -57,23 +76,31 @@ class RunWidget(anywidget.AnyWidget):
     version = traitlets.Int(0).tag(sync=True)
     # Plain List/Dict traits: per-element validation cost 16 ms for a 2,001-step run, and
     # the values are built here, never taken from users.
-    nodes: traitlets.List[Any] = traitlets.List().tag(sync=True)
-    edges: traitlets.List[Any] = traitlets.List().tag(sync=True)
-    width = traitlets.Float(0.0).tag(sync=True)
+    # nodes: {"id", "kind"} per step in topological order, plus "x", "y" (centre, px) when
+    # Python laid the DAG out (dot); without them the browser lays it out in layers.
+    nodes: traitlets.List[Any] = _plain(traitlets.List())
+    edges: traitlets.List[Any] = _plain(traitlets.List())  # [upstream_id, step_id]
+    width = traitlets.Float(0.0).tag(sync=True)  # 0: the browser lays out
     height = traitlets.Float(0.0).tag(sync=True)
-    states = traitlets.Dict().tag(sync=True)
-    events: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    states = _plain(traitlets.Dict())
+    events: traitlets.List[Any] = _plain(traitlets.List())  # one page of event rows
+    event_offset = traitlets.Int(0).tag(sync=True)  # index of events[0] among event steps
+    event_total = traitlets.Int(0).tag(sync=True)
+    event_page_rows = traitlets.Int(EVENT_PAGE_ROWS).tag(sync=True)
     now = traitlets.Float(0.0).tag(sync=True)
-    send_status = traitlets.Dict().tag(sync=True)
+    send_status = _plain(traitlets.Dict())
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self.dag_layout: Layout | None = None
-        self.last_snapshot: RunSnapshot | None = None
+        self.dag_layout: Layout | None = None  # the Python layout shown, if any (dot)
+        self.last_progress: RunProgress | None = None
+        self._shown_shapes: tuple[StepShape, ...] | None = None
+        self._snapshot: RunSnapshot | None = None  # the source of a widget fed snapshots
         # step_id -> (step, run start, row): rows of unchanged steps are reused, so a
         # push costs what changed, and comparing with the shown rows is mostly identity.
         self._row_cache: dict[str, tuple[StepSnapshot, object, dict[str, object]]] = {}
         self._send_request: SendRequest | None = None
+        self._page_request: PageRequest | None = None
         self._send_seq = 0
         self.on_msg(self._on_frontend_msg)
 
@@ -91,18 +118,37 @@ class RunWidget(anywidget.AnyWidget):
         layout: Layout | None = None,
         layout_engine: LayoutEngine = "auto",
     ) -> RunWidget:
-        """A widget showing ``snapshot`` (laid out now unless ``layout`` is given).
+        """A widget showing ``snapshot``.
 
         Args:
             snapshot: The run to show.
             now: The clock's time for timers' time left (default: ``time.time()``).
             layout: A precomputed layout.
-            layout_engine: How to lay the DAG out when ``layout`` is ``None``.
+            layout_engine: ``"dot"``, or ``"auto"`` (dot for DAGs it suits, when graphviz
+                is installed): laid out now, in Python. ``"layers"``, or ``"auto"``
+                otherwise: the browser lays the DAG out.
         """
-        widget = cls(workflow_id=snapshot.workflow_id)
+        progress = RunProgress.of_snapshot(snapshot, event_limit=EVENT_PAGE_ROWS)
+        widget = cls.from_progress(progress, now=now, layout=layout, layout_engine=layout_engine)
+        widget._snapshot = snapshot  # page turns re-read it
+        return widget
+
+    @classmethod
+    def from_progress(
+        cls,
+        progress: RunProgress,
+        *,
+        now: float | None = None,
+        layout: Layout | None = None,
+        layout_engine: LayoutEngine = "auto",
+    ) -> RunWidget:
+        """A widget showing ``progress`` (arguments as :meth:`from_snapshot`)."""
+        widget = cls(workflow_id=progress.workflow_id)
+        if layout is None and dot_would_be_used(len(progress.shapes), engine=layout_engine):
+            layout = layout_for(progress.shapes, engine=layout_engine)
+        widget.dag_layout = layout  # drawn by apply_progress with the nodes
         with widget.hold_sync():
-            widget.set_layout(layout or layout_for(snapshot, engine=layout_engine), snapshot)
-            widget.apply_snapshot(snapshot, now=time.time() if now is None else now)
+            widget.apply_progress(progress, now=time.time() if now is None else now)
         return widget
 
     def send_state(self, key: object = None) -> None:
@@ -120,43 +166,65 @@ class RunWidget(anywidget.AnyWidget):
                     self._property_lock[name] = value
         self._send({"method": "update", "state": state, "buffer_paths": []}, buffers=[])
 
-    def set_layout(self, layout: Layout, snapshot: RunSnapshot | None = None) -> None:
-        """Send a new drawing of the DAG (done once, and again when dynamic steps appear)."""
+    def set_layout(self, layout: Layout | None) -> None:
+        """Draw the DAG where ``layout`` puts it (``None``: the browser lays it out).
+
+        Steps the layout lacks are drawn by the browser's layout instead.
+        """
+        shapes = self._shown_shapes or ()
+        if layout is not None and not layout.covers(step_id for step_id, _, _ in shapes):
+            layout = None
         self.dag_layout = layout
         with self.hold_sync():
-            self.nodes = viewmodel.node_boxes(layout, snapshot or self.last_snapshot)
-            self.edges = [list(edge) for edge in layout.edges]
-            self.width = layout.width
-            self.height = layout.height
+            if layout is None:
+                self.nodes = [{"id": step_id, "kind": kind} for step_id, kind, _ in shapes]
+                self.width = self.height = 0.0
+            else:
+                self.nodes = viewmodel.node_boxes(layout, shapes)
+                self.width = layout.width
+                self.height = layout.height
 
     def apply_snapshot(self, snapshot: RunSnapshot, *, now: float) -> bool:
-        """Show ``snapshot``; only traits that changed are sent.
+        """Show ``snapshot``, the current page of its event table; see :meth:`apply_progress`."""
+        self._snapshot = snapshot
+        progress = RunProgress.of_snapshot(
+            snapshot, event_offset=self.event_offset, event_limit=self.event_page_rows
+        )
+        return self.apply_progress(progress, now=now)
+
+    def apply_progress(self, progress: RunProgress, *, now: float) -> bool:
+        """Show ``progress``; only traits that changed are sent.
 
         Returns:
-            True when the snapshot has steps the current layout lacks (re-layout needed).
+            True when the run has steps it did not have before (dynamic steps): they are
+            drawn at once by the browser's layout, and a Python layout (dot) is now stale.
         """
-        self.last_snapshot = snapshot
-        states = viewmodel.node_states(snapshot)
-        events = self._event_rows(snapshot, now=now)
+        self.last_progress = progress
+        grew = progress.shapes is not self._shown_shapes and progress.shapes != self._shown_shapes
+        events = self._event_rows(progress, now=now)
         with self.hold_sync():
-            self.status = snapshot.status.value
-            self.error = snapshot.error or ""
-            if states != self.states:
-                self.states = states
+            if grew:
+                self._shown_shapes = progress.shapes
+                self.edges = [[up, step_id] for step_id, _, upstream in progress.shapes for up in upstream]
+                self.set_layout(self.dag_layout)
+            self.status = progress.status.value
+            self.error = progress.error or ""
+            if progress.states != self.states:
+                self.states = dict(progress.states)
             if events != self.events:
                 self.events = events
+            self.event_offset = progress.event_offset
+            self.event_total = progress.event_total
             self.now = now
-            self.version = snapshot.version
-        return self.dag_layout is None or not self.dag_layout.covers(states)
+            self.version = progress.version
+        return grew
 
-    def _event_rows(self, snapshot: RunSnapshot, *, now: float) -> list[dict[str, object]]:
-        start = snapshot.started_at
+    def _event_rows(self, progress: RunProgress, *, now: float) -> list[dict[str, object]]:
+        start = progress.started_at
         cache = self._row_cache
         fresh: dict[str, tuple[StepSnapshot, object, dict[str, object]]] = {}
         rows: list[dict[str, object]] = []
-        for step in snapshot.steps:
-            if step.kind != "event":
-                continue
+        for step in progress.events:
             hit = cache.get(step.step_id)
             if (
                 hit is not None
@@ -172,6 +240,16 @@ class RunWidget(anywidget.AnyWidget):
         self._row_cache = fresh
         return rows
 
+    def show_page(self, offset: int) -> None:
+        """Show the page of the event table that starts at event step ``offset``.
+
+        Call it on the thread that writes the widget. A widget fed snapshots re-reads the
+        last one at once; a live one shows the page from its next push.
+        """
+        self.event_offset = clamp_offset(offset, self.event_total, self.event_page_rows)
+        if self._snapshot is not None:
+            self.apply_snapshot(self._snapshot, now=self.now)
+
     def set_send_status(self, step_id: str, *, ok: bool, text: str) -> None:
         """Show the outcome of a send next to the step's form (``ok=False``: an error)."""
         self._send_seq += 1
@@ -185,8 +263,26 @@ class RunWidget(anywidget.AnyWidget):
         """
         self._send_request = callback
 
+    def on_page_request(self, callback: PageRequest | None) -> None:
+        """Call ``callback(offset)`` when the view asks for another page of the table.
+
+        Same rules as :meth:`on_send_request`: hand over, do not block or write traits.
+        Without a callback the widget shows the page itself (:meth:`show_page`).
+        """
+        self._page_request = callback
+
     def _on_frontend_msg(self, _widget: object, content: object, _buffers: object) -> None:
-        if not isinstance(content, dict) or content.get("type") != "send":
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "page":
+            offset = content.get("offset")
+            if isinstance(offset, int) and not isinstance(offset, bool):
+                if self._page_request is not None:
+                    self._page_request(offset)
+                else:
+                    self.show_page(offset)
+            return
+        if content.get("type") != "send":
             return
         step_id, payload = content.get("step"), content.get("payload", "")
         if not isinstance(step_id, str) or not isinstance(payload, str):
@@ -197,6 +293,6 @@ class RunWidget(anywidget.AnyWidget):
         self._send_request(step_id, payload)
 
 
-def layout_for(snapshot: RunSnapshot, *, engine: LayoutEngine = "auto") -> Layout:
-    """Lay out the steps of a snapshot."""
-    return compute_layout([(s.step_id, s.upstream) for s in snapshot.steps], engine=engine)
+def layout_for(shapes: Iterable[StepShape], *, engine: LayoutEngine = "auto") -> Layout:
+    """Lay out steps given as ``(step_id, kind, upstream)``."""
+    return compute_layout([(step_id, upstream) for step_id, _, upstream in shapes], engine=engine)

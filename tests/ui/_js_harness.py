@@ -35,6 +35,7 @@ async ([code, css, state]) => {
   mod.default.render({ model, el });
   window.renderMs = performance.now() - t0;
   window.evkitModel = model;
+  window.evkitModule = mod;
 }
 """
 

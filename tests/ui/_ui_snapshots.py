@@ -93,3 +93,30 @@ def grid(layers: int = 10, width: int = 20) -> RunSnapshot:
                 StepSnapshot(step_id=f"n{layer}_{i}", name="n", kind=kind, state="pending", upstream=ups)
             )
     return RunSnapshot(workflow_id="grid", status=WorkflowStatus.RUNNING, steps=tuple(steps), started_at=T0)
+
+
+def fan_in(n: int) -> RunSnapshot:
+    """``n`` manual waits (``w0`` ... ``w{n-1}``, keys ``k0`` ...) feeding one ``collect``."""
+    waits = tuple(
+        StepSnapshot(
+            step_id=f"w{i}",
+            name="w",
+            kind="event",
+            state="waiting",
+            attempts=1,
+            listener="ManualListener",
+            state_times={"waiting": at(0.1)},
+            inbox_key=f"k{i}",
+        )
+        for i in range(n)
+    )
+    collect = StepSnapshot(
+        step_id="collect",
+        name="collect",
+        kind="function",
+        state="pending",
+        upstream=tuple(s.step_id for s in waits),
+    )
+    return RunSnapshot(
+        workflow_id="fan", status=WorkflowStatus.WAITING, steps=(*waits, collect), started_at=T0
+    )

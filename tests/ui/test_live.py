@@ -150,15 +150,21 @@ async def test_default_loop_mode_updates_and_sends_on_the_running_loop_without_b
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
-def test_small_dag_is_shown_at_once_in_layers_and_dot_drawing_is_swapped_in_from_the_loop(runtime, until):
+def test_small_dag_is_laid_out_by_the_browser_first_and_dot_drawing_is_swapped_in_from_the_loop(
+    runtime, until
+):
     handle = approval().run_async(workflow_id="swap")
     widget = run_widget(handle)
     writers: set[str] = set()
     widget.observe(lambda _: writers.add(threading.current_thread().name), names=["nodes"])
+    first = list(widget.nodes)
 
-    until(lambda: widget.dag_layout.engine == "dot", what="dot's drawing")
+    until(lambda: widget.dag_layout is not None and widget.dag_layout.engine == "dot", what="dot's drawing")
 
+    assert all("x" not in n for n in first)  # no positions: the browser lays these out
     assert {n["id"] for n in widget.nodes} == set(widget.states)
+    assert all("x" in n and "y" in n for n in widget.nodes)
+    assert widget.width > 0
     assert writers == {"evkit-engine"}
     handle.cancel()
 
@@ -176,3 +182,43 @@ def test_pushes_are_spaced_by_their_own_cost(runtime, until):
     assert time.monotonic() - started >= live.COST_FACTOR * 0.02 - 0.01
     paced.close()
     handle.cancel()
+
+
+@workflow.step
+def count(*payloads: object) -> int:
+    return len(payloads)
+
+
+def test_a_page_request_shows_that_page_of_a_running_runs_event_table(runtime, until):
+    waits = [workflow.wait_for_event(workflow.ManualListener, key=f"k{i}") for i in range(120)]
+    handle = count.step(*waits).run_async(workflow_id="paged")
+    widget = run_widget(handle)
+    until(lambda: widget.event_total == 120 and widget.status == "WAITING", what="all 120 waits")
+    assert len(widget.events) == 50
+
+    widget._handle_custom_msg({"type": "page", "offset": 100}, [])  # as the view's "next" does
+
+    until(lambda: widget.event_offset == 100, what="the last page")
+    assert [r["inbox_key"] for r in widget.events] == [f"k{i}" for i in range(100, 120)]
+    workflow.send_events("paged", [(f"k{i}", i) for i in range(120)])
+    assert handle.result(timeout=20) == 120
+    until(lambda: widget.status == "SUCCESSFUL", what="the final push")
+    assert {r["state"] for r in widget.events} == {"committed"}
+    assert widget.event_offset == 100  # the page stays where the user put it
+
+
+def test_progress_has_every_state_and_one_page_of_event_records(runtime, until):
+    waits = [workflow.wait_for_event(workflow.ManualListener, key=f"k{i}") for i in range(7)]
+    handle = count.step(*waits).run_async(workflow_id="progress")
+    until(lambda: handle.progress().status == evkit.WorkflowStatus.WAITING, what="the waits")
+
+    progress = handle.progress(event_offset=4, event_limit=3)
+    snapshot = handle.snapshot()
+
+    assert progress.states == {s.step_id: s.state for s in snapshot.steps}
+    assert progress.shapes == tuple((s.step_id, s.kind, s.upstream) for s in snapshot.steps)
+    assert (progress.event_offset, progress.event_total) == (3, 7)  # moved onto a page start
+    assert progress.events == snapshot.steps[3:6]
+    assert handle.progress().shapes is progress.shapes  # no step added: the same tuple
+    workflow.send_events("progress", [(f"k{i}", i) for i in range(7)])
+    assert handle.result(timeout=20) == 7

@@ -8,6 +8,7 @@ import pytest
 
 from evkit import workflow
 from evkit.notebook.display import mimebundle, run_widget
+from evkit.notebook.static import MAX_DRAWN_STEPS
 from evkit.notebook.viewmodel import STATE_COLORS
 
 pytestmark = pytest.mark.slow  # each test runs a real workflow on a real store
@@ -98,3 +99,24 @@ def test_handle_of_a_closed_runtime_shows_one_line_instead_of_raising(store_path
     assert list(data) == ["text/plain"]
     assert data["text/plain"].startswith("<evkit run 'gone': cannot be shown (")
     assert "closed" in data["text/plain"]
+
+
+def test_a_dag_too_big_to_draw_gets_state_counts_and_one_page_of_events(runtime):
+    @workflow.step
+    def count(*payloads: object) -> int:
+        return len(payloads)
+
+    waits = [workflow.wait_for_event(workflow.TimerListener, 0.0) for _ in range(MAX_DRAWN_STEPS + 10)]
+    handle = count.step(*waits).run_async(workflow_id="big")
+    assert handle.result(timeout=60) == MAX_DRAWN_STEPS + 10
+
+    html = mimebundle(handle, live=False)["text/html"]
+
+    root = ET.fromstring(html)
+    assert not list(root.iter("{http://www.w3.org/2000/svg}svg"))
+    assert f"{MAX_DRAWN_STEPS + 11:,} steps:" in html
+    assert f"{MAX_DRAWN_STEPS + 10:,} committed" in html
+    assert "1 done" in html
+    assert len([tr for tr in root.iter("tr") if tr.get("data-step")]) == 50
+    assert f"and {MAX_DRAWN_STEPS + 10 - 50:,} more event steps" in html
+    assert len(html) < 40_000

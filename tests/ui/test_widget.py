@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from _ui_snapshots import approval_run, at, chain
+from _ui_snapshots import approval_run, at, chain, fan_in
 
-from evkit.model import RunSnapshot, StepSnapshot, WorkflowStatus
+from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.notebook.layout import compute_layout
-from evkit.notebook.widget import RunWidget, parse_payload
+from evkit.notebook.widget import EVENT_PAGE_ROWS, RunWidget, parse_payload
 
 NOW = at(4.0).timestamp()
 
@@ -27,8 +27,20 @@ def test_widget_colours_each_step_by_its_state_and_draws_every_edge():
         ("timer", "publish"),
     ]
     assert (widget.workflow_id, widget.status, widget.version) == ("approval", "WAITING", 3)
-    assert widget.width > 0
-    assert widget.height > 0
+    # "layers": the browser lays the DAG out, so no positions or size are sent
+    assert all("x" not in n for n in widget.nodes)
+    assert (widget.width, widget.height, widget.dag_layout) == (0.0, 0.0, None)
+
+
+def test_a_python_layout_sends_positions_and_size_with_the_nodes():
+    run = approval_run()
+    layout = compute_layout([(s.step_id, s.upstream) for s in run.steps], engine="layers")
+
+    widget = RunWidget.from_snapshot(run, now=NOW, layout=layout)
+
+    assert {n["id"]: (n["x"], n["y"]) for n in widget.nodes} == dict(layout.positions)
+    assert (widget.width, widget.height) == (layout.width, layout.height)
+    assert widget.dag_layout is layout
 
 
 def test_event_table_lists_listener_args_state_times_attempts_and_timer_time_left():
@@ -93,9 +105,66 @@ def test_update_sends_only_changed_traits_and_flags_new_dynamic_steps():
     assert widget.apply_snapshot(chain(3, state="done"), now=NOW) is False
     assert changes == ["states"]
 
-    assert widget.apply_snapshot(chain(5), now=NOW) is True  # s3, s4 are not laid out yet
-    widget.set_layout(compute_layout([(s.step_id, s.upstream) for s in chain(5).steps], engine="layers"))
+    assert widget.apply_snapshot(chain(5), now=NOW) is True  # s3, s4 are new: drawn at once
     assert {n["id"] for n in widget.nodes} == {"s0", "s1", "s2", "s3", "s4"}
+    assert ["s3", "s4"] in widget.edges
+
+
+def test_new_steps_drop_a_python_layout_that_lacks_them():
+    layout = compute_layout([(s.step_id, s.upstream) for s in chain(3).steps], engine="layers")
+    widget = RunWidget.from_snapshot(chain(3), now=NOW, layout=layout)
+
+    widget.apply_snapshot(chain(4), now=NOW)
+
+    assert widget.dag_layout is None  # the browser draws all four until a new layout comes
+    assert [n["id"] for n in widget.nodes] == ["s0", "s1", "s2", "s3"]
+    assert all("x" not in n for n in widget.nodes)
+    assert widget.width == 0
+
+
+def test_event_table_shows_one_page_and_turns_pages_on_the_views_request():
+    run = fan_in(120)
+    widget = RunWidget.from_snapshot(run, now=NOW)
+    first = [r["step"] for r in widget.events]
+    assert first == [f"w{i}" for i in range(EVENT_PAGE_ROWS)]
+    assert (widget.event_offset, widget.event_total) == (0, 120)
+    assert len(widget.states) == 121  # every step is coloured, whatever the page
+
+    widget._handle_custom_msg({"type": "page", "offset": 50}, [])
+    assert [r["step"] for r in widget.events] == [f"w{i}" for i in range(50, 100)]
+
+    widget._handle_custom_msg({"type": "page", "offset": 10_000}, [])  # past the end: the last page
+    assert widget.event_offset == 100
+    assert [r["step"] for r in widget.events] == [f"w{i}" for i in range(100, 120)]
+
+    widget._handle_custom_msg({"type": "page", "offset": "2"}, [])  # malformed: ignored
+    assert widget.event_offset == 100
+
+
+def test_a_live_widget_hands_page_requests_over_instead_of_writing_traits():
+    widget = RunWidget.from_snapshot(fan_in(120), now=NOW)
+    asked: list[int] = []
+    widget.on_page_request(asked.append)
+
+    widget._handle_custom_msg({"type": "page", "offset": 50}, [])
+
+    assert asked == [50]
+    assert widget.event_offset == 0  # the owner of the widget turns the page
+
+
+def test_progress_of_a_snapshot_clamps_its_page_onto_a_page_start():
+    run = fan_in(120)
+    assert RunProgress.of_snapshot(run, event_offset=73, event_limit=50).event_offset == 50
+    assert RunProgress.of_snapshot(run, event_offset=-5, event_limit=50).event_offset == 0
+    empty = RunProgress.of_snapshot(chain(2), event_offset=50, event_limit=50)
+    assert (empty.event_offset, empty.event_total, empty.events) == (0, 0, ())
+
+
+def test_big_traits_are_sent_as_they_are_without_ipywidgets_walk():
+    widget = RunWidget.from_snapshot(fan_in(3), now=NOW)
+    state = widget.get_state()
+    for name in ("nodes", "edges", "states", "events"):
+        assert state[name] is getattr(widget, name), name
 
 
 def test_repr_is_constant_whatever_the_state():
@@ -108,7 +177,20 @@ def test_repr_is_constant_whatever_the_state():
 def test_widget_state_is_plain_json_for_the_frontend():
     widget = RunWidget.from_snapshot(approval_run(), now=NOW, layout_engine="layers")
     state = widget.get_state()
-    for name in ("nodes", "edges", "states", "events", "status", "now", "send_status", "_esm", "_css"):
+    for name in (
+        "nodes",
+        "edges",
+        "states",
+        "events",
+        "event_offset",
+        "event_total",
+        "event_page_rows",
+        "status",
+        "now",
+        "send_status",
+        "_esm",
+        "_css",
+    ):
         assert name in state
     json.dumps(state)
     assert "evkit-send" in state["_esm"]

@@ -1,10 +1,17 @@
-// The browser half of evkit's RunWidget (anywidget ESM): draws the DAG once per layout,
-// recolours nodes when the `states` trait changes, keeps the event table in sync, and
-// sends {type: "send", step, payload} when a "Send" button of a waiting manual event is
-// pressed. It never writes traits: the kernel owns all state.
+// The browser half of evkit's RunWidget (anywidget ESM): draws the DAG once per set of
+// nodes (laying it out here unless the kernel sent graphviz's positions), recolours nodes
+// when the `states` trait changes, keeps the event table's page in sync, and sends
+// {type: "send", step, payload} when a "Send" button of a waiting manual event is pressed
+// and {type: "page", offset} for another page of the table. It never writes traits: the
+// kernel owns all state.
 const SVGNS = "http://www.w3.org/2000/svg";
 const NODE_W = 150;
 const NODE_H = 30;
+const GAP_X = 60;
+const GAP_Y = 14;
+const MARGIN = 10;
+const LABEL_CHARS = 22;
+const STATE_ORDER = ["pending", "running", "waiting", "received", "checkpointed", "committed", "done", "failed", "cancelled"];
 const TIME_COLUMNS = ["waiting", "received", "checkpointed", "committed"];
 const HEAD = ["step", "listener", "args", "state", "attempts", ...TIME_COLUMNS, "time left", "send"];
 
@@ -21,6 +28,51 @@ function html(tag, className, text) {
   return node;
 }
 
+// The same layered layout as evkit/notebook/layout.py's _layered (tests compare the two):
+// a node sits one column right of its furthest upstream node, and each column is sorted
+// once by the mean row of its nodes' upstreams. `ids` are in topological order.
+export function layered(ids, edges) {
+  const upstream = new Map(ids.map((id) => [id, []]));
+  for (const [a, b] of edges) if (upstream.has(a) && upstream.has(b)) upstream.get(b).push(a);
+  const layer = new Map();
+  const columns = new Map();
+  for (const id of ids) {
+    let index = 0;
+    for (const u of upstream.get(id)) index = Math.max(index, (layer.has(u) ? layer.get(u) : -1) + 1);
+    layer.set(id, index);
+    if (!columns.has(index)) columns.set(index, []);
+    columns.get(index).push(id);
+  }
+  const row = new Map();
+  const order = [...columns.keys()].sort((a, b) => a - b);
+  for (const index of order) {
+    const column = columns.get(index);
+    column.forEach((id, position) => {
+      let total = 0, count = 0;
+      for (const u of upstream.get(id)) if (row.has(u)) { total += row.get(u); count += 1; }
+      row.set(id, count ? total / count : position);
+    });
+    column.sort((a, b) => row.get(a) - row.get(b));
+    column.forEach((id, position) => row.set(id, position));
+  }
+  let tallest = 0;
+  for (const column of columns.values()) tallest = Math.max(tallest, column.length);
+  const pitchY = NODE_H + GAP_Y;
+  const positions = new Map();
+  for (const [index, column] of columns) {
+    const top = MARGIN + ((tallest - column.length) * pitchY) / 2 + NODE_H / 2;
+    const x = MARGIN + NODE_W / 2 + index * (NODE_W + GAP_X);
+    column.forEach((id, position) => positions.set(id, [x, top + position * pitchY]));
+  }
+  const width = columns.size ? columns.size * (NODE_W + GAP_X) - GAP_X + 2 * MARGIN : 2 * MARGIN;
+  const height = Math.max(tallest * pitchY - GAP_Y + 2 * MARGIN, 2 * MARGIN);
+  return { positions, width, height };
+}
+
+function label(id) {
+  return id.length <= LABEL_CHARS ? id : "…" + id.slice(id.length - (LABEL_CHARS - 1));
+}
+
 function edgePath(a, b) {
   const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x - NODE_W / 2, y2 = b.y, mid = (x1 + x2) / 2;
   return `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
@@ -29,6 +81,7 @@ function edgePath(a, b) {
 function render({ model, el }) {
   const root = html("div", "evkit-run");
   const header = html("div", "evkit-header");
+  const counts = html("div", "evkit-counts");
   const dagBox = html("div", "evkit-dag-box");
   const table = html("table", "evkit-events");
   const tbody = html("tbody");
@@ -39,7 +92,15 @@ function render({ model, el }) {
   table.append(thead, tbody);
   const tableBox = html("div", "evkit-events-box");
   tableBox.appendChild(table);
-  root.append(header, dagBox, tableBox);
+  const pager = html("div", "evkit-pager");
+  const prev = html("button", "evkit-page-prev", "‹ previous");
+  const pageText = html("span", "evkit-page-text");
+  const next = html("button", "evkit-page-next", "next ›");
+  for (const b of [prev, next]) b.type = "button";
+  pager.append(prev, pageText, next);
+  prev.addEventListener("click", () => turnPage(-1));
+  next.addEventListener("click", () => turnPage(1));
+  root.append(header, counts, dagBox, tableBox, pager);
   el.appendChild(root);
 
   let nodeEls = new Map();
@@ -56,20 +117,31 @@ function render({ model, el }) {
 
   function drawDag() {
     const nodes = model.get("nodes");
-    const width = model.get("width");
-    const height = model.get("height");
+    const edges = model.get("edges");
+    let width = model.get("width");
+    let height = model.get("height");
+    const byKernel = width > 0 && nodes.every((n) => n.x !== undefined);  // graphviz's positions
+    let pos;
+    if (byKernel) {
+      pos = new Map(nodes.map((n) => [n.id, n]));
+    } else {
+      const drawn = layered(nodes.map((n) => n.id), edges);
+      pos = new Map([...drawn.positions].map(([id, [x, y]]) => [id, { x, y }]));
+      ({ width, height } = drawn);
+    }
+    root.dataset.layout = byKernel ? "kernel" : "browser";
     const canvas = svg("svg", { class: "evkit-dag", viewBox: `0 0 ${width} ${height}`, width: width });
-    const pos = new Map(nodes.map((n) => [n.id, n]));
-    for (const [a, b] of model.get("edges")) {
+    for (const [a, b] of edges) {
       if (pos.has(a) && pos.has(b)) canvas.appendChild(svg("path", { class: "evkit-edge", d: edgePath(pos.get(a), pos.get(b)) }));
     }
     nodeEls = new Map();
     for (const n of nodes) {
+      const p = pos.get(n.id);
       const g = svg("g", { class: "evkit-node", "data-step": n.id });
       const title = svg("title");
-      const rect = svg("rect", { x: n.x - NODE_W / 2, y: n.y - NODE_H / 2, width: NODE_W, height: NODE_H, rx: n.kind === "event" ? 12 : 3 });
-      const text = svg("text", { x: n.x, y: n.y + 4, "text-anchor": "middle" });
-      text.textContent = n.label;
+      const rect = svg("rect", { x: p.x - NODE_W / 2, y: p.y - NODE_H / 2, width: NODE_W, height: NODE_H, rx: n.kind === "event" ? 12 : 3 });
+      const text = svg("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" });
+      text.textContent = n.label || label(n.id);
       g.append(title, rect, text);
       canvas.appendChild(g);
       nodeEls.set(n.id, { g, title, kind: n.kind });
@@ -80,12 +152,36 @@ function render({ model, el }) {
 
   function paintStates() {
     const states = model.get("states");
+    const tally = new Map();
     for (const [id, ent] of nodeEls) {
       const state = states[id] || "pending";
+      tally.set(state, (tally.get(state) || 0) + 1);
       ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}`);
       ent.g.setAttribute("data-state", state);
       ent.title.textContent = `${id}: ${state}`;
     }
+    const parts = STATE_ORDER.filter((s) => tally.has(s)).map((s) => {
+      const part = html("span", `evkit-count evkit-state-${s}`, `${tally.get(s).toLocaleString("en")} ${s}`);
+      part.dataset.state = s;
+      return part;
+    });
+    counts.replaceChildren(html("span", "", `${nodeEls.size.toLocaleString("en")} steps:`), ...parts);
+  }
+
+  function drawPager() {
+    const total = model.get("event_total");
+    const size = model.get("event_page_rows");
+    const offset = model.get("event_offset");
+    const shown = model.get("events").length;
+    pager.style.display = total > size ? "" : "none";
+    pageText.textContent = `event steps ${shown ? offset + 1 : 0}-${offset + shown} of ${total.toLocaleString("en")}`;
+    prev.disabled = offset <= 0;
+    next.disabled = offset + size >= total;
+  }
+
+  function turnPage(direction) {
+    const size = model.get("event_page_rows");
+    model.send({ type: "page", offset: model.get("event_offset") + direction * size });
   }
 
   function timeLeft(row) {
@@ -179,6 +275,7 @@ function render({ model, el }) {
       if (!seen.has(step)) { ent.tr.remove(); rowEls.delete(step); }
     }
     table.style.display = rows.length ? "" : "none";
+    drawPager();
   }
 
   function tick() {
@@ -189,9 +286,20 @@ function render({ model, el }) {
 
   function syncClock() { offsetMs = model.get("now") * 1000 - Date.now(); }
 
+  // nodes, edges and width arrive in one message but fire one change each: draw once.
+  let dagQueued = false;
+  function queueDag() {
+    if (dagQueued) return;
+    dagQueued = true;
+    queueMicrotask(() => { dagQueued = false; drawDag(); });
+  }
+
   const handlers = [
-    ["change:nodes", drawDag],
-    ["change:edges", drawDag],
+    ["change:nodes", queueDag],
+    ["change:edges", queueDag],
+    ["change:width", queueDag],
+    ["change:event_total", drawPager],
+    ["change:event_offset", drawPager],
     ["change:states", paintStates],
     ["change:events", drawEvents],
     ["change:send_status", drawEvents],

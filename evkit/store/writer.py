@@ -70,16 +70,6 @@ _ARROW_THRESHOLD = 8
 _ARROW_SLICE_ROWS = 20_000
 
 
-class Append:
-    """Queue op: append ``row`` to ``table`` (or to a narrow row shape, see ``ROW_SHAPES``)."""
-
-    __slots__ = ("row", "table")
-
-    def __init__(self, table: str, row: Row) -> None:
-        self.table = table
-        self.row = row
-
-
 class Execute:
     """Queue op: run one SQL statement (deletes) in order with the appends."""
 
@@ -90,7 +80,12 @@ class Execute:
         self.params = params
 
 
-Op = Append | Execute
+RowGroup = dict[str, list[Row]]
+"""Queue op: rows appended between two ``Execute`` ops, by table (or narrow row shape,
+see ``ROW_SHAPES``), each list in append order. Grouped as they are queued, so neither
+the loop nor the writer handles an object per row."""
+
+Op = RowGroup | Execute
 
 
 class _Batch(asyncio.Future[None]):
@@ -215,15 +210,11 @@ def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
     """Write ``ops`` in one transaction, committed (and fsynced) before returning."""
     con.execute("BEGIN TRANSACTION")
     try:
-        pending: dict[str, list[Row]] = {}
         for op in ops:
-            if isinstance(op, Append):
-                pending.setdefault(op.table, []).append(op.row)
-            else:
-                _append_all(con, pending)
-                pending = {}
+            if isinstance(op, Execute):
                 con.execute(op.sql, op.params)
-        _append_all(con, pending)
+            else:
+                _append_all(con, op)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -311,7 +302,8 @@ class WriteQueue:
     def __init__(self, writer: StoreWriter, loop: asyncio.AbstractEventLoop) -> None:
         self.writer = writer
         self._loop = loop
-        self._ops: list[Op] = []
+        self._ops: list[Op] = []  # closed row groups and statements, in queue order
+        self._rows: RowGroup = {}  # the open row group (rows since the last statement)
         self._batch: _Batch = _Batch(loop=loop)
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
@@ -322,22 +314,28 @@ class WriteQueue:
 
     def append(self, table: str, row: Row) -> asyncio.Future[None]:
         """Queue a row; the returned future resolves once it is committed."""
-        if self._failure is not None:  # the hot path of every row: _put inlined
+        if self._failure is not None:  # the hot path of every row: kept short
             self._raise_failed()
-        self._ops.append(Append(table, row))
+        rows = self._rows.get(table)
+        if rows is None:
+            rows = self._rows[table] = []
+        rows.append(row)
         self._wakeup.set()
         return self._batch
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> asyncio.Future[None]:
         """Queue a statement to run in order with the appends."""
-        return self._put(Execute(sql, params))
-
-    def _put(self, op: Op) -> asyncio.Future[None]:
         if self._failure is not None:
             self._raise_failed()
-        self._ops.append(op)
+        self._close_rows()
+        self._ops.append(Execute(sql, params))
         self._wakeup.set()
         return self._batch
+
+    def _close_rows(self) -> None:
+        if self._rows:
+            self._ops.append(self._rows)
+            self._rows = {}
 
     def _raise_failed(self) -> None:
         raise StoreError(
@@ -351,18 +349,20 @@ class WriteQueue:
         Raises:
             StoreError: The batch holding those writes failed.
         """
-        if self._ops:
+        if self._ops or self._rows:
             await asyncio.shield(self._batch)
         elif self._writing is not None:
             await asyncio.shield(self._writing)
 
     @property
     def pending(self) -> int:
-        """How many ops wait for the next batch."""
-        return len(self._ops)
+        """How many rows and statements wait for the next batch."""
+        ops = [*self._ops, self._rows]
+        return sum(sum(map(len, op.values())) if isinstance(op, dict) else 1 for op in ops)
 
     def take_pending(self) -> list[Op]:
         """Remove and return the ops not yet handed to the writer (for a synchronous close)."""
+        self._close_rows()
         ops, self._ops = self._ops, []
         return ops
 
@@ -379,6 +379,7 @@ class WriteQueue:
             # it, so they share one commit instead of paying one each.
             await asyncio.sleep(0)
             self._wakeup.clear()
+            self._close_rows()
             if not self._ops:
                 if self._closing:
                     return

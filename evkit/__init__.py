@@ -11,7 +11,6 @@ import sys
 
 from evkit import workflow as workflow
 from evkit.api import (
-    RunHandle as RunHandle,
     cancel as cancel,
     delete as delete,
     get_metadata as get_metadata,
@@ -70,6 +69,7 @@ from evkit.errors import (
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
 from evkit.executors import StepExecutor as StepExecutor
+from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener

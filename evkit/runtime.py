@@ -146,7 +146,7 @@ class Runtime:
             return self._engine
 
     def _make_engine(self) -> Engine:
-        running = _running_loop()
+        running = running_loop()
         if self.loop_mode == "running" and running is None:
             raise RunStateError(
                 'workflow.init(loop="running") needs a running event loop in this thread; '
@@ -174,7 +174,7 @@ class Runtime:
     def on_engine_loop(self) -> bool:
         """True when called from the engine's loop thread while it runs."""
         engine = self._engine
-        return engine is not None and _running_loop() is engine.loop
+        return engine is not None and running_loop() is engine.loop
 
     # ------------------------------------------------------------------ bridges
 
@@ -188,7 +188,7 @@ class Runtime:
             RunStateError: Called from inside a step running on the engine's thread loop.
         """
         engine = self.engine()
-        running = _running_loop()
+        running = running_loop()
         if running is engine.loop:
             return _run_nested(engine.loop, fn(engine))
         if engine.loop.is_running() or self._loop_thread is not None:
@@ -204,7 +204,7 @@ class Runtime:
     async def acall(self, fn: Callable[[Engine], Awaitable[T]]) -> T:
         """Await ``fn(engine)`` from any loop: directly on the engine's, else through it."""
         engine = self.engine()
-        if _running_loop() is engine.loop:
+        if running_loop() is engine.loop:
             return await fn(engine)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(fn, engine), engine.loop))
 
@@ -215,7 +215,7 @@ class Runtime:
         waits only for the loop to pick it up.
         """
         engine = self.engine()
-        if _running_loop() is engine.loop:
+        if running_loop() is engine.loop:
             return fn(engine)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -240,7 +240,7 @@ class Runtime:
         executors_closed = False
         try:
             if engine is not None and not engine.loop.is_closed():
-                if _running_loop() is engine.loop:
+                if running_loop() is engine.loop:
                     self._close_on_own_loop(engine)
                 elif engine.loop.is_running():
                     asyncio.run_coroutine_threadsafe(engine.aclose(), engine.loop).result()
@@ -299,7 +299,7 @@ class Runtime:
             self.close()
 
     async def _acall_engine(self, engine: Engine, fn: Callable[[], Awaitable[None]]) -> None:
-        if _running_loop() is engine.loop:
+        if running_loop() is engine.loop:
             await fn()
         else:
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call0(fn), engine.loop))
@@ -313,7 +313,8 @@ async def _call0(fn: Callable[[], Awaitable[None]]) -> None:
     await fn()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, or ``None``."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from evkit import event_listener as event_listener
 from evkit.api import (
-    RunHandle as RunHandle,
     cancel as cancel,
     delete as delete,
     get_metadata as get_metadata,
@@ -43,6 +42,7 @@ from evkit.errors import (
     WorkflowNotFoundError as WorkflowNotFoundError,
     WorkflowNotResumableError as WorkflowNotResumableError,
 )
+from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener

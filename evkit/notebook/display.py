@@ -19,7 +19,7 @@ from evkit.notebook import static, viewmodel
 from evkit.notebook.layout import Layout, compute_layout
 
 if TYPE_CHECKING:
-    from evkit.api import RunHandle
+    from evkit.handle import RunHandle
     from evkit.notebook.live import LiveRun
     from evkit.notebook.widget import RunWidget
 

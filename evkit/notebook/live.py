@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from evkit import api
+from evkit.handle import RunHandle
 from evkit.model import RunProgress, clamp_offset
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used
 from evkit.notebook.widget import RunWidget, layout_for, parse_payload
@@ -46,7 +47,7 @@ class LiveRun:
 
     def __init__(
         self,
-        handle: api.RunHandle,
+        handle: RunHandle,
         widget: RunWidget,
         *,
         min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS,

@@ -1,0 +1,253 @@
+"""``RunHandle``: what ``run_async`` and ``resume_async`` return.
+
+It waits for the output (blocking or awaitable, from any thread and loop), reports the
+status, cancels, gives snapshots and progress of the live run, and shows a live view in a
+notebook. Every call is carried to the engine's loop by the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, final
+
+from evkit.errors import RunStateError, WorkflowCancellationError
+from evkit.model import RunProgress, RunSnapshot, WorkflowStatus
+from evkit.runtime import running_loop
+
+if TYPE_CHECKING:
+    from evkit.engine import ActiveRun, Engine
+    from evkit.runtime import Runtime
+
+
+@final
+class RunHandle:
+    """A run started with ``run_async`` or ``resume_async``.
+
+    ``await handle`` (from any loop) or ``handle.result(timeout=...)`` gives the output;
+    ``handle.status`` polls; ``handle.cancel()`` cancels; in a notebook, displaying it
+    shows a live view of the run.
+    """
+
+    def __init__(self, runtime: Runtime, active: ActiveRun) -> None:
+        self.workflow_id = active.workflow_id
+        self._runtime = runtime
+        self._active = active
+        self._engine_loop = active.task.get_loop()
+        self._future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        self._future.set_running_or_notify_cancel()
+        self._runtime.call_soon(lambda _: active.task.add_done_callback(self._copy_outcome))
+
+    def _copy_outcome(self, task: asyncio.Task[object]) -> None:
+        if task.cancelled():
+            self._future.set_exception(
+                WorkflowCancellationError(
+                    f"Run {self.workflow_id!r} stopped: its runtime was closed or its loop ended. "
+                    f"Resume it with workflow.resume({self.workflow_id!r}).",
+                    workflow_id=self.workflow_id,
+                )
+            )
+        elif (exc := task.exception()) is not None:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(task.result())
+
+    def __repr__(self) -> str:
+        return f"<evkit.RunHandle {self.workflow_id!r} {self.status.value}>"
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        """Wait for the output without blocking the loop you await on."""
+        return self._wait().__await__()
+
+    async def _wait(self) -> object:
+        if running_loop() is self._engine_loop:
+            return await asyncio.shield(self._active.task)
+        return await asyncio.wrap_future(self._future)
+
+    def result(self, timeout: float | None = None) -> object:
+        """Block until the run ends and return its output.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no limit).
+
+        Raises:
+            WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+            WorkflowCancellationError: The run was cancelled.
+            TimeoutError: ``timeout`` passed; the run goes on.
+        """
+        if running_loop() is self._engine_loop:
+
+            async def wait(_: Engine) -> object:
+                return await asyncio.wait_for(asyncio.shield(self._active.task), timeout)
+
+            return self._runtime.call(wait)
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"Run {self.workflow_id!r} did not finish within {timeout} s; it is still "
+                f"{self.status.value}. Wait again, or cancel it with handle.cancel()."
+            ) from None
+
+    def done(self) -> bool:
+        """True once the run ended (in any way)."""
+        return self._future.done()
+
+    async def wait_status(
+        self, *statuses: WorkflowStatus, timeout_seconds: float | None = None
+    ) -> WorkflowStatus:
+        """Wait, without blocking the loop, until the run has one of ``statuses``.
+
+        Woken by the run's own changes (no polling). With no statuses, waits for a final
+        one (SUCCESSFUL, FAILED or CANCELED).
+
+        Returns:
+            The status reached.
+
+        Raises:
+            RunStateError: The run ended in another status first.
+            TimeoutError: ``timeout_seconds`` passed first.
+        """
+        wanted = set(statuses) or {s for s in WorkflowStatus if s.is_final}
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        listening = True
+
+        def on_change(*_: object) -> None:
+            # Also called from the run's done callback, which cannot be removed: it may
+            # fire long after this wait returned and its loop closed.
+            if listening and not loop.is_closed():
+                loop.call_soon_threadsafe(changed.set)
+
+        unsubscribe = self.subscribe(on_change)
+        self._future.add_done_callback(on_change)
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while True:
+                    changed.clear()
+                    status = self.status
+                    if status in wanted:
+                        return status
+                    if self.done():
+                        raise RunStateError(
+                            f"Run {self.workflow_id!r} ended {status.value} before it was "
+                            f"{' or '.join(sorted(s.value for s in wanted))}.",
+                            workflow_id=self.workflow_id,
+                        )
+                    await changed.wait()
+        finally:
+            listening = False
+            self._runtime.call_soon(lambda _: unsubscribe())
+
+    async def wait_waiting(self, *, timeout_seconds: float | None = None) -> None:
+        """Wait until every runnable step of the run waits on an event (status WAITING).
+
+        Raises:
+            RunStateError: The run ended first.
+            TimeoutError: ``timeout_seconds`` passed first.
+        """
+        await self.wait_status(WorkflowStatus.WAITING, timeout_seconds=timeout_seconds)
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The run's status now (RUNNING, WAITING, then its final status)."""
+        if not self._future.done():
+            return self._active.status
+        execution = self._active.execution
+        if execution is not None:
+            return execution.status
+        exc = self._future.exception()
+        if exc is None:
+            return WorkflowStatus.SUCCESSFUL
+        return (
+            WorkflowStatus.CANCELED if isinstance(exc, WorkflowCancellationError) else WorkflowStatus.FAILED
+        )
+
+    def cancel(self) -> None:
+        """Cancel the run: waits are cancelled, cleanup hooks awaited, CANCELED recorded."""
+        self._runtime.call(lambda engine: engine.cancel(self.workflow_id))
+
+    async def cancel_async(self) -> None:
+        """Like :meth:`cancel`, awaitable."""
+        await self._runtime.acall(lambda engine: engine.cancel(self.workflow_id))
+
+    def snapshot(self) -> RunSnapshot:
+        """An immutable picture of the run now (see ``RunSnapshot``)."""
+        return self._runtime.call_soon(lambda _: self._active.snapshot())
+
+    def progress(self, *, event_offset: int = 0, event_limit: int = 50) -> RunProgress:
+        """A cheaper picture for live views: every step's state, one page of event steps.
+
+        Args:
+            event_offset: Index of the first event step wanted, counting event steps only
+                (moved onto a page start and into range).
+            event_limit: How many event steps to describe in full.
+        """
+        return self._runtime.call_soon(
+            lambda _: self._active.progress(event_offset=event_offset, event_limit=event_limit)
+        )
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on the engine's loop after the run changes; returns an unsubscribe.
+
+        Keep the callback short: it runs on the engine's loop.
+        """
+
+        def attach(_: Engine) -> Callable[[], None]:
+            execution = self._active.execution
+            if execution is not None:
+                return execution.subscribe(callback)
+            self._active.subscribers.append(callback)
+            return lambda: self._active.subscribers.remove(callback)
+
+        return self._runtime.call_soon(attach)
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
+        """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
+        notebook = _notebook_module("display")
+        if notebook is None:
+            return {"text/plain": repr(self)}
+        return notebook.mimebundle(self, include=include, exclude=exclude)  # type: ignore[no-any-return]
+
+    def plot_timeline(self, **kwargs: object) -> object:
+        """Draw the run's steps and event phases on a time axis (matplotlib), from the store.
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install evkit[notebook]``).
+        """
+        return draw_timeline(self.workflow_id, **kwargs)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime executing this run."""
+        return self._runtime
+
+    @property
+    def engine_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the run executes on."""
+        return self._engine_loop
+
+
+def _notebook_module(name: str) -> Any:
+    """``evkit.notebook.<name>``, or ``None`` without the ``[notebook]`` extra."""
+    # The notebook layer sits above this one and needs the optional [notebook] extra, so
+    # it is looked up by name when a notebook asks for it, never imported up front.
+    try:
+        return importlib.import_module(f"evkit.notebook.{name}")
+    except ImportError:
+        return None
+
+
+def draw_timeline(workflow_id: str, **kwargs: object) -> object:
+    """``evkit.notebook.timeline.plot_timeline`` (see ``workflow.plot_timeline``).
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install evkit[notebook]``).
+    """
+    timeline = _notebook_module("timeline")
+    if timeline is None:
+        raise ImportError("plot_timeline needs matplotlib: pip install 'evkit[notebook]'")
+    return timeline.plot_timeline(workflow_id, **kwargs)

@@ -25,7 +25,7 @@ from evkit.errors import (
 )
 from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
-from evkit.listeners.manual import Inbox
+from evkit.listeners.manual import Inbox, ManualListener
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now, run_status_row
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
@@ -69,6 +69,11 @@ class ActiveRun:
     def status(self) -> WorkflowStatus:
         """The live status."""
         return self.execution.status if self.execution is not None else WorkflowStatus.RUNNING
+
+
+def _waits_on_inbox(dag: FlatDag) -> bool:
+    """True when some event step of ``dag`` waits on the inbox (a ``ManualListener``)."""
+    return any(step.listener is not None and issubclass(step.listener, ManualListener) for step in dag.steps)
 
 
 class Engine:
@@ -218,6 +223,12 @@ class Engine:
             callback()
         if active.cancel_requested:
             active.task.cancel()
+        if _waits_on_inbox(dag):
+            # Read the run's inbox now, while nothing is queued: the read then runs at
+            # once. Started by the first wait instead, it would queue behind that wait's
+            # batch, which holds every other wait's row too (100,000 rows: ~1.3 s),
+            # and events sent meanwhile would wait for it.
+            self.inbox.prime(workflow_id)
         return await execution.execute()
 
     def active(self, workflow_id: str) -> ActiveRun | None:

@@ -135,11 +135,18 @@ class Inbox:
         return [row[2] for row in rows]
 
     def _deliver(self, workflow_id: str, events: list[tuple[str, str, bytes]]) -> None:
-        """Index committed events (if the run's index is loaded) and wake their waits."""
+        """Index sent events (if the run's index exists) and wake their waits.
+
+        While the index loads, its waits are left asleep: the load wakes the waits of every
+        key that has events when it ends (woken now, they would only wait again).
+        """
         index = self._index.get(workflow_id)
+        loading = workflow_id in self._loading
         for key, event_id, blob in events:
             if index is not None and (workflow_id, event_id) not in self._claimed:
                 index.setdefault(key, {})[event_id] = blob
+            if loading:
+                continue
             for waiter in self._waiters.pop((workflow_id, key), []):
                 if not waiter.done():
                     waiter.set_result(None)
@@ -166,6 +173,14 @@ class Inbox:
                 await waiter
             finally:
                 self._drop_waiter(workflow_id, key, waiter)
+
+    def prime(self, workflow_id: str) -> None:
+        """Start reading the run's unclaimed events now (its waits would start it anyway).
+
+        The engine calls it before a run's steps start, when the store has nothing of the
+        run queued, so the read does not wait for the rows its waits queue.
+        """
+        self._start_loading(workflow_id)
 
     def _start_loading(self, workflow_id: str) -> None:
         if workflow_id in self._index:  # loaded, or loading

@@ -17,7 +17,7 @@ import time
 from bench.common import peak_rss_mb, temp_store
 
 
-def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
+def evkit_widget(n: int, with_widget: bool, on_loop: bool = True) -> dict[str, float]:
     from bench.listeners import POLLS, CountingManualListener, collect, handle
     from evkit import workflow
 
@@ -29,7 +29,7 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
         _live, mimebundle = None, None
 
     with temp_store() as path:
-        workflow.init(storage=path, loop="thread")
+        runtime = workflow.init(storage=path, loop="thread")
 
         POLLS.reset(n)
         # Both variants start from a collected heap: a full collection (~60 ms with pandas
@@ -43,8 +43,11 @@ def evkit_widget(n: int, with_widget: bool) -> dict[str, float]:
         run = workflow.run_async(node, workflow_id="widget")
         pushes = 0.0
         if with_widget:
-            if mimebundle is not None:
-                mimebundle(run, live=True)
+            if mimebundle is not None and on_loop:
+                # As a notebook cell does in the default loop mode: on the engine's thread.
+                runtime.call_soon(lambda _: mimebundle(run, live=True))
+            elif mimebundle is not None:
+                mimebundle(run, live=True)  # loop="thread": beside the engine, on our thread
             else:
                 stop = _start_plain_reader(run)
         POLLS.reached.wait()

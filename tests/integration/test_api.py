@@ -71,6 +71,27 @@ def test_retries_with_backoff_are_recorded_as_attempts(runtime: evkit.Runtime) -
     assert evkit.sql("SELECT attempts, state FROM steps").fetchall() == [(3, "succeeded")]
 
 
+def test_a_snapshot_has_when_each_step_last_entered_each_state(runtime: evkit.Runtime) -> None:
+    handle = workflow.run_async(
+        add.step(flaky.step(1), workflow.wait_for_event(workflow.ManualListener, key="go")).with_options(
+            name="sum"
+        ),
+        workflow_id="times",
+    )
+    workflow.send_event("times", "go", 1)
+    with pytest.raises(workflow.WorkflowExecutionError):  # "ok" + 1
+        handle.result(timeout=10)
+    snapshot = handle.snapshot()
+
+    event = snapshot.step("ManualListener").state_times
+    assert list(event) == ["waiting", "received", "checkpointed", "committed"]
+    assert event["waiting"] <= event["received"] <= event["checkpointed"] <= event["committed"]
+    retried = snapshot.step("flaky").state_times  # running, pending (to retry), running, done
+    assert list(retried) == ["pending", "running", "done"]
+    assert retried["pending"] < retried["running"] < retried["done"]  # the latest of each
+    assert list(snapshot.step("sum").state_times) == ["running", "failed"]
+
+
 def test_exceptions_are_not_retried_unless_asked(runtime: evkit.Runtime) -> None:
     with pytest.raises(workflow.WorkflowExecutionError) as info:
         flaky.options(retry_exceptions=False).step(5).run(workflow_id="nr")

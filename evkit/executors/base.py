@@ -6,7 +6,7 @@ executor never blocks the loop. Event waits never go to an executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -31,8 +31,11 @@ class StepExecutor(Protocol):
 
     name: str
 
-    async def run(self, call: StepCall) -> object:
-        """Run ``call`` and return its result; raise what the body raised.
+    def run(self, call: StepCall) -> Awaitable[object]:
+        """Run ``call``; awaiting what this returns gives its result or raises what it raised.
+
+        An ``async def run`` fits; so does a plain ``def`` returning a future (the local
+        executor does: no coroutine per step in flight).
 
         Raises:
             WorkerLostError: The worker died; the engine may retry.

@@ -52,8 +52,12 @@ class LocalExecutor:
         self._scheduled: set[asyncio.AbstractEventLoop] = set()
         self._closed = False
 
-    async def run(self, call: StepCall) -> object:
+    def run(self, call: StepCall) -> asyncio.Future[object]:
         """Run the body in a worker thread, inside a copy of the step's context.
+
+        Returns:
+            A future of the body's result (a plain future, not a coroutine: one object
+            less per step in flight).
 
         Raises:
             RuntimeError: The executor was closed.
@@ -75,7 +79,7 @@ class LocalExecutor:
                 )
                 self._threads.append(thread)
                 thread.start()
-        return await future
+        return future
 
     def _work(self) -> None:
         while True:

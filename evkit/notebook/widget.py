@@ -67,8 +67,11 @@ class RunWidget(anywidget.AnyWidget):
     one for you (``evkit.notebook.run_widget(handle)``).
     """
 
-    _esm = _ASSETS / "run_widget.js"
-    _css = _ASSETS / "run_widget.css"
+    # Declared as traits here, read once: given as files, anywidget adds them (and its id)
+    # to each instance with add_traits, which makes a new class per widget (~1 ms).
+    _esm = traitlets.Unicode((_ASSETS / "run_widget.js").read_text(encoding="utf-8")).tag(sync=True)
+    _css = traitlets.Unicode((_ASSETS / "run_widget.css").read_text(encoding="utf-8")).tag(sync=True)
+    _anywidget_id = traitlets.Unicode(f"{__name__}.RunWidget").tag(sync=True)
 
     workflow_id = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
@@ -103,6 +106,12 @@ class RunWidget(anywidget.AnyWidget):
         self._page_request: PageRequest | None = None
         self._send_seq = 0
         self.on_msg(self._on_frontend_msg)
+
+    def add_traits(self, **traits: traitlets.TraitType[Any, Any]) -> None:
+        """Add only traits the class does not declare (see ``_esm`` above)."""
+        new = {name: trait for name, trait in traits.items() if not self.has_trait(name)}
+        if new:
+            super().add_traits(**new)
 
     def __repr__(self) -> str:
         # Constant on purpose: a repr that shows live state races with the engine and

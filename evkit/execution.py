@@ -33,6 +33,7 @@ from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import ManualListener
 from evkit.model import (
+    EVENT_PAGE_SIZE,
     STEP_STATES,
     RunProgress,
     RunSnapshot,
@@ -189,11 +190,8 @@ class RunExecution:
         # Steps whose view did not change since the last snapshot reuse their record (a
         # view changes only together with _set_state, which drops it from the cache), so
         # a widget reading a 2,000-step run 10 times a second pays for the changes only.
-        cache = self._snapshots
         for step_id in self._order:
-            record = cache.get(step_id)
-            if record is None:
-                record = cache[step_id] = self._step_snapshot(step_id)
+            record = self._step_snapshot(step_id)
             if record.state == "waiting":
                 waiting_on.append(step_id)
             steps.append(record)
@@ -209,7 +207,7 @@ class RunExecution:
             error=self._error,
         )
 
-    def progress(self, *, event_offset: int = 0, event_limit: int = 50) -> RunProgress:
+    def progress(self, *, event_offset: int = 0, event_limit: int = EVENT_PAGE_SIZE) -> RunProgress:
         """Every step's state and one page of event records (see ``RunProgress``).
 
         What a live view reads ~10 times a second: no per-step record is made except for
@@ -222,13 +220,7 @@ class RunExecution:
         shapes, event_ids = self._shapes
         views = self._views
         offset = clamp_offset(event_offset, len(event_ids), event_limit)
-        cache = self._snapshots
-        page = []
-        for step_id in event_ids[offset : offset + event_limit]:
-            record = cache.get(step_id)
-            if record is None:
-                record = cache[step_id] = self._step_snapshot(step_id)
-            page.append(record)
+        page = [self._step_snapshot(step_id) for step_id in event_ids[offset : offset + event_limit]]
         return RunProgress(
             workflow_id=self.workflow_id,
             status=self.status,
@@ -243,8 +235,12 @@ class RunExecution:
         )
 
     def _step_snapshot(self, step_id: str) -> StepSnapshot:
+        """The step's record, reused until its view changes (_set_state drops it)."""
+        record = self._snapshots.get(step_id)
+        if record is not None:
+            return record
         step, view = self._steps[step_id], self._views[step_id]
-        return make_step_snapshot(  # in StepSnapshot's field order
+        record = self._snapshots[step_id] = make_step_snapshot(  # in StepSnapshot's field order
             step_id,
             step.name,
             step.kind,
@@ -259,6 +255,7 @@ class RunExecution:
             view.error,
             view.inbox_key,
         )
+        return record
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""

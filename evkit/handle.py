@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 from evkit.errors import RunStateError, WorkflowCancellationError
-from evkit.model import RunProgress, RunSnapshot, WorkflowStatus
+from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
 from evkit.runtime import running_loop
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class RunHandle:
         """An immutable picture of the run now (see ``RunSnapshot``)."""
         return self._runtime.call_soon(lambda _: self._active.snapshot())
 
-    def progress(self, *, event_offset: int = 0, event_limit: int = 50) -> RunProgress:
+    def progress(self, *, event_offset: int = 0, event_limit: int = EVENT_PAGE_SIZE) -> RunProgress:
         """A cheaper picture for live views: every step's state, one page of event steps.
 
         Args:

@@ -198,6 +198,9 @@ class RunSnapshot:
         return "\n".join(lines)
 
 
+EVENT_PAGE_SIZE = 50
+"""Event steps a :class:`RunProgress` describes in full unless asked for another count."""
+
 StepShape = tuple[str, StepKind, tuple[str, ...]]
 """``(step_id, kind, upstream ids)``: what drawing a step needs."""
 
@@ -240,7 +243,7 @@ class RunProgress:
 
     @classmethod
     def of_snapshot(
-        cls, snapshot: RunSnapshot, *, event_offset: int = 0, event_limit: int = 50
+        cls, snapshot: RunSnapshot, *, event_offset: int = 0, event_limit: int = EVENT_PAGE_SIZE
     ) -> RunProgress:
         """The progress a snapshot shows, with one page of its event steps.
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import anywidget
 import traitlets
 
-from evkit.model import RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
+from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
 from evkit.notebook import viewmodel
 from evkit.notebook.layout import Layout, LayoutEngine, compute_layout, dot_would_be_used
 
@@ -30,7 +30,7 @@ SendRequest = Callable[[str, str], None]
 PageRequest = Callable[[int], None]
 T = TypeVar("T", bound=traitlets.TraitType[Any, Any])
 
-EVENT_PAGE_ROWS = 50
+EVENT_PAGE_ROWS = EVENT_PAGE_SIZE
 """Event steps shown per page of the table (a run may wait on 100,000)."""
 
 

@@ -16,7 +16,7 @@ from evkit.dag import fewer_gc_passes
 from evkit.errors import EvkitError
 from evkit.model import RunProgress
 from evkit.notebook import static, viewmodel
-from evkit.notebook.layout import Layout, compute_layout
+from evkit.notebook.layout import Layout, layout_for
 
 if TYPE_CHECKING:
     from evkit.handle import RunHandle
@@ -142,7 +142,7 @@ def _layout(progress: RunProgress, current: Layout | None) -> Layout | None:
         return None
     if current is not None and current.covers(step_id for step_id, _, _ in progress.shapes):
         return current
-    return compute_layout([(step_id, upstream) for step_id, _, upstream in progress.shapes])
+    return layout_for(progress.shapes)
 
 
 def _filter(data: dict[str, object], include: object, exclude: object) -> dict[str, object]:

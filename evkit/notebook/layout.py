@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from evkit.model import StepShape
+
 NODE_WIDTH = 150.0
 NODE_HEIGHT = 30.0
 _GAP_X = 60.0
@@ -75,7 +77,7 @@ def compute_layout(steps: Sequence[tuple[str, Sequence[str]]], *, engine: Layout
     ids = [step_id for step_id, _ in steps]
     known = set(ids)
     edges = tuple((up, step_id) for step_id, ups in steps for up in ups if up in known)
-    if engine == "layers" or not ids or (engine == "auto" and len(ids) > DOT_MAX_NODES):
+    if _layers_only(len(ids), engine):
         return _layered(ids, edges)
     dot = shutil.which("dot")
     if dot is None:
@@ -100,11 +102,17 @@ def dot_would_be_used(step_count: int, *, engine: LayoutEngine = "auto") -> bool
         step_count: How many steps the DAG has.
         engine: The engine that would be asked for.
     """
-    if engine == "layers" or step_count == 0:
-        return False
-    if engine == "auto" and step_count > DOT_MAX_NODES:
-        return False
-    return shutil.which("dot") is not None
+    return not _layers_only(step_count, engine) and shutil.which("dot") is not None
+
+
+def layout_for(shapes: Iterable[StepShape], *, engine: LayoutEngine = "auto") -> Layout:
+    """Lay out steps given as ``(step_id, kind, upstream)`` (a ``RunProgress``'s shapes)."""
+    return compute_layout([(step_id, upstream) for step_id, _, upstream in shapes], engine=engine)
+
+
+def _layers_only(step_count: int, engine: LayoutEngine) -> bool:
+    # Layers without trying dot: asked for, nothing to lay out, or too big for "auto".
+    return engine == "layers" or step_count == 0 or (engine == "auto" and step_count > DOT_MAX_NODES)
 
 
 def _dot(binary: str, ids: list[str], edges: tuple[tuple[str, str], ...]) -> Layout:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from evkit import api
 from evkit.handle import RunHandle
 from evkit.model import RunProgress, clamp_offset
-from evkit.notebook.layout import LayoutEngine, dot_would_be_used
-from evkit.notebook.widget import RunWidget, layout_for, parse_payload
+from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
+from evkit.notebook.widget import RunWidget, parse_payload
 
 logger = logging.getLogger("evkit.notebook")
 

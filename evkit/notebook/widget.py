@@ -12,7 +12,7 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anywidget
@@ -20,7 +20,7 @@ import traitlets
 
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
 from evkit.notebook import viewmodel
-from evkit.notebook.layout import Layout, LayoutEngine, compute_layout, dot_would_be_used
+from evkit.notebook.layout import Layout, LayoutEngine, dot_would_be_used, layout_for
 
 logger = logging.getLogger("evkit.notebook")
 
@@ -300,8 +300,3 @@ class RunWidget(anywidget.AnyWidget):
             logger.warning("evkit: the view of run %r is not live; nothing was sent", self.workflow_id)
             return
         self._send_request(step_id, payload)
-
-
-def layout_for(shapes: Iterable[StepShape], *, engine: LayoutEngine = "auto") -> Layout:
-    """Lay out steps given as ``(step_id, kind, upstream)``."""
-    return compute_layout([(step_id, upstream) for step_id, _, upstream in shapes], engine=engine)

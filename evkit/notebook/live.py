@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from evkit import api
 from evkit.handle import RunHandle
-from evkit.model import RunProgress, clamp_offset
+from evkit.model import RunProgress
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
 from evkit.notebook.widget import RunWidget, parse_payload
 
@@ -140,8 +140,7 @@ class LiveRun:
             self._last_cost = time.monotonic() - self._last_push
 
     def _show_page(self, offset: int) -> None:
-        widget = self.widget
-        widget.event_offset = clamp_offset(offset, widget.event_total, widget.event_page_rows)
+        self.widget.show_page(offset)  # sets the (clamped) offset; the push reads that page
         if self._closed:  # the run ended: the progress is final, show the page from it
             self._push_now(detach=False)
             return

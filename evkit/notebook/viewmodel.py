@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from evkit.model import RunProgress, RunSnapshot, StepShape, StepSnapshot
+from evkit.model import RunProgress, StepShape, StepSnapshot
 from evkit.notebook.layout import Layout
 
 # The colour of each StepState; the widget's CSS (run_widget.css) uses the same values.
@@ -76,7 +76,6 @@ def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float)
         started_at: When the run started (times are shown relative to it).
         now: The runtime clock's time (seconds since the epoch), for ``time_left``.
     """
-    start = started_at
     deadline, kind = None, None
     if step.deadline is not None:
         deadline, kind = step.deadline.timestamp(), "fires"
@@ -85,7 +84,7 @@ def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float)
     live = step.state == "waiting"
     times, times_iso = {}, {}
     for state, when in step.state_times.items():
-        times[state] = relative(when, start)
+        times[state] = relative(when, started_at)
         times_iso[state] = when.isoformat()
     return {
         "step": step.step_id,
@@ -117,7 +116,7 @@ def time_left_text(seconds: float | None, kind: str | None) -> str:
     return f"{kind} in {seconds:.1f} s"
 
 
-def summary_text(run: RunSnapshot | RunProgress) -> str:
+def summary_text(progress: RunProgress) -> str:
     """The short, stable text form: ``<evkit run 'wid' SUCCESSFUL: 3 steps>``."""
-    count = len(run.steps) if isinstance(run, RunSnapshot) else len(run.shapes)
-    return f"<evkit run {run.workflow_id!r} {run.status.value}: {count} step{'s' * (count != 1)}>"
+    count = len(progress.shapes)
+    return f"<evkit run {progress.workflow_id!r} {progress.status.value}: {count} step{'s' * (count != 1)}>"

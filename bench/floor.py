@@ -89,10 +89,13 @@ class FloorStore:
 
 
 def _write(con: duckdb.DuckDBPyConnection, rows: dict[str, list[tuple[object, ...]]]) -> None:
-    con.execute("BEGIN TRANSACTION")
+    one_statement = len(rows) == 1  # a statement is a transaction of its own
+    if not one_statement:
+        con.execute("BEGIN TRANSACTION")
     for table, table_rows in rows.items():
         columns = SCHEMA[table]
         arrays = [pa.array([r[i] for r in table_rows], type=kind) for i, (_, kind) in enumerate(columns)]
         batch = pa.Table.from_arrays(arrays, names=[name for name, _ in columns])  # noqa: F841 - read by DuckDB
         con.execute(f"INSERT INTO {table} SELECT * FROM batch")
-    con.execute("COMMIT")
+    if not one_statement:
+        con.execute("COMMIT")

@@ -6,8 +6,8 @@ once the event is durable), each ``pause`` seconds after the previous one arrive
 (the writer may still be committing the previous event's write-behind rows) or 25 ms (an
 idle process: each latency alone, threads woken from sleep).
 The floor does the same with a loop thread, a future per key, the group-commit writer
-(the inbox row and the checkpoint in one transaction when they meet, as evkit does) and a
-thread-pool step.
+(an event sent to a waiting step is stored once, by its checkpoint row, as evkit does) and
+a thread-pool step.
 """
 
 from __future__ import annotations
@@ -82,8 +82,10 @@ def floor_latency(k: int, pause: float) -> dict[str, float]:
         futures = asyncio.run_coroutine_threadsafe(_make_futures(k), loop).result()
 
         async def wait(i: int) -> int:
-            event = await futures[i]
-            await store.append("events", (f"wait_{i}", "checkpointed", now(), pickle.dumps(event)))
+            event, handed_over = await futures[i]
+            durable = store.append("events", (f"wait_{i}", "checkpointed", now(), pickle.dumps(event)))
+            handed_over.set_result(durable)  # the checkpoint is the send's durable record
+            await durable
             store.append("events", (f"wait_{i}", "committed", now(), None))
             value = await loop.run_in_executor(pool, note_start, i)
             store.append("results", (f"step_{i}", "succeeded", now(), pickle.dumps(value)))
@@ -93,9 +95,9 @@ def floor_latency(k: int, pause: float) -> dict[str, float]:
             return [asyncio.ensure_future(wait(i)) for i in range(k)]
 
         async def send(i: int) -> None:
-            durable = store.append("inbox", (f"k{i}", f"e{i}", now(), pickle.dumps(i)))
-            futures[i].set_result(i)  # woken before the commit, as evkit does
-            await durable
+            handed_over: asyncio.Future[asyncio.Future[None]] = loop.create_future()
+            futures[i].set_result((i, handed_over))
+            await (await handed_over)
 
         tasks = asyncio.run_coroutine_threadsafe(start_all(), loop).result()
         time.sleep(0.2)
@@ -119,7 +121,7 @@ def floor_latency(k: int, pause: float) -> dict[str, float]:
 
 
 def commit_latency(k: int, pause: float) -> dict[str, float]:
-    """The commit alone: the inbox row and the checkpoint row in one transaction, timed on
+    """The commit alone: the event's checkpoint row (which records the send too), timed on
     the writing thread with the same pauses between events. Part of every floor above.
 
     On a VM the pause matters: after ~25 ms idle the same transaction took about twice as
@@ -132,10 +134,7 @@ def commit_latency(k: int, pause: float) -> dict[str, float]:
         create_tables(con)
         times = []
         for i in range(k):
-            rows = {
-                "inbox": [(f"k{i}", f"e{i}", now(), pickle.dumps(i))],
-                "events": [(f"wait_{i}", "checkpointed", now(), pickle.dumps(i))],
-            }
+            rows = {"events": [(f"wait_{i}", "checkpointed", now(), pickle.dumps(i))]}
             start = time.perf_counter()
             _write(con, rows)
             times.append(time.perf_counter() - start)
@@ -148,6 +147,10 @@ async def _make_store(path: str) -> FloorStore:
     return FloorStore(path)
 
 
-async def _make_futures(k: int) -> dict[int, asyncio.Future[int]]:
+# What a floor wait gets from its send: the event, and where to hand its checkpoint's future.
+Delivery = tuple[int, "asyncio.Future[asyncio.Future[None]]"]
+
+
+async def _make_futures(k: int) -> dict[int, asyncio.Future[Delivery]]:
     loop = asyncio.get_running_loop()
     return {i: loop.create_future() for i in range(k)}

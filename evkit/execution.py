@@ -31,7 +31,7 @@ from evkit.errors import (
 )
 from evkit.executors.base import StepCall
 from evkit.listeners.base import EventListener, TimerListener
-from evkit.listeners.manual import ManualListener
+from evkit.listeners.manual import Inbox, ManualListener
 from evkit.model import (
     EVENT_PAGE_SIZE,
     STEP_STATES,
@@ -147,6 +147,8 @@ class RunExecution:
         self._executors = executors
         self._default_executor = default_executor
         self._services = services
+        inbox = services.get("inbox")
+        self._inbox = inbox if isinstance(inbox, Inbox) else None
         self._steps: dict[str, FlatStep] = {}
         self._order: list[str] = []
         self._views: dict[str, _StepView] = {}
@@ -665,17 +667,22 @@ class RunExecution:
                 workflow_id=self.workflow_id,
                 step=step.step_id,
             ) from exc
-        return self._log_event(
-            step,
-            "checkpointed",
-            attempt,
-            extra={
-                "received_at": received_at,
-                "source_id": source_id,
-                "payload_blob": blob,
-                "payload_text": codec.readable(event),
-            },
-        )
+        extra: dict[str, object] = {
+            "received_at": received_at,
+            "source_id": source_id,
+            "payload_blob": blob,
+            "payload_text": codec.readable(event),
+        }
+        # An event sent to this waiting step: its checkpoint is also the send's record.
+        handover = None
+        if source_id is not None and self._inbox is not None:
+            handover = self._inbox.taken_by_checkpoint(self.workflow_id, source_id, blob)
+        if handover is not None:
+            extra.update(handover.checkpoint_columns())
+        durable = self._log_event(step, "checkpointed", attempt, extra=extra)
+        if handover is not None:
+            handover.settle(durable)
+        return durable
 
     async def _finish_stored_event(self, step: FlatStep, stored: StoredEvent) -> object:
         assert stored.payload_blob is not None
@@ -756,6 +763,9 @@ class RunExecution:
             extra.get("payload_blob"),
             extra.get("payload_text"),
             extra.get("error_text"),
+            extra.get("inbox_key"),
+            extra.get("inbox_sent_at"),
+            extra.get("inbox_source"),
         )
         return self._queue.append("event_log", row)
 

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
 from evkit.listeners.manual import Inbox, ManualListener, SendResult
-from evkit.store.reads import run_exists
+from evkit.store.reads import inbox_key_of, run_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -499,12 +499,7 @@ def _check_post(
     con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str | None
 ) -> tuple[bool, str | None]:
     """Whether the run exists, and which key (if any) already used this event id in it."""
-    used_for = None
-    if event_id is not None:
-        row = con.execute(
-            "SELECT key FROM inbox WHERE workflow_id = ? AND event_id = ? LIMIT 1", [workflow_id, event_id]
-        ).fetchone()
-        used_for = row[0] if row else None
+    used_for = None if event_id is None else inbox_key_of(con, workflow_id, event_id)
     return run_exists(con, workflow_id), used_for
 
 

@@ -30,6 +30,31 @@ class SendResult:
     duplicate: bool
 
 
+InboxRow = tuple[str, str, str, float, bytes, str, str]
+"""An ``inbox`` row: workflow_id, key, event_id, sent_at, payload_blob, payload_text, source."""
+
+
+@final
+class HandOver:
+    """A sent event handed straight to a waiting step (see :meth:`Inbox._hand_over`)."""
+
+    __slots__ = ("durable", "row")
+
+    def __init__(self, row: InboxRow, durable: asyncio.Future[asyncio.Future[None]]) -> None:
+        self.row = row
+        self.durable = durable  # resolves to the future of the event's durable record
+
+    def checkpoint_columns(self) -> dict[str, object]:
+        """What the checkpoint row records of the send (the ``inbox_*`` columns)."""
+        _, key, _, sent_at, _, _, source = self.row
+        return {"inbox_key": key, "inbox_sent_at": sent_at, "inbox_source": source}
+
+    def settle(self, durable: asyncio.Future[None]) -> None:
+        """The event's record is queued: the send returns once ``durable`` resolves."""
+        if not self.durable.done():  # done: the send was cancelled (the record stays queued)
+            self.durable.set_result(durable)
+
+
 @final
 class Inbox:
     """Durable mailboxes keyed by ``(workflow_id, key)``; lives on the engine's loop."""
@@ -44,6 +69,8 @@ class Inbox:
         # so a wait costs no store read (100,000 waits would otherwise pay 100,000 reads).
         self._index: dict[str, dict[str, dict[str, bytes]]] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
+        # Sent events on their way to a waiting step's checkpoint, by (workflow_id, event_id).
+        self._handovers: dict[tuple[str, str], HandOver] = {}
 
     async def send(
         self,
@@ -89,12 +116,15 @@ class Inbox:
                         "use a new event_id."
                     )
             row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
-            durable = self._queue.append("inbox", row)
-            # Wake the wait now, not after the commit: its checkpoint then joins this
-            # batch (one commit, not two). Safe, as batches commit in order: no checkpoint
-            # of this event can be durable before the event is, and we still return only
-            # once it is.
-            self._deliver(workflow_id, [(key, event_id, blob)])
+            if self._can_hand_over(workflow_id, key):
+                durable = await self._hand_over(row)
+            else:
+                durable = self._queue.append("inbox", row)
+                # Wake the wait now, not after the commit: its checkpoint then joins this
+                # batch (one commit, not two). Safe, as batches commit in order: no
+                # checkpoint of this event can be durable before the event is, and we
+                # still return only once it is.
+                self._deliver(workflow_id, [(key, event_id, blob)])
             await durable
         finally:
             self._sending.discard(marker)
@@ -133,6 +163,61 @@ class Inbox:
         self._deliver(workflow_id, [(row[1], row[2], row[4]) for row in rows])
         await durable  # one batch: every row of it is committed together (woken early: see send)
         return [row[2] for row in rows]
+
+    def _can_hand_over(self, workflow_id: str, key: str) -> bool:
+        """Whether a step is waiting on ``key`` and would take a new event at once.
+
+        Only then is the event handed over (see `_hand_over`): the run's index is loaded
+        and holds no older event on the key, so the woken wait takes this one.
+        """
+        index = self._index.get(workflow_id)
+        return (
+            index is not None
+            and workflow_id not in self._loading
+            and not index.get(key)
+            and bool(self._waiters.get((workflow_id, key)))
+        )
+
+    async def _hand_over(self, row: InboxRow) -> asyncio.Future[None]:
+        """Give a sent event to the step waiting for it; return the future of its durable record.
+
+        The wait wakes in the next loop iteration and checkpoints the event at once; if its
+        checkpoint holds exactly the sent payload, it takes the handover (`taken_by_checkpoint`)
+        and its row records the send too: the event is stored by one row, one statement,
+        one commit. If not (the wait was cancelled, its listener changed the payload or
+        checkpoints later), the inbox row is queued in the same loop iteration, after the
+        wait had its turn, as if it had not been handed over.
+        """
+        workflow_id, key, event_id, _, blob, _, _ = row
+        loop = asyncio.get_running_loop()
+        handover = HandOver(row, loop.create_future())
+        self._handovers[(workflow_id, event_id)] = handover
+        self._deliver(workflow_id, [(key, event_id, blob)])
+        # Runs after the woken wait: both were scheduled now, in this order.
+        loop.call_soon(self._queue_unless_taken, handover)
+        return await handover.durable
+
+    def taken_by_checkpoint(self, workflow_id: str, event_id: str, blob: bytes) -> HandOver | None:
+        """The handover of a sent event whose checkpoint (holding ``blob``) is being queued.
+
+        Returns ``None`` unless the event is being handed over and ``blob`` is its payload;
+        the caller must then queue the checkpoint with the send's columns and `settle` it.
+        """
+        handover = self._handovers.get((workflow_id, event_id))
+        if handover is None or handover.row[4] != blob:
+            return None
+        del self._handovers[(workflow_id, event_id)]
+        return handover
+
+    def _queue_unless_taken(self, handover: HandOver) -> None:
+        workflow_id, _, event_id = handover.row[:3]
+        if self._handovers.pop((workflow_id, event_id), None) is None:
+            return  # a checkpoint took it
+        try:
+            handover.settle(self._queue.append("inbox", handover.row))
+        except BaseException as exc:  # the store failed: the send must hear of it
+            if not handover.durable.done():
+                handover.durable.set_exception(exc)
 
     def _deliver(self, workflow_id: str, events: list[tuple[str, str, bytes]]) -> None:
         """Index sent events (if the run's index exists) and wake their waits.

@@ -143,23 +143,6 @@ def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str
     return {"start_time": row[0], "end_time": row[1], "state": row[2], "attempts": row[3]}
 
 
-def unclaimed_inbox(con: duckdb.DuckDBPyConnection, workflow_id: str, key: str) -> list[tuple[str, bytes]]:
-    """Inbox events for ``(workflow_id, key)`` that no event step has checkpointed, oldest first."""
-    return [
-        (row[0], row[1])
-        for row in con.execute(
-            """
-            SELECT i.event_id, i.payload_blob FROM inbox i
-            WHERE i.workflow_id = $1 AND i.key = $2
-              AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.workflow_id = $1
-                              AND e.state = 'checkpointed' AND e.source_id = i.event_id)
-            ORDER BY i.seq
-            """,
-            [workflow_id, key],
-        ).fetchall()
-    ]
-
-
 def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> list[tuple[str, str, bytes]]:
     """Every inbox event of a run that no event step has checkpointed, oldest first.
 
@@ -181,9 +164,19 @@ def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> 
 
 
 def inbox_key_of(con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str) -> str | None:
-    """The key an event with this id was already sent under to this run, or ``None``."""
+    """The key an event with this id was already sent under to this run, or ``None``.
+
+    Looks in the inbox and in the checkpoints an inbox handed its events over to.
+    """
     row = con.execute(
-        "SELECT key FROM inbox WHERE workflow_id = ? AND event_id = ? LIMIT 1", [workflow_id, event_id]
+        """
+        SELECT key FROM inbox WHERE workflow_id = $1 AND event_id = $2
+        UNION ALL
+        SELECT inbox_key FROM event_log
+        WHERE workflow_id = $1 AND source_id = $2 AND inbox_key IS NOT NULL
+        LIMIT 1
+        """,
+        [workflow_id, event_id],
     ).fetchone()
     return None if row is None else str(row[0])
 

@@ -87,6 +87,15 @@ def main() -> None:
         wait_until_stored("SELECT count(*) FROM events WHERE deadline IS NOT NULL")
         ready("timer-waiting")
         print(repr(handle.result()), flush=True)
+    elif scenario == "sent":
+        # Sent to a step already waiting for it: the event is handed over (stored by the
+        # checkpoint alone); the downstream step then blocks at the crash point.
+        handle = workflow.run_async(
+            downstream.step(workflow.wait_for_event(workflow.ManualListener, "k")), workflow_id="sent"
+        )
+        wait_until_stored("SELECT count(*) FROM events WHERE state = 'waiting'")
+        workflow.send_event("sent", "k", (counter, 21), event_id="e1")
+        print(repr(handle.result()), flush=True)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
 

@@ -105,6 +105,23 @@ def test_committed_event_is_neither_polled_nor_committed_after_kill_during_downs
     assert counts(counter) == {"poll": 1, "commit": 1, "downstream": 2}
 
 
+def test_an_event_handed_over_to_its_wait_is_delivered_once_after_a_kill(files: tuple[str, str]) -> None:
+    db, counter = files
+    run_child_until(db, "sent", counter, "downstream")
+    workflow.init(storage=db, loop="thread")
+    # Stored by the checkpoint alone: no inbox row, the checkpoint records the send.
+    assert evkit.sql("SELECT count(*) FROM inbox").fetchall() == [(0,)]
+    assert evkit.sql("SELECT source_id, inbox_key FROM event_log WHERE inbox_key IS NOT NULL").fetchall() == [
+        ("e1", "k")
+    ]
+    assert workflow.resume("sent") == 42
+    assert counts(counter) == {"downstream": 2}  # the step is at-least-once; the event once
+    assert workflow.send_event("sent", "k", "again", event_id="e1") == "e1"  # a known repeat
+    assert evkit.sql("SELECT event_id, delivered_to FROM inbox_events").fetchall() == [
+        ("e1", "ManualListener")
+    ]
+
+
 def test_timer_waits_only_the_time_left_after_a_kill(files: tuple[str, str]) -> None:
     db, counter = files
     run_child_until(db, "timer", counter, "timer-waiting")

@@ -14,7 +14,7 @@ import pytest
 
 import evkit
 from evkit import workflow
-from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now, writer
+from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now, schema, writer
 
 
 def test_a_new_store_has_the_schema_version_and_the_user_views(store_path: str) -> None:
@@ -50,13 +50,41 @@ def test_another_duckdb_database_is_refused_and_left_untouched(store_path: str) 
     con.close()
 
 
+def test_a_version_1_store_is_migrated_and_keeps_its_sent_events(store_path: str) -> None:
+    # A store as evkit 0.1.0 left it: one sent event, taken by a step's checkpoint.
+    con = duckdb.connect(store_path)
+    con.execute("CREATE TABLE evkit_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+    con.execute("INSERT INTO evkit_meta VALUES ('format', 'evkit-store'), ('schema_version', '1')")
+    schema.MIGRATIONS[1](con)
+    con.execute(
+        "INSERT INTO inbox (workflow_id, key, event_id, sent_at, payload_blob, payload_text, source) "
+        "VALUES ('run', 'k', 'e1', now(), 'x'::BLOB, '1', 'notebook')"
+    )
+    con.execute(
+        "INSERT INTO event_log (workflow_id, step_id, event_id, state, attempt, recorded_at, source_id) "
+        "VALUES ('run', 'wait', 'run/wait', 'checkpointed', 1, now(), 'e1')"
+    )
+    con.close()
+    with StoreWriter(store_path) as w:
+
+        def query(sql: str) -> list[tuple[object, ...]]:
+            return w.call(lambda con: con.execute(sql).fetchall())
+
+        version = query("SELECT value FROM evkit_meta WHERE key = 'schema_version'")
+        sent = query("SELECT key, event_id, payload, delivered_to FROM inbox_events")
+        columns = query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'event_log'")
+    assert version == [(str(SCHEMA_VERSION),)]
+    assert sent == [("k", "e1", "1", "wait")]
+    assert {"inbox_key", "inbox_sent_at", "inbox_source"} <= {c[0] for c in columns}
+
+
 def test_a_store_from_a_newer_evkit_is_refused(store_path: str) -> None:
     StoreWriter(store_path).close()
     con = duckdb.connect(store_path)
     con.execute("UPDATE evkit_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
     with pytest.raises(
-        evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 1"
+        evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 2"
     ):
         StoreWriter(store_path)
 

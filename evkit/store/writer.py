@@ -240,17 +240,15 @@ def _apply(con: duckdb.DuckDBPyConnection, op: Op) -> None:
 def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
     for shape, rows in pending.items():
         table, columns = ROW_SHAPES.get(shape) or (shape, COLUMNS[shape])
-        column_list = ", ".join(columns)
         if len(rows) < _ARROW_THRESHOLD:
-            placeholders = "(" + ", ".join("?" * len(columns)) + ")"
-            sql = f"INSERT INTO {table} ({column_list}) VALUES " + ", ".join([placeholders] * len(rows))
-            stamps = [i for i, name in enumerate(columns) if name in TIMESTAMP_COLUMNS]
-            values: list[object] = []
-            for row in rows:
-                fixed = list(row)
-                for i in stamps:
-                    fixed[i] = _datetime(fixed[i])
-                values += fixed
+            used = _filled_columns(len(columns), rows)
+            placeholders = "(" + ", ".join("?" * len(used)) + ")"
+            sql = f"INSERT INTO {table} ({', '.join(columns[i] for i in used)}) VALUES " + ", ".join(
+                [placeholders] * len(rows)
+            )
+            values = [
+                _datetime(row[i]) if columns[i] in TIMESTAMP_COLUMNS else row[i] for row in rows for i in used
+            ]
             con.execute(sql, values)
         else:
             # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
@@ -260,10 +258,20 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
                 # Registered by name: DuckDB does not have to find it among Python's frames.
                 con.register("evkit_rows", arrow_rows)
                 try:
-                    con.execute(f"INSERT INTO {table} ({column_list}) SELECT * FROM evkit_rows")
+                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM evkit_rows")
                 finally:
                     con.unregister("evkit_rows")
                 del arrow_rows
+
+
+def _filled_columns(width: int, rows: list[Row]) -> list[int]:
+    """The positions of the columns some row fills (all, if none does).
+
+    The others are NULL anyway, and each column costs DuckDB binding work: leaving out a
+    checkpoint row's five empty columns takes ~0.1 ms off its commit. Rows of NULLs only
+    keep every column, so they fail on the table's constraints as before.
+    """
+    return [i for i in range(width) if any(row[i] is not None for row in rows)] or list(range(width))
 
 
 def _to_arrow(columns: tuple[str, ...], rows: list[Row]) -> pa.Table:

@@ -677,11 +677,15 @@ class RunExecution:
         handover = None
         if source_id is not None and self._inbox is not None:
             handover = self._inbox.taken_by_checkpoint(self.workflow_id, source_id, blob)
-        if handover is not None:
-            extra.update(handover.checkpoint_columns())
-        durable = self._log_event(step, "checkpointed", attempt, extra=extra)
-        if handover is not None:
-            handover.settle(durable)
+        if handover is None:
+            return self._log_event(step, "checkpointed", attempt, extra=extra)
+        extra.update(handover.checkpoint_columns())
+        try:
+            durable = self._log_event(step, "checkpointed", attempt, extra=extra)
+        except BaseException as exc:  # the store failed earlier: the send must hear of it too
+            handover.fail(exc)
+            raise
+        handover.settle(durable)
         return durable
 
     async def _finish_stored_event(self, step: FlatStep, stored: StoredEvent) -> object:

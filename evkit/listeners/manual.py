@@ -54,6 +54,11 @@ class HandOver:
         if not self.durable.done():  # done: the send was cancelled (the record stays queued)
             self.durable.set_result(durable)
 
+    def fail(self, exc: BaseException) -> None:
+        """The event's record could not be queued: the send raises ``exc``."""
+        if not self.durable.done():
+            self.durable.set_exception(exc)
+
 
 @final
 class Inbox:
@@ -216,8 +221,7 @@ class Inbox:
         try:
             handover.settle(self._queue.append("inbox", handover.row))
         except BaseException as exc:  # the store failed: the send must hear of it
-            if not handover.durable.done():
-                handover.durable.set_exception(exc)
+            handover.fail(exc)
 
     def _deliver(self, workflow_id: str, events: list[tuple[str, str, bytes]]) -> None:
         """Index sent events (if the run's index exists) and wake their waits.

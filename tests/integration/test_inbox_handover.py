@@ -96,3 +96,18 @@ async def test_of_two_events_sent_together_to_one_wait_the_second_stays_in_the_i
         ("a", "ManualListener"),
         ("b", None),
     ]
+
+
+async def test_a_store_that_fails_before_the_checkpoint_fails_the_send_too(aruntime: evkit.Runtime) -> None:
+    engine = aruntime.engine()
+    handle = workflow.run_async(
+        collect.step(workflow.wait_for_event(workflow.ManualListener, "k")), workflow_id="broken"
+    )
+    await waiting(handle, engine)
+    with pytest.raises(evkit.StoreError, match="failed"):
+        await engine.queue.execute("INSERT INTO no_such_table VALUES (1)")
+    # The wait takes the event, its checkpoint cannot be queued: the send hears of it.
+    with pytest.raises(evkit.StoreError, match="failed earlier and accepts no more writes"):
+        await asyncio.wait_for(engine.inbox.send("broken", "k", 1), timeout=10)
+    with pytest.raises(evkit.StoreError):
+        await handle

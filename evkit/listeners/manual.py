@@ -44,6 +44,11 @@ class HandOver:
         self.row = row
         self.durable = durable  # resolves to the future of the event's durable record
 
+    @property
+    def payload_blob(self) -> bytes:
+        """The sent payload, pickled."""
+        return self.row[4]
+
     def checkpoint_columns(self) -> dict[str, object]:
         """What the checkpoint row records of the send (the ``inbox_*`` columns)."""
         _, key, _, sent_at, _, _, source = self.row
@@ -209,7 +214,7 @@ class Inbox:
         the caller must then queue the checkpoint with the send's columns and `settle` it.
         """
         handover = self._handovers.get((workflow_id, event_id))
-        if handover is None or handover.row[4] != blob:
+        if handover is None or handover.payload_blob != blob:
             return None
         del self._handovers[(workflow_id, event_id)]
         return handover

@@ -224,6 +224,7 @@ def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
 
 
 def _one_statement(ops: Sequence[Op]) -> bool:
+    """Whether one statement writes ``ops``: a SQL statement, or few rows of one shape."""
     if len(ops) != 1:
         return False
     op = ops[0]

@@ -200,7 +200,8 @@ LEFT JOIN (
 # its checkpoint row, which also carries what the inbox row would have held (the inbox
 # hands it over: see evkit.listeners.manual). One row, one statement, one commit on the
 # path from send to step (the inbox row and the checkpoint were two INSERTs in one
-# transaction, ~1 ms more). inbox_events shows both kinds of sent event.
+# transaction, ~1 ms more). inbox_events shows both kinds of sent event (its first part
+# repeats version 1's on purpose: each version's SQL stays whole, as it ran).
 _V2 = """
 ALTER TABLE event_log ADD COLUMN inbox_key VARCHAR;
 ALTER TABLE event_log ADD COLUMN inbox_sent_at TIMESTAMPTZ;

@@ -30,22 +30,23 @@ async def committed(sql: str) -> list[tuple[object, ...]]:
     return await asyncio.to_thread(lambda: evkit.sql(sql).fetchall())
 
 
-async def waiting(handle: workflow.RunHandle, engine: Engine) -> None:
-    """Until every wait of the run waits and the run's inbox index is read."""
+async def waiting_run(
+    engine: Engine, workflow_id: str, listener: type[workflow.ManualListener] = workflow.ManualListener
+) -> workflow.RunHandle:
+    """A run whose one step waits on key ``k``, once it waits and its inbox index is read."""
+    handle = workflow.run_async(collect.step(workflow.wait_for_event(listener, "k")), workflow_id=workflow_id)
     await handle.wait_waiting(timeout_seconds=10)
-    loading = engine.inbox._loading.get(handle.workflow_id)
+    loading = engine.inbox._loading.get(workflow_id)
     if loading is not None:
         await loading
+    return handle
 
 
 async def test_an_event_sent_to_a_waiting_step_is_stored_by_its_checkpoint_alone(
     aruntime: evkit.Runtime,
 ) -> None:
     engine = aruntime.engine()
-    handle = workflow.run_async(
-        collect.step(workflow.wait_for_event(workflow.ManualListener, "k")), workflow_id="h"
-    )
-    await waiting(handle, engine)
+    handle = await waiting_run(engine, "h")
     sent = await engine.inbox.send("h", "k", {"n": 1}, event_id="e1")
     assert not sent.duplicate
     # Durable when send returns: one checkpoint row that also records the send.
@@ -67,8 +68,7 @@ async def test_an_event_sent_to_a_waiting_step_is_stored_by_its_checkpoint_alone
 
 async def test_an_event_the_listener_changes_is_kept_by_the_inbox_too(aruntime: evkit.Runtime) -> None:
     engine = aruntime.engine()
-    handle = workflow.run_async(collect.step(workflow.wait_for_event(WrappingListener, "k")), workflow_id="w")
-    await waiting(handle, engine)
+    handle = await waiting_run(engine, "w", WrappingListener)
     await engine.inbox.send("w", "k", 7, event_id="e7")
     assert await committed("SELECT event_id, payload_text FROM inbox") == [("e7", "7")]
     assert await handle == [{"wrapped": 7}]
@@ -82,10 +82,7 @@ async def test_of_two_events_sent_together_to_one_wait_the_second_stays_in_the_i
     aruntime: evkit.Runtime,
 ) -> None:
     engine = aruntime.engine()
-    handle = workflow.run_async(
-        collect.step(workflow.wait_for_event(workflow.ManualListener, "k")), workflow_id="two"
-    )
-    await waiting(handle, engine)
+    handle = await waiting_run(engine, "two")
     await asyncio.gather(
         engine.inbox.send("two", "k", "first", event_id="a"),
         engine.inbox.send("two", "k", "second", event_id="b"),
@@ -100,10 +97,7 @@ async def test_of_two_events_sent_together_to_one_wait_the_second_stays_in_the_i
 
 async def test_a_store_that_fails_before_the_checkpoint_fails_the_send_too(aruntime: evkit.Runtime) -> None:
     engine = aruntime.engine()
-    handle = workflow.run_async(
-        collect.step(workflow.wait_for_event(workflow.ManualListener, "k")), workflow_id="broken"
-    )
-    await waiting(handle, engine)
+    handle = await waiting_run(engine, "broken")
     with pytest.raises(evkit.StoreError, match="failed"):
         await engine.queue.execute("INSERT INTO no_such_table VALUES (1)")
     # The wait takes the event, its checkpoint cannot be queued: the send hears of it.

@@ -228,7 +228,12 @@ def _one_statement(ops: Sequence[Op]) -> bool:
     if len(ops) != 1:
         return False
     op = ops[0]
-    return isinstance(op, Execute) or (len(op) == 1 and len(next(iter(op.values()))) < _ARROW_THRESHOLD)
+    return isinstance(op, Execute) or (len(op) == 1 and _by_values(next(iter(op.values()))))
+
+
+def _by_values(rows: list[Row]) -> bool:
+    """Whether ``rows`` go in by one ``INSERT ... VALUES`` (few), not by Arrow slices."""
+    return len(rows) < _ARROW_THRESHOLD
 
 
 def _apply(con: duckdb.DuckDBPyConnection, op: Op) -> None:
@@ -241,7 +246,7 @@ def _apply(con: duckdb.DuckDBPyConnection, op: Op) -> None:
 def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
     for shape, rows in pending.items():
         table, columns = ROW_SHAPES.get(shape) or (shape, COLUMNS[shape])
-        if len(rows) < _ARROW_THRESHOLD:
+        if _by_values(rows):
             used = _filled_columns(len(columns), rows)
             placeholders = "(" + ", ".join("?" * len(used)) + ")"
             sql = f"INSERT INTO {table} ({', '.join(columns[i] for i in used)}) VALUES " + ", ".join(

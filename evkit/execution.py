@@ -562,7 +562,7 @@ class RunExecution:
         if issubclass(step.listener, ManualListener):
             key = kwargs.get("key", args[0] if args else None)
             view.inbox_key = key if isinstance(key, str) else None
-        self._log_event(step, "waiting", attempt, extra={"args_text": view.args_text})
+        self._log_event(step, "waiting", attempt)
         self._set_state(step.step_id, "waiting")
         self._waiting += 1
         timed_out = False
@@ -667,21 +667,24 @@ class RunExecution:
                 workflow_id=self.workflow_id,
                 step=step.step_id,
             ) from exc
-        extra: dict[str, object] = {
-            "received_at": received_at,
-            "source_id": source_id,
-            "payload_blob": blob,
-            "payload_text": codec.readable(event),
-        }
+        row = (
+            self.workflow_id,
+            step.step_id,
+            attempt,
+            now(),
+            received_at,
+            source_id,
+            blob,
+            codec.readable(event),
+        )
         # An event sent to this waiting step: its checkpoint is also the send's record.
         handover = None
         if source_id is not None and self._inbox is not None:
             handover = self._inbox.taken_by_checkpoint(self.workflow_id, source_id, blob)
         if handover is None:
-            return self._log_event(step, "checkpointed", attempt, extra=extra)
-        extra.update(handover.checkpoint_columns())
+            return self._queue.append("event_checkpoint_log", (*row, None, None, None))
         try:
-            durable = self._log_event(step, "checkpointed", attempt, extra=extra)
+            durable = self._queue.append("event_checkpoint_log", (*row, *handover.checkpoint_columns()))
         except BaseException as exc:  # the store failed earlier: the send must hear of it too
             handover.fail(exc)
             raise
@@ -742,14 +745,12 @@ class RunExecution:
     def _fail_event(self, step: FlatStep, attempt: int, exc: BaseException) -> None:
         view = self._views[step.step_id]
         view.error = _one_line(exc)
-        self._log_event(step, "failed", attempt, extra={"error_text": view.error})
+        self._log_event(step, "failed", attempt)
         self._set_state(step.step_id, "failed")
 
-    def _log_event(
-        self, step: FlatStep, state: str, attempt: int, *, extra: Mapping[str, object] | None = None
-    ) -> asyncio.Future[None]:
+    def _log_event(self, step: FlatStep, state: str, attempt: int) -> asyncio.Future[None]:
+        """Queue an event row other than its checkpoint and commit (see ``_checkpoint``)."""
         view = self._views[step.step_id]
-        extra = extra or {}
         first = state == "waiting"
         row = (
             self.workflow_id,
@@ -759,19 +760,12 @@ class RunExecution:
             attempt,
             now(),
             step.listener.__qualname__ if first and step.listener else None,
-            extra.get("args_text"),
+            view.args_text if first else None,
             view.deadline if first else None,
             view.timeout_at if first else None,
-            extra.get("received_at"),
-            extra.get("source_id"),
-            extra.get("payload_blob"),
-            extra.get("payload_text"),
-            extra.get("error_text"),
-            extra.get("inbox_key"),
-            extra.get("inbox_sent_at"),
-            extra.get("inbox_source"),
+            view.error if state == "failed" else None,
         )
-        return self._queue.append("event_log", row)
+        return self._queue.append("event_state_log", row)
 
     # ------------------------------------------------------------------ snapshots
 

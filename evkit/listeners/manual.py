@@ -49,10 +49,10 @@ class HandOver:
         """The sent payload, pickled."""
         return self.row[4]
 
-    def checkpoint_columns(self) -> dict[str, object]:
-        """What the checkpoint row records of the send (the ``inbox_*`` columns)."""
+    def checkpoint_columns(self) -> tuple[object, object, object]:
+        """The checkpoint row's ``inbox_key``, ``inbox_sent_at`` and ``inbox_source``."""
         _, key, _, sent_at, _, _, source = self.row
-        return {"inbox_key": key, "inbox_sent_at": sent_at, "inbox_source": source}
+        return key, sent_at, source
 
     def settle(self, durable: asyncio.Future[None]) -> None:
         """The event's record is queued: the send returns once ``durable`` resolves."""

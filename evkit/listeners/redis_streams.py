@@ -436,8 +436,8 @@ def _checkpointed_sources(con: duckdb.DuckDBPyConnection, source_ids: list[str])
     """Which of ``source_ids`` any event step of the store has checkpointed."""
     rows = con.execute(
         """
-        SELECT DISTINCT source_id FROM event_log
-        WHERE state = 'checkpointed' AND list_contains(?::VARCHAR[], source_id)
+        SELECT DISTINCT source_id FROM event_checkpoint_log
+        WHERE list_contains(?::VARCHAR[], source_id)
         """,
         [source_ids],
     ).fetchall()

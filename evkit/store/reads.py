@@ -154,8 +154,8 @@ def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> 
             """
             SELECT i.key, i.event_id, i.payload_blob FROM inbox i
             WHERE i.workflow_id = $1
-              AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.workflow_id = $1
-                              AND e.state = 'checkpointed' AND e.source_id = i.event_id)
+              AND NOT EXISTS (SELECT 1 FROM event_checkpoint_log e
+                              WHERE e.workflow_id = $1 AND e.source_id = i.event_id)
             ORDER BY i.seq
             """,
             [workflow_id],
@@ -172,7 +172,7 @@ def inbox_key_of(con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str
         """
         SELECT key FROM inbox WHERE workflow_id = $1 AND event_id = $2
         UNION ALL
-        SELECT inbox_key FROM event_log
+        SELECT inbox_key FROM event_checkpoint_log
         WHERE workflow_id = $1 AND source_id = $2 AND inbox_key IS NOT NULL
         LIMIT 1
         """,
@@ -191,5 +191,12 @@ def run_exists(con: duckdb.DuckDBPyConnection, workflow_id: str) -> bool:
 
 DELETE_RUN_SQL = [
     f"DELETE FROM {table} WHERE workflow_id = ?"
-    for table in ("run_definitions", "run_status_log", "step_log", "event_log", "inbox")
+    for table in (
+        "run_definitions",
+        "run_status_log",
+        "step_log",
+        "event_state_log",
+        "event_checkpoint_log",
+        "inbox",
+    )
 ]

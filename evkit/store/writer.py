@@ -24,7 +24,7 @@ import duckdb
 
 from evkit.errors import StoreError
 from evkit.store.connection import open_store, store_errors
-from evkit.store.schema import COLUMNS, ROW_SHAPES
+from evkit.store.schema import COLUMNS, INSERT_ORDER, ROW_SHAPES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,8 +82,9 @@ class Execute:
 
 RowGroup = dict[str, list[Row]]
 """Queue op: rows appended between two ``Execute`` ops, by table (or narrow row shape,
-see ``ROW_SHAPES``), each list in append order. Grouped as they are queued, so neither
-the loop nor the writer handles an object per row."""
+see ``ROW_SHAPES``), each list in append order; the tables are written in
+``INSERT_ORDER``. Grouped as they are queued, so neither the loop nor the writer handles
+an object per row."""
 
 Op = RowGroup | Execute
 
@@ -244,7 +245,8 @@ def _apply(con: duckdb.DuckDBPyConnection, op: Op) -> None:
 
 
 def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
-    for shape, rows in pending.items():
+    for shape in sorted(pending, key=INSERT_ORDER.__getitem__):  # `seq` follows this order
+        rows = pending[shape]
         table, columns = ROW_SHAPES.get(shape) or (shape, COLUMNS[shape])
         if _by_values(rows):
             used = _filled_columns(len(columns), rows)

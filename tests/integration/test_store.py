@@ -72,10 +72,66 @@ def test_a_version_1_store_is_migrated_and_keeps_its_sent_events(store_path: str
 
         version = query("SELECT value FROM evkit_meta WHERE key = 'schema_version'")
         sent = query("SELECT key, event_id, payload, delivered_to FROM inbox_events")
-        columns = query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'event_log'")
+        columns = w.call(
+            lambda con: [d[0] for d in con.execute("SELECT * FROM event_log LIMIT 0").description]
+        )
     assert version == [(str(SCHEMA_VERSION),)]
     assert sent == [("k", "e1", "1", "wait")]
-    assert {"inbox_key", "inbox_sent_at", "inbox_source"} <= {c[0] for c in columns}
+    assert {"inbox_key", "inbox_sent_at", "inbox_source"} <= set(columns)
+
+
+def test_a_version_2_store_is_migrated_and_its_event_log_reads_the_same(store_path: str) -> None:
+    # Version 3 moved checkpoint rows to a table of their own; `event_log`, now a view of
+    # both tables, and the views built on it must show the same rows as before.
+    con = duckdb.connect(store_path)
+    con.execute("CREATE TABLE evkit_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+    con.execute("INSERT INTO evkit_meta VALUES ('format', 'evkit-store'), ('schema_version', '2')")
+    schema.MIGRATIONS[1](con)
+    schema.MIGRATIONS[2](con)
+    con.execute(
+        "INSERT INTO inbox (workflow_id, key, event_id, sent_at, payload_blob, payload_text, source) "
+        "VALUES ('run', 'a', 'e1', TIMESTAMPTZ '2026-01-01 00:00:01+00', 'x'::BLOB, '1', 'notebook')"
+    )
+    columns = "workflow_id, step_id, event_id, state, attempt, recorded_at"
+    con.execute(
+        f"""
+        INSERT INTO event_log ({columns}, listener, args_text, deadline, timeout_at) VALUES
+          ('run', 'wait_a', 'run/wait_a', 'waiting', 1, TIMESTAMPTZ '2026-01-01 00:00:00+00',
+           'ManualListener', '["a"]', NULL, TIMESTAMPTZ '2026-01-01 01:00:00+00'),
+          ('run', 'wait_b', 'run/wait_b', 'waiting', 1, TIMESTAMPTZ '2026-01-01 00:00:00+00',
+           'ManualListener', '["b"]', NULL, NULL),
+          ('run', 'timer', 'run/timer', 'waiting', 1, TIMESTAMPTZ '2026-01-01 00:00:00+00',
+           'TimerListener', '[1.5]', TIMESTAMPTZ '2026-01-01 00:00:02+00', NULL);
+        INSERT INTO event_log ({columns}, received_at, source_id, payload_blob, payload_text) VALUES
+          ('run', 'wait_a', 'run/wait_a', 'checkpointed', 1, TIMESTAMPTZ '2026-01-01 00:00:02+00',
+           TIMESTAMPTZ '2026-01-01 00:00:02+00', 'e1', 'x'::BLOB, '1');
+        INSERT INTO event_log ({columns}, received_at, source_id, payload_blob, payload_text,
+                               inbox_key, inbox_sent_at, inbox_source) VALUES
+          ('run', 'wait_b', 'run/wait_b', 'checkpointed', 1, TIMESTAMPTZ '2026-01-01 00:00:03+00',
+           TIMESTAMPTZ '2026-01-01 00:00:03+00', 'e2', 'y'::BLOB, '2', 'b',
+           TIMESTAMPTZ '2026-01-01 00:00:03+00', 'http');
+        INSERT INTO event_log ({columns}) VALUES
+          ('run', 'wait_a', 'run/wait_a', 'committed', 1, TIMESTAMPTZ '2026-01-01 00:00:04+00');
+        INSERT INTO event_log ({columns}, error_text) VALUES
+          ('run', 'timer', 'run/timer', 'failed', 1, TIMESTAMPTZ '2026-01-01 00:00:05+00', 'boom');
+        """
+    )
+
+    def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
+        return {
+            "event_log": con.execute("SELECT * FROM event_log ORDER BY seq").fetchall(),
+            "events": con.execute("SELECT * FROM events ORDER BY step_id").fetchall(),
+            "inbox_events": con.execute("SELECT * FROM inbox_events ORDER BY event_id").fetchall(),
+        }
+
+    before = snapshot(con)
+    con.close()
+    with StoreWriter(store_path) as w:
+        after = w.call(snapshot)
+        checkpoints = w.call(lambda con: con.execute("SELECT count(*) FROM event_checkpoint_log").fetchone())
+    assert after == before
+    assert len(before["event_log"]) == 7
+    assert checkpoints == (2,)
 
 
 def test_a_store_from_a_newer_evkit_is_refused(store_path: str) -> None:
@@ -84,7 +140,8 @@ def test_a_store_from_a_newer_evkit_is_refused(store_path: str) -> None:
     con.execute("UPDATE evkit_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
     with pytest.raises(
-        evkit.StoreVersionError, match=r"has schema version 99, but this evkit knows versions up to 2"
+        evkit.StoreVersionError,
+        match=rf"has schema version 99, but this evkit knows versions up to {SCHEMA_VERSION}",
     ):
         StoreWriter(store_path)
 
@@ -134,6 +191,32 @@ async def test_rows_carry_epoch_seconds_and_the_store_keeps_utc_times(store_path
     assert stored["e0"] == dt.datetime.fromtimestamp(sent, tz=dt.UTC)
     assert stored["e0"].microsecond == 123456
     assert stored["dt"] == as_datetime
+    await asyncio.to_thread(w.close)
+
+
+async def test_a_waiting_row_and_its_checkpoint_in_one_batch_keep_their_order(store_path: str) -> None:
+    # They go to two tables, and `seq` follows the tables' INSERTs. A checkpoint queued
+    # first (step b's) must not put step a's checkpoint before a's own waiting row.
+    w = await asyncio.to_thread(StoreWriter, store_path)
+    queue = WriteQueue(w, asyncio.get_running_loop())
+
+    def checkpoint(step: str) -> tuple[object, ...]:
+        return ("wf", step, 1, now(), now(), f"src-{step}", b"x", "x", None, None, None)
+
+    def waiting(step: str) -> tuple[object, ...]:
+        return ("wf", step, f"wf/{step}", "waiting", 1, now(), "ManualListener", None, None, None, None)
+
+    queue.append("event_state_log", waiting("b"))
+    await queue.flush()
+    queue.append("event_checkpoint_log", checkpoint("b"))
+    queue.append("event_state_log", waiting("a"))
+    await queue.append("event_checkpoint_log", checkpoint("a"))
+    await queue.aclose()
+    assert queue.batches_written == 2
+    states = await asyncio.to_thread(
+        w.call, lambda con: con.execute("SELECT step_id, state FROM events ORDER BY step_id").fetchall()
+    )
+    assert states == [("a", "checkpointed"), ("b", "checkpointed")]
     await asyncio.to_thread(w.close)
 
 

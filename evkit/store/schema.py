@@ -239,11 +239,11 @@ FROM event_log WHERE inbox_key IS NOT NULL;
 # Version 3: an event's checkpoint row goes to a narrow table of its own, the other event
 # rows to one without the checkpoint's columns. DuckDB's cost for a row grows with the
 # table's width, NULL columns included (~70-90 us a column after an idle pause): the
-# checkpoint, on the path from an event to its step, went from 18 columns to 11: ~0.6 ms
-# less from send to step in A/B runs (docs/performance.md). `event_log` becomes a view with the old
-# table's columns in their old order (version 2 added three after `seq`), so users'
-# queries and evkit's reads see the same rows as before. The checkpoint rows drop
-# `event_id`, which is always `<workflow_id>/<step_id>`.
+# checkpoint, on the path from an event to its step, went from 18 columns to 11, ~0.6 ms
+# less from send to step in A/B runs (docs/performance.md). `event_log` becomes a view
+# with the old table's columns in their old order (version 2 added three after `seq`),
+# so users' queries and evkit's reads see the same rows as before. The checkpoint rows
+# drop `event_id`, which is always `<workflow_id>/<step_id>`.
 _V3 = """
 CREATE TABLE event_checkpoint_log (
     workflow_id VARCHAR NOT NULL,

@@ -2,7 +2,8 @@
 
 Every table is an append-only log (DuckDB appends are cheap, updates are not); the views
 ``workflows``, ``steps``, ``events`` and ``inbox_events`` fold the logs into one row per
-object and are the documented interface for users' SQL (see docs/store.md).
+object and are the documented interface for users' SQL (see docs/store.md). The view
+``event_log`` joins the two event tables into the one log they were up to version 2.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from evkit.errors import (
 )
 from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
-from evkit.listeners.manual import Inbox, ManualListener
+from evkit.listeners.manual import Inbox
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now, run_status_row
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
@@ -72,8 +72,8 @@ class ActiveRun:
 
 
 def _waits_on_inbox(dag: FlatDag) -> bool:
-    """True when some event step of ``dag`` waits on the inbox (a ``ManualListener``)."""
-    return any(step.listener is not None and issubclass(step.listener, ManualListener) for step in dag.steps)
+    """True when some event step of ``dag`` takes its event from the inbox (``send_event``)."""
+    return any(step.listener is not None and step.listener.uses_inbox for step in dag.steps)
 
 
 class Engine:

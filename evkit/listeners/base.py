@@ -8,6 +8,7 @@ only then awaits ``event_checkpointed``. Listeners never touch the store themsel
 from __future__ import annotations
 
 import datetime as dt
+from typing import ClassVar
 
 from evkit.context import current_clock
 
@@ -21,7 +22,33 @@ class EventListener:
     Listeners are stateless: the engine makes a fresh instance with the no-argument
     constructor for every wait (and again on resume). The class itself is stored with
     cloudpickle so a resumed run can rebuild it, so it must be picklable.
+
+    Besides the instance hooks, a listener class may describe its waits for the engine,
+    the store and the widget (all optional): :meth:`wait_deadline`,
+    :meth:`wait_inbox_key` and :attr:`uses_inbox`.
     """
+
+    uses_inbox: ClassVar[bool] = False
+    """True when waits take events from the run's inbox (``send_event``, HTTP POSTs), so a
+    run that has such waits reads its stored inbox before its steps start."""
+
+    @classmethod
+    def wait_deadline(cls, *args: object, **kwargs: object) -> float | None:
+        """Optional: when a wait with these poll arguments fires by itself (epoch seconds).
+
+        Stored with the wait (column ``deadline``) and shown as "time left". The default
+        is ``None``: the wait ends only when its event comes.
+        """
+        return None
+
+    @classmethod
+    def wait_inbox_key(cls, *args: object, **kwargs: object) -> str | None:
+        """Optional: the inbox key a wait with these poll arguments takes its event from.
+
+        Shown by the widget beside the wait (with a form to send to it). The default is
+        ``None``: the wait does not read the inbox.
+        """
+        return None
 
     def __init__(self) -> None:
         """Optional constructor. Only the constructor with no arguments is called."""
@@ -70,6 +97,11 @@ class TimerListener(EventListener):
     async def poll_for_event(self, timestamp: float) -> None:  # type: ignore[override]
         """Sleep on the loop until ``timestamp``; no thread is held."""
         await current_clock().sleep_until(float(timestamp))
+
+    @classmethod
+    def wait_deadline(cls, *args: object, **kwargs: object) -> float | None:
+        """The timer's deadline: its first argument."""
+        return float(args[0]) if args else None  # type: ignore[arg-type]
 
     @staticmethod
     def deadline_of(timestamp: float) -> dt.datetime:

@@ -342,8 +342,16 @@ class ManualListener(EventListener):
     kept and delivered when it does; a repeat of the same event id is delivered once.
     """
 
+    uses_inbox = True
+
     def __init__(self) -> None:
         self._taken: str | None = None
+
+    @classmethod
+    def wait_inbox_key(cls, *args: object, **kwargs: object) -> str | None:
+        """The ``key`` the wait takes its event from."""
+        key = kwargs.get("key", args[0] if args else None)
+        return key if isinstance(key, str) else None
 
     async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
         """Return the payload of the oldest event sent to this run under ``key``."""

@@ -1,0 +1,15 @@
+"""One run of a workflow on the event loop, split by concern.
+
+- :mod:`~evkit.execution.run`: the scheduler (a task per step, stored results reused);
+- :mod:`~evkit.execution.events`: the event contract (poll, checkpoint, commit);
+- :mod:`~evkit.execution.functions`: function steps (executors, retries, continuations);
+- :mod:`~evkit.execution.tracker`: step states, snapshots and subscribers;
+- :mod:`~evkit.execution.scope`: what those parts share.
+"""
+
+from __future__ import annotations
+
+from evkit.execution.events import TIMEOUT_DEFAULT_SOURCE as TIMEOUT_DEFAULT_SOURCE
+from evkit.execution.run import RunExecution as RunExecution
+
+__all__ = ["TIMEOUT_DEFAULT_SOURCE", "RunExecution"]

@@ -1,0 +1,253 @@
+"""The scheduler of one run: a task per step, each awaiting its upstream steps' tasks.
+
+A :class:`RunExecution` turns a :class:`~evkit.dag.FlatDag` into step tasks on the loop
+it was created on. Checkpointed results come from the store instead of running again.
+Function steps run through :class:`~evkit.execution.functions.FunctionSteps`, event
+steps through :class:`~evkit.execution.events.EventSteps` (the event contract); the
+:class:`~evkit.execution.tracker.RunTracker` keeps what the run looks like. Nothing here
+blocks the loop. The engine (``evkit.engine``) creates, registers and cancels executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from evkit import codec
+from evkit.dag import FlatDag, FlatStep, Ref, resolve_refs
+from evkit.errors import StepFailedError, WorkflowCancellationError, WorkflowExecutionError
+from evkit.execution.events import EventSteps, one_line
+from evkit.execution.functions import FunctionSteps
+from evkit.execution.scope import RunScope
+from evkit.execution.tracker import RunTracker
+from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
+from evkit.store import run_status_row
+from evkit.store.reads import StoredEvent, StoredRun
+
+if TYPE_CHECKING:
+    from evkit.clock import Clock
+    from evkit.executors.base import StepExecutor
+    from evkit.store import WriteQueue
+
+# Arguments passed as they are (containers are copied by resolve_refs, as a body may mutate them).
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+class RunExecution:
+    """Executes one run on the loop it was created on.
+
+    Args:
+        workflow_id: The run's id.
+        dag: The flat DAG (from the caller for a new run, from the store on resume).
+        stored: What the store already has for this run (``None`` for a new run).
+        queue: The store's write queue (on this loop).
+        clock: The runtime's clock.
+        executors: Executors by name; ``default_executor`` names the one steps use.
+        services: Passed to listeners in their ``EventContext``.
+    """
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        dag: FlatDag,
+        stored: StoredRun | None,
+        queue: WriteQueue,
+        clock: Clock,
+        executors: Mapping[str, StepExecutor],
+        default_executor: str,
+        services: Mapping[str, object],
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.dag = dag
+        self._results: dict[str, bytes] = dict(stored.results) if stored else {}
+        self._events: dict[str, StoredEvent] = dict(stored.events) if stored else {}
+        self._tracker = RunTracker(workflow_id, dict(stored.attempts) if stored else {})
+        self._scope = RunScope(
+            workflow_id=workflow_id, queue=queue, clock=clock, tracker=self._tracker, services=services
+        )
+        self._event_steps = EventSteps(self._scope)
+        self._function_steps = FunctionSteps(
+            self._scope,
+            executors=executors,
+            default_executor=default_executor,
+            continuations=dict(stored.continuations) if stored else {},
+            continue_with=self._run_continuation,
+        )
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
+        self._tracker.add_steps(dag, self._results, self._events)
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the engine shut down under the run: it records nothing more."""
+        return self._scope.abandoned
+
+    @abandoned.setter
+    def abandoned(self, value: bool) -> None:
+        self._scope.abandoned = value
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """RUNNING, WAITING, or the final status once the run ended."""
+        return self._tracker.live_status
+
+    def snapshot(self) -> RunSnapshot:
+        """An immutable picture of the run now (see ``RunTracker.snapshot``)."""
+        return self._tracker.snapshot()
+
+    def progress(self, *, event_offset: int = 0, event_limit: int = EVENT_PAGE_SIZE) -> RunProgress:
+        """Every step's state and one page of event records (see ``RunTracker.progress``)."""
+        return self._tracker.progress(event_offset=event_offset, event_limit=event_limit)
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
+        return self._tracker.subscribe(callback)
+
+    # ------------------------------------------------------------------ running
+
+    async def execute(self) -> object:
+        """Run to the end; return the output (checkpointed) or raise.
+
+        Raises:
+            WorkflowExecutionError: A step failed (``__cause__`` is its error).
+            WorkflowCancellationError: The run was cancelled.
+        """
+        queue = self._scope.queue
+        try:
+            output = await self._task_for(self.dag.output)
+        except asyncio.CancelledError:
+            await self._cancel_steps()
+            if self.abandoned or not self.cancel_requested:
+                raise
+            self._tracker.finish(WorkflowStatus.CANCELED)
+            await queue.append("run_status_log", run_status_row(self.workflow_id, "CANCELED"))
+            raise WorkflowCancellationError(
+                f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
+            ) from None
+        except Exception as exc:
+            await self._cancel_steps()
+            error = (
+                exc
+                if isinstance(exc, WorkflowExecutionError)
+                else StepFailedError(
+                    f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+                )
+            )
+            if error is not exc:
+                error.__cause__ = exc
+            self._tracker.finish(WorkflowStatus.FAILED, error=one_line(error))
+            await queue.append(
+                "run_status_log",
+                # pickle drops __cause__: store the step's own exception, the useful one
+                run_status_row(
+                    self.workflow_id,
+                    "FAILED",
+                    error=(_blob_or_none(error.__cause__ or error), one_line(error)),
+                ),
+            )
+            raise error from error.__cause__
+        self._tracker.finish(WorkflowStatus.SUCCESSFUL)
+        await queue.append(
+            "run_status_log",
+            run_status_row(
+                self.workflow_id, "SUCCESSFUL", output=(codec.dumps(output), codec.readable(output))
+            ),
+        )
+        return output
+
+    async def _cancel_steps(self) -> None:
+        pending = [task for task in self._tasks.values() if not task.done()]
+        for task in pending:
+            task.cancel()
+        # Await them all so listener cleanup hooks run and no exception goes unretrieved.
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _task_for(self, step_id: str) -> asyncio.Task[object]:
+        task = self._tasks.get(step_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}"
+            )
+            self._tasks[step_id] = task
+        return task
+
+    async def _run_step(self, step_id: str) -> object:
+        steps = self._tracker.steps
+        step = steps[step_id]
+        if not step.upstream or step_id in self._results or self._stored_checkpoint(step_id):
+            return await self._start(step, {})
+        if len(step.upstream) == 1:
+            up = step.upstream[0]
+            if self._runs_inline(up):
+                # The only consumer of a source step (a wait, say) runs it inside its own
+                # task: a task less per wait of a fan-in. It is registered under our task,
+                # so cancelling the run still reaches it.
+                self._tasks[up] = self._tasks[step_id]
+                values = [await self._start(steps[up], {})]
+            else:
+                values = [await self._task_for(up)]  # a chain: no gather for one upstream
+        else:
+            values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
+        return await self._start(step, dict(zip(step.upstream, values, strict=True)))
+
+    def _runs_inline(self, up: str) -> bool:
+        """True when step ``up`` is a source step only one step consumes, not yet started.
+
+        Sources only, so inlining never nests deeper than one level.
+        """
+        tracker = self._tracker
+        return tracker.consumers.get(up) == 1 and not tracker.steps[up].upstream and up not in self._tasks
+
+    def _stored_checkpoint(self, step_id: str) -> bool:
+        stored = self._events.get(step_id)
+        return stored is not None and stored.checkpointed
+
+    def _start(self, step: FlatStep, results: dict[str, object]) -> Awaitable[object]:
+        """What runs ``step`` once its upstream ``results`` are in (body, wait or stored result).
+
+        A plain function, not a coroutine: awaited by the step's own task, it adds no
+        coroutine of its own to a step in flight.
+        """
+        if step.step_id in self._results:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(codec.loads(self._results[step.step_id]))
+            return done
+        stored_event = self._events.get(step.step_id)
+        if stored_event is not None and stored_event.checkpointed:
+            return self._event_steps.finish_stored(step, stored_event)
+        args = _resolve_args(step.args, results)
+        kwargs = resolve_refs(dict(step.kwargs), results) if step.kwargs else {}
+        assert isinstance(kwargs, dict)
+        if step.kind == "event":
+            return self._event_steps.run(step, args, kwargs, stored_event)
+        return self._function_steps.run(step, args, kwargs)
+
+    async def _run_continuation(self, sub: FlatDag) -> object:
+        self._tracker.add_steps(sub, self._results, self._events)
+        self._tracker.changed()
+        return await self._task_for(sub.output)
+
+
+def _resolve_args(args: tuple[object, ...], results: dict[str, object]) -> tuple[object, ...]:
+    """The step's positional arguments with upstream results in place of their refs.
+
+    Refs usually sit in a step's own arguments: those (and plain values) are resolved
+    here, without a generic ``resolve_refs`` walk per argument.
+    """
+    return tuple(
+        [
+            results[a.step_id] if type(a) is Ref else a if type(a) in _PLAIN else resolve_refs(a, results)
+            for a in args
+        ]
+    )
+
+
+def _blob_or_none(value: object) -> bytes | None:
+    try:
+        return codec.dumps(value)
+    except TypeError:
+        return None

@@ -89,7 +89,6 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
             path=path,
         )
     _forget_empty_file(path)
-    created = [name for name in (path, path + ".wal") if not os.path.exists(name)]
     try:
         with store_errors(path, "opening the store"):
             con = duckdb.connect(path)
@@ -102,9 +101,8 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
     except BaseException:
         # A store that could not be created (a full disk) must not leave a 0-byte file
         # behind: DuckDB refuses to open one, so the next init would fail for no reason.
-        for name in created:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(name)
+        # Only an empty file goes: one with content may be another process's new store.
+        _forget_empty_file(path)
         raise
     return con
 
@@ -112,7 +110,7 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
 def _forget_empty_file(path: str) -> None:
     """Remove a 0-byte file at ``path``: it holds nothing, and DuckDB refuses to open it.
 
-    Older evkit versions left one where a full disk stopped them creating a store.
+    Creating a store on a full disk leaves one (older evkit versions kept it).
     """
     with contextlib.suppress(OSError):
         if os.stat(path).st_size == 0 and not os.path.exists(path + ".wal"):

@@ -27,8 +27,9 @@ from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
-from evkit.store import StoreWriter, WriteQueue, now, run_status_row
+from evkit.store import StoreWriter, WriteQueue, now, run_status
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
+from evkit.store.rows import RunDefinitionRecord
 
 logger = logging.getLogger("evkit")
 
@@ -187,7 +188,13 @@ class Engine:
                 )
             user_metadata = codec.to_json(dict(metadata or {}))
             self.queue.append(
-                "run_definitions", (workflow_id, now(), codec.dumps(dag), dag.output, user_metadata)
+                RunDefinitionRecord(
+                    workflow_id=workflow_id,
+                    created_at=now(),
+                    dag_blob=codec.dumps(dag),
+                    output_step=dag.output,
+                    user_metadata=user_metadata,
+                )
             )
         else:
             status = WorkflowStatus(stored.status)
@@ -204,7 +211,7 @@ class Engine:
             assert isinstance(loaded, FlatDag)
             dag = loaded
         # Durable before any step runs, so a run that was started is never forgotten.
-        await self.queue.append("run_status_log", run_status_row(workflow_id, "RUNNING"))
+        await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
         execution = RunExecution(
             workflow_id=workflow_id,
@@ -261,14 +268,14 @@ class Engine:
                 return
             # Cancelled while loading: nothing ran; if the run is stored, it must say CANCELED.
             if await self.queue.read(run_exists, workflow_id):
-                await self.queue.append("run_status_log", run_status_row(workflow_id, "CANCELED"))
+                await self.queue.append(run_status(workflow_id, "CANCELED"))
             return
         if not await self.queue.read(run_exists, workflow_id):
             raise WorkflowNotFoundError(
                 f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",
                 workflow_id=workflow_id,
             )
-        await self.queue.append("run_status_log", run_status_row(workflow_id, "CANCELED"))
+        await self.queue.append(run_status(workflow_id, "CANCELED"))
 
     async def delete(self, workflow_id: str) -> None:
         """Delete everything the store holds about a finished or resumable run.

@@ -31,6 +31,7 @@ from evkit.listeners.manual import Inbox
 from evkit.model import record_maker
 from evkit.store import now
 from evkit.store.reads import StoredEvent
+from evkit.store.rows import EventCheckpointRecord, EventCommitRecord, EventStateRecord
 
 if TYPE_CHECKING:
     from evkit.clock import Clock
@@ -221,7 +222,7 @@ class EventSteps:
                 workflow_id=scope.workflow_id,
                 step=step.step_id,
             ) from exc
-        row = (
+        checkpoint = EventCheckpointRecord(  # positional, in field order: one per event
             scope.workflow_id,
             step.step_id,
             attempt,
@@ -236,9 +237,12 @@ class EventSteps:
         if source_id is not None and self._inbox is not None:
             handover = self._inbox.taken_by_checkpoint(scope.workflow_id, source_id, blob)
         if handover is None:
-            return scope.queue.append("event_checkpoint_log", (*row, None, None, None))
+            return scope.queue.append(checkpoint)
+        sent = handover.record
         try:
-            durable = scope.queue.append("event_checkpoint_log", (*row, *handover.checkpoint_columns()))
+            durable = scope.queue.append(
+                checkpoint._replace(inbox_key=sent.key, inbox_sent_at=sent.sent_at, inbox_source=sent.source)
+            )
         except BaseException as exc:  # the store failed earlier: the send must hear of it too
             handover.fail(exc)
             raise
@@ -270,9 +274,11 @@ class EventSteps:
                 workflow_id=scope.workflow_id,
                 step=step.step_id,
             ) from exc
-        # The last row of the event, in the narrow commit shape (see ROW_SHAPES).
-        row = (scope.workflow_id, step.step_id, self._event_id(step), "committed", attempt, now())
-        scope.queue.append("event_commit", row)
+        scope.queue.append(
+            EventCommitRecord(
+                scope.workflow_id, step.step_id, self._event_id(step), "committed", attempt, now()
+            )
+        )
         scope.tracker.set_state(step.step_id, "committed")
 
     # ------------------------------------------------------------------ bookkeeping
@@ -288,7 +294,7 @@ class EventSteps:
         scope = self._scope
         view = scope.tracker.views[step.step_id]
         first = state == "waiting"
-        row = (
+        record = EventStateRecord(  # positional, in field order: a few per event
             scope.workflow_id,
             step.step_id,
             self._event_id(step),
@@ -301,7 +307,7 @@ class EventSteps:
             view.timeout_at if first else None,
             view.error if state == "failed" else None,
         )
-        return scope.queue.append("event_state_log", row)
+        return scope.queue.append(record)
 
     def _event_id(self, step: FlatStep) -> str:
         """The event's id: stable over polls, commits and resumes of this step in this run."""

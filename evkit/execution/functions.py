@@ -20,6 +20,7 @@ from evkit.execution.scope import RunScope
 from evkit.executors.base import StepCall
 from evkit.model import record_maker
 from evkit.store import now
+from evkit.store.rows import StepRecord
 
 if TYPE_CHECKING:
     from evkit.executors.base import StepExecutor
@@ -181,8 +182,7 @@ class FunctionSteps:
         upstream = ",".join(step.upstream) if state == "running" and attempt == 1 else None
         scope = self._scope
         scope.queue.append(
-            "step_log",
-            (
+            StepRecord(  # positional, in field order: one of these per step attempt and state
                 scope.workflow_id,
                 step.step_id,
                 step.name,

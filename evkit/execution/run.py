@@ -22,7 +22,7 @@ from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
-from evkit.store import run_status_row
+from evkit.store import run_status
 from evkit.store.reads import StoredEvent, StoredRun
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class RunExecution:
             if self.abandoned or not self.cancel_requested:
                 raise
             self._tracker.finish(WorkflowStatus.CANCELED)
-            await queue.append("run_status_log", run_status_row(self.workflow_id, "CANCELED"))
+            await queue.append(run_status(self.workflow_id, "CANCELED"))
             raise WorkflowCancellationError(
                 f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
             ) from None
@@ -141,21 +141,17 @@ class RunExecution:
                 error.__cause__ = exc
             self._tracker.finish(WorkflowStatus.FAILED, error=one_line(error))
             await queue.append(
-                "run_status_log",
                 # pickle drops __cause__: store the step's own exception, the useful one
-                run_status_row(
+                run_status(
                     self.workflow_id,
                     "FAILED",
                     error=(_blob_or_none(error.__cause__ or error), one_line(error)),
-                ),
+                )
             )
             raise error from error.__cause__
         self._tracker.finish(WorkflowStatus.SUCCESSFUL)
         await queue.append(
-            "run_status_log",
-            run_status_row(
-                self.workflow_id, "SUCCESSFUL", output=(codec.dumps(output), codec.readable(output))
-            ),
+            run_status(self.workflow_id, "SUCCESSFUL", output=(codec.dumps(output), codec.readable(output)))
         )
         return output
 

@@ -20,6 +20,7 @@ from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
 from evkit.store import WriteQueue, now
 from evkit.store.reads import inbox_key_of, unclaimed_inbox_of_run
+from evkit.store.rows import InboxRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,29 +31,15 @@ class SendResult:
     duplicate: bool
 
 
-InboxRow = tuple[str, str, str, float, bytes, str, str]
-"""An ``inbox`` row: workflow_id, key, event_id, sent_at, payload_blob, payload_text, source."""
-
-
 @final
 class HandOver:
     """A sent event handed straight to a waiting step (see :meth:`Inbox._hand_over`)."""
 
-    __slots__ = ("durable", "row")
+    __slots__ = ("durable", "record")
 
-    def __init__(self, row: InboxRow, durable: asyncio.Future[asyncio.Future[None]]) -> None:
-        self.row = row
+    def __init__(self, record: InboxRecord, durable: asyncio.Future[asyncio.Future[None]]) -> None:
+        self.record = record  # written only if no checkpoint takes the event over
         self.durable = durable  # resolves to the future of the event's durable record
-
-    @property
-    def payload_blob(self) -> bytes:
-        """The sent payload, pickled."""
-        return self.row[4]
-
-    def checkpoint_columns(self) -> tuple[object, object, object]:
-        """The checkpoint row's ``inbox_key``, ``inbox_sent_at`` and ``inbox_source``."""
-        _, key, _, sent_at, _, _, source = self.row
-        return key, sent_at, source
 
     def settle(self, durable: asyncio.Future[None]) -> None:
         """The event's record is queued: the send returns once ``durable`` resolves."""
@@ -139,11 +126,11 @@ class Inbox:
                         f"{sent_under!r}, not {key!r}. Event ids must be unique within a run: "
                         "use a new event_id."
                     )
-            row = (workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
+            record = InboxRecord(workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
             if self._can_hand_over(workflow_id, key):
-                durable = await self._hand_over(row)
+                durable = await self._hand_over(record)
             else:
-                durable = self._queue.append("inbox", row)
+                durable = self._queue.append(record)
                 # Wake the wait now, not after the commit: its checkpoint then joins this
                 # batch (one commit, not two). Safe, as batches commit in order: no
                 # checkpoint of this event can be durable before the event is, and we
@@ -170,8 +157,8 @@ class Inbox:
         items = list(events)
         # Random ids like uuid4().hex, from one urandom call (a syscall per id is ~8 us).
         random = os.urandom(16 * len(items)).hex()
-        rows = [
-            (
+        records = [
+            InboxRecord(
                 workflow_id,
                 key,
                 random[32 * i : 32 * i + 32],
@@ -182,13 +169,13 @@ class Inbox:
             )
             for i, (key, value) in enumerate(items)
         ]
-        if not rows:
+        if not records:
             return []
-        for row in rows:
-            durable = self._queue.append("inbox", row)
-        self._deliver(workflow_id, [(row[1], row[2], row[4]) for row in rows])
+        for record in records:
+            durable = self._queue.append(record)
+        self._deliver(workflow_id, [(r.key, r.event_id, r.payload_blob) for r in records])
         await durable  # one batch: every row of it is committed together (woken early: see send)
-        return [row[2] for row in rows]
+        return [record.event_id for record in records]
 
     def _can_hand_over(self, workflow_id: str, key: str) -> bool:
         """Whether a step is waiting on ``key`` and would take a new event at once.
@@ -204,7 +191,7 @@ class Inbox:
             and bool(self._waiters.get((workflow_id, key)))
         )
 
-    async def _hand_over(self, row: InboxRow) -> asyncio.Future[None]:
+    async def _hand_over(self, record: InboxRecord) -> asyncio.Future[None]:
         """Give a sent event to the step waiting for it; return the future of its durable record.
 
         The wait wakes in the next loop iteration and checkpoints the event at once; if its
@@ -214,9 +201,14 @@ class Inbox:
         checkpoints later), the inbox row is queued in the same loop iteration, after the
         wait had its turn, as if it had not been handed over.
         """
-        workflow_id, key, event_id, _, blob, _, _ = row
+        workflow_id, key, event_id, blob = (
+            record.workflow_id,
+            record.key,
+            record.event_id,
+            record.payload_blob,
+        )
         loop = asyncio.get_running_loop()
-        handover = HandOver(row, loop.create_future())
+        handover = HandOver(record, loop.create_future())
         self._handovers[(workflow_id, event_id)] = handover
         self._deliver(workflow_id, [(key, event_id, blob)])
         # Runs after the woken wait: both were scheduled now, in this order.
@@ -227,20 +219,21 @@ class Inbox:
         """The handover of a sent event whose checkpoint (holding ``blob``) is being queued.
 
         Returns ``None`` unless the event is being handed over and ``blob`` is its payload;
-        the caller must then queue the checkpoint with the send's columns and `settle` it.
+        the caller must then queue the checkpoint with the send's ``inbox_*`` fields and
+        `settle` it.
         """
         handover = self._handovers.get((workflow_id, event_id))
-        if handover is None or handover.payload_blob != blob:
+        if handover is None or handover.record.payload_blob != blob:
             return None
         del self._handovers[(workflow_id, event_id)]
         return handover
 
     def _queue_unless_taken(self, handover: HandOver) -> None:
-        workflow_id, _, event_id = handover.row[:3]
+        workflow_id, event_id = handover.record.workflow_id, handover.record.event_id
         if self._handovers.pop((workflow_id, event_id), None) is None:
             return  # a checkpoint took it
         try:
-            handover.settle(self._queue.append("inbox", handover.row))
+            handover.settle(self._queue.append(handover.record))
         except BaseException as exc:  # the store failed: the send must hear of it
             handover.fail(exc)
 

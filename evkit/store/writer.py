@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime as dt
-import functools
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import duckdb
 
@@ -31,50 +27,9 @@ from evkit.store.connection import (
     rollback,
     store_errors,
 )
-from evkit.store.schema import COLUMNS, INSERT_ORDER, ROW_SHAPES
-
-if TYPE_CHECKING:
-    import pyarrow as pa
+from evkit.store.rows import Record, by_values, insert_order, insert_records
 
 T = TypeVar("T")
-Row = tuple[object, ...]
-
-# Columns of type TIMESTAMPTZ; rows hold them as epoch seconds (see `now`).
-TIMESTAMP_COLUMNS = frozenset(
-    {"created_at", "recorded_at", "deadline", "timeout_at", "received_at", "sent_at", "inbox_sent_at"}
-)
-
-
-def _arrow() -> tuple[ModuleType, dict[str, pa.DataType]]:
-    """The pyarrow module and the Arrow type of each column that is not a string.
-
-    pyarrow (with numpy) is a third of `import evkit` (~0.12 s), and small batches never
-    need it: it is imported on the writer thread by the first batch that does.
-    """
-    import pyarrow as pa
-
-    return pa, _arrow_types()
-
-
-@functools.cache
-def _arrow_types() -> dict[str, pa.DataType]:
-    # Built whole before anyone sees it: two writers (two runtimes in one process) filling
-    # a shared dict in place could read it half-filled, and take a blob column for a
-    # string column.
-    import pyarrow as pa
-
-    types: dict[str, pa.DataType] = dict.fromkeys(TIMESTAMP_COLUMNS, pa.timestamp("us", tz="UTC"))
-    types.update(
-        dict.fromkeys(("dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob"), pa.binary())
-    )
-    types.update(owner_pid=pa.int32(), attempt=pa.int32())
-    return types
-
-
-# Below this many rows a multi-row VALUES insert is faster than building an Arrow table
-# (measured: 1 row 2 ms vs 22 ms for the first Arrow insert; 16 rows 3.5 ms vs 1.9 ms).
-_ARROW_THRESHOLD = 8
-_ARROW_SLICE_ROWS = 20_000
 
 
 class Execute:
@@ -87,11 +42,10 @@ class Execute:
         self.params = params
 
 
-RowGroup = dict[str, list[Row]]
-"""Queue op: rows appended between two ``Execute`` ops, by table (or narrow row shape,
-see ``ROW_SHAPES``), each list in append order; the tables are written in
-``INSERT_ORDER``. Grouped as they are queued, so neither the loop nor the writer handles
-an object per row."""
+RowGroup = dict[type[Record], list[Record]]
+"""Queue op: records appended between two ``Execute`` ops, by record type, each list in
+append order (written in ``rows.insert_order``). Grouped as they are queued, so neither
+the loop nor the writer handles an object per row."""
 
 Op = RowGroup | Execute
 
@@ -111,27 +65,6 @@ class _Batch(asyncio.Future[None]):
     def abandon(self) -> None:
         """Really cancel the batch (the queue stopped before writing it)."""
         super().cancel()
-
-
-def run_status_row(
-    workflow_id: str,
-    status: str,
-    *,
-    output: tuple[bytes, str] | None = None,
-    error: tuple[bytes | None, str] | None = None,
-) -> Row:
-    """A ``run_status_log`` row: the status, when, which process, and output or error."""
-    output_blob, output_text = output if output is not None else (None, None)
-    error_blob, error_text = error if error is not None else (None, None)
-    return (workflow_id, status, now(), os.getpid(), output_blob, output_text, error_blob, error_text)
-
-
-now: Callable[[], float] = time.time
-"""The current time in seconds since the epoch: what rows put in timestamp columns.
-
-Rows carry floats, not datetimes: three rows per event take the time, and both making a
-float and handing it to Arrow cost a tenth of an aware datetime (see `_seconds_to_timestamps`).
-"""
 
 
 class StoreWriter:
@@ -247,7 +180,7 @@ def _new_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
     """Write ``ops`` in one transaction, committed (and fsynced) before returning."""
     if _one_statement(ops):
-        # A statement is a transaction of its own: BEGIN and COMMIT would add ~0.3 ms to
+        # A statement is a transaction of its own: BEGIN and COMMIT would only lengthen
         # the path of a lone checkpoint (a sent event's, say) that waits for this commit.
         _apply(con, ops[0])
         return
@@ -266,101 +199,15 @@ def _one_statement(ops: Sequence[Op]) -> bool:
     if len(ops) != 1:
         return False
     op = ops[0]
-    return isinstance(op, Execute) or (len(op) == 1 and _by_values(next(iter(op.values()))))
-
-
-def _by_values(rows: list[Row]) -> bool:
-    """Whether ``rows`` go in by one ``INSERT ... VALUES`` (few), not by Arrow slices."""
-    return len(rows) < _ARROW_THRESHOLD
+    return isinstance(op, Execute) or (len(op) == 1 and by_values(next(iter(op.values()))))
 
 
 def _apply(con: duckdb.DuckDBPyConnection, op: Op) -> None:
     if isinstance(op, Execute):
         con.execute(op.sql, op.params)
-    else:
-        _append_all(con, op)
-
-
-def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -> None:
-    for shape in sorted(pending, key=INSERT_ORDER.__getitem__):  # `seq` follows this order
-        rows = pending[shape]
-        table, columns = ROW_SHAPES.get(shape) or (shape, COLUMNS[shape])
-        if _by_values(rows):
-            used = _filled_columns(len(columns), rows)
-            placeholders = "(" + ", ".join("?" * len(used)) + ")"
-            sql = f"INSERT INTO {table} ({', '.join(columns[i] for i in used)}) VALUES " + ", ".join(
-                [placeholders] * len(rows)
-            )
-            values = [
-                _datetime(row[i]) if columns[i] in TIMESTAMP_COLUMNS else row[i] for row in rows for i in used
-            ]
-            con.execute(sql, values)
-        else:
-            # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
-            # memory. Still one transaction (the caller's), so a batch stays all or nothing.
-            for start in range(0, len(rows), _ARROW_SLICE_ROWS):
-                arrow_rows = _to_arrow(columns, rows[start : start + _ARROW_SLICE_ROWS])
-                # Registered by name: DuckDB does not have to find it among Python's frames.
-                con.register("evkit_rows", arrow_rows)
-                try:
-                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM evkit_rows")
-                finally:
-                    con.unregister("evkit_rows")
-                del arrow_rows
-
-
-def _filled_columns(width: int, rows: list[Row]) -> list[int]:
-    """The positions of the columns some row fills (all, if none does).
-
-    The others are NULL anyway, and each column costs DuckDB binding work: leaving out
-    five empty columns took ~0.1 ms off a checkpoint's commit (schema version 2). Now a
-    checkpoint not handed over leaves its three ``inbox_*`` columns empty, and an event's
-    state row the columns of its other states. Rows of NULLs only keep every column, so
-    they fail on the table's constraints as before.
-    """
-    return [i for i in range(width) if any(row[i] is not None for row in rows)] or list(range(width))
-
-
-def _to_arrow(columns: tuple[str, ...], rows: list[Row]) -> pa.Table:
-    """``rows`` (of ``columns``) as an Arrow table, timestamp columns converted from seconds."""
-    pa, types = _arrow()
-    try:
-        # One pass in C over the tuples (a struct array), ~40% cheaper than a Python
-        # list per column; timestamps come in as float seconds.
-        row_type = pa.struct(
-            [
-                (name, pa.float64() if name in TIMESTAMP_COLUMNS else types.get(name, pa.string()))
-                for name in columns
-            ]
-        )
-        fields = pa.RecordBatch.from_struct_array(pa.array(rows, type=row_type)).columns
-        arrays = [
-            _seconds_to_timestamps(pa, a) if name in TIMESTAMP_COLUMNS else a
-            for a, name in zip(fields, columns, strict=True)
-        ]
-    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError):  # a datetime in a timestamp column
-        arrays = [
-            pa.array([_datetime(row[i]) for row in rows], type=types[name])
-            if name in TIMESTAMP_COLUMNS
-            else pa.array([row[i] for row in rows], type=types.get(name, pa.string()))
-            for i, name in enumerate(columns)
-        ]
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
-def _datetime(value: object) -> object:
-    """A row's timestamp (epoch seconds) as the aware datetime DuckDB takes as a parameter."""
-    if isinstance(value, float | int):
-        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
-    return value  # None, or already a datetime
-
-
-def _seconds_to_timestamps(pa: ModuleType, seconds: pa.Array) -> pa.Array:
-    """Float epoch seconds as ``timestamp[us, UTC]``, rounded to the microsecond, in C."""
-    import pyarrow.compute as pc  # part of pyarrow (numpy is optional for pyarrow)
-
-    micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000)), pa.int64())
-    return micros.cast(_arrow_types()["recorded_at"])
+        return
+    for kind in insert_order(op):  # `seq` follows the statements: see rows.TABLES
+        insert_records(con, kind, op[kind])
 
 
 class WriteQueue:
@@ -383,14 +230,14 @@ class WriteQueue:
         self.batches_written = 0
         self._task = loop.create_task(self._drain(), name="evkit-store-queue")
 
-    def append(self, table: str, row: Row) -> asyncio.Future[None]:
-        """Queue a row; the returned future resolves once it is committed."""
+    def append(self, record: Record) -> asyncio.Future[None]:
+        """Queue a record; the returned future resolves once it is committed."""
         if self._failure is not None:  # the hot path of every row: kept short
             self._raise_failed()
-        rows = self._rows.get(table)
-        if rows is None:
-            rows = self._rows[table] = []
-        rows.append(row)
+        records = self._rows.get(type(record))
+        if records is None:
+            records = self._rows[type(record)] = []
+        records.append(record)
         self._wakeup.set()
         return self._batch
 

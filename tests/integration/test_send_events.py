@@ -74,7 +74,7 @@ async def test_events_sent_while_the_index_loads_wake_each_wait_once(monkeypatch
     read_may_finish = asyncio.Event()
 
     class SlowReadQueue:
-        def append(self, table: str, row: tuple[object, ...]) -> asyncio.Future[None]:
+        def append(self, record: tuple[object, ...]) -> asyncio.Future[None]:
             durable = loop.create_future()
             durable.set_result(None)
             return durable

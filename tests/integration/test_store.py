@@ -14,7 +14,8 @@ import pytest
 
 import evkit
 from evkit import workflow
-from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now, schema, writer
+from evkit.store import SCHEMA_VERSION, USER_VIEWS, StoreWriter, WriteQueue, now, rows, schema, writer
+from evkit.store.rows import EventCheckpointRecord, EventStateRecord, InboxRecord
 
 
 def test_a_new_store_has_the_schema_version_and_the_user_views(store_path: str) -> None:
@@ -164,7 +165,7 @@ def test_a_second_process_gets_a_clear_error_naming_the_file(store_path: str) ->
 async def test_rows_queued_together_are_written_in_one_transaction(store_path: str) -> None:
     w = await asyncio.to_thread(StoreWriter, store_path)  # opening a file is blocking I/O
     queue = WriteQueue(w, asyncio.get_running_loop())
-    futures = [queue.append("inbox", ("wf", "k", f"e{i}", now(), b"x", str(i), "test")) for i in range(500)]
+    futures = [queue.append(InboxRecord("wf", "k", f"e{i}", now(), b"x", str(i), "test")) for i in range(500)]
     await asyncio.gather(*futures)
     assert queue.batches_written == 1
     await queue.aclose()
@@ -182,8 +183,8 @@ async def test_rows_carry_epoch_seconds_and_the_store_keeps_utc_times(store_path
     sent = 1_795_000_000.123456
     as_datetime = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
     for i in range(rows):
-        queue.append("inbox", ("wf", "k", f"e{i}", sent, b"x", "x", "test"))
-    await queue.append("inbox", ("wf", "k", "dt", as_datetime, b"x", "x", "test"))
+        queue.append(InboxRecord("wf", "k", f"e{i}", sent, b"x", "x", "test"))
+    await queue.append(InboxRecord("wf", "k", "dt", as_datetime, b"x", "x", "test"))  # type: ignore[arg-type]
     await queue.aclose()
     stored = await asyncio.to_thread(
         w.call, lambda con: dict(con.execute("SELECT event_id, sent_at FROM inbox").fetchall())
@@ -200,17 +201,19 @@ async def test_a_waiting_row_and_its_checkpoint_in_one_batch_keep_their_order(st
     w = await asyncio.to_thread(StoreWriter, store_path)
     queue = WriteQueue(w, asyncio.get_running_loop())
 
-    def checkpoint(step: str) -> tuple[object, ...]:
-        return ("wf", step, 1, now(), now(), f"src-{step}", b"x", "x", None, None, None)
+    def checkpoint(step: str) -> EventCheckpointRecord:
+        return EventCheckpointRecord("wf", step, 1, now(), now(), f"src-{step}", b"x", "x")
 
-    def waiting(step: str) -> tuple[object, ...]:
-        return ("wf", step, f"wf/{step}", "waiting", 1, now(), "ManualListener", None, None, None, None)
+    def waiting(step: str) -> EventStateRecord:
+        return EventStateRecord(
+            "wf", step, f"wf/{step}", "waiting", 1, now(), "ManualListener", None, None, None, None
+        )
 
-    queue.append("event_state_log", waiting("b"))
+    queue.append(waiting("b"))
     await queue.flush()
-    queue.append("event_checkpoint_log", checkpoint("b"))
-    queue.append("event_state_log", waiting("a"))
-    await queue.append("event_checkpoint_log", checkpoint("a"))
+    queue.append(checkpoint("b"))
+    queue.append(waiting("a"))
+    await queue.append(checkpoint("a"))
     await queue.aclose()
     assert queue.batches_written == 2
     states = await asyncio.to_thread(
@@ -226,7 +229,7 @@ async def test_a_failed_batch_fails_its_waiters_and_refuses_further_writes(store
     with pytest.raises(evkit.StoreError, match="failed"):
         await queue.execute("INSERT INTO no_such_table VALUES (1)")
     with pytest.raises(evkit.StoreError, match="failed earlier and accepts no more writes"):
-        queue.append("inbox", ("wf", "k", "e", now(), b"x", "x", "test"))
+        queue.append(InboxRecord("wf", "k", "e", now(), b"x", "x", "test"))
     await asyncio.to_thread(w.close)
 
 
@@ -252,13 +255,13 @@ def test_every_store_write_of_a_run_happens_on_the_store_thread(
 def test_the_arrow_column_types_are_complete_for_every_writer_thread() -> None:
     # Two runtimes in one process convert their first big batches at the same moment;
     # neither may see the column types half-built (a blob column would become a string).
-    writer._arrow_types.cache_clear()
+    rows._arrow_types.cache_clear()
     barrier = threading.Barrier(8)
     seen: list[dict[str, object]] = []
 
     def first_batch() -> None:
         barrier.wait()
-        seen.append(writer._arrow()[1])
+        seen.append(rows._arrow()[1])
 
     threads = [threading.Thread(target=first_batch) for _ in range(8)]
     for thread in threads:

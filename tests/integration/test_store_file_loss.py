@@ -20,7 +20,8 @@ import pytest
 
 import evkit
 from evkit import workflow
-from evkit.store.writer import Execute, StoreWriter
+from evkit.store.rows import InboxRecord
+from evkit.store.writer import Execute, Op, StoreWriter
 
 pytestmark = pytest.mark.slow  # each opens a store (and most mount a disk): 0.2 to 0.4 s
 
@@ -164,11 +165,11 @@ def test_failed_commit_of_a_transaction_reports_the_full_disk_not_the_refused_ro
     small_disk: pathlib.Path,
 ) -> None:
     store = str(small_disk / "evkit.duckdb")
-    big_row = ("w", "k", "e1", 0.0, b"x" * 200_000, '"x"', "notebook")
+    big_row = InboxRecord("w", "k", "e1", 0.0, b"x" * 200_000, '"x"', "notebook")
     with StoreWriter(store) as writer:
         _fill(small_disk)
         # Two ops: one transaction with BEGIN and COMMIT (a lone statement has none).
-        ops = [{"inbox": [big_row]}, Execute("DELETE FROM inbox WHERE event_id = ?", ["none"])]
+        ops: list[Op] = [{InboxRecord: [big_row]}, Execute("DELETE FROM inbox WHERE event_id = ?", ["none"])]
         with pytest.raises(evkit.StoreError) as info:
             writer.write(ops).result()
     message = str(info.value)

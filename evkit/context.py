@@ -7,10 +7,10 @@ The engine sets them around every step body and listener hook; user code reads t
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from evkit.clock import Clock, WallClock
+from evkit.services import ServiceRegistry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,11 +37,12 @@ class EventContext(StepContext):
     Attributes:
         event_id: A stable id for this event: the same on every poll, commit and resume
             of this step in this run. Use it to make ``event_checkpointed`` idempotent.
-        services: Runtime services the built-in listeners use (the inbox, the HTTP server).
+        services: The engine's services listeners share (the inbox, the HTTP server, named
+            store reads): ``services.require(Inbox)``.
     """
 
     event_id: str
-    services: Mapping[str, object] = field(default_factory=dict)
+    services: ServiceRegistry = field(default_factory=ServiceRegistry)
 
 
 _current: contextvars.ContextVar[StepContext] = contextvars.ContextVar("evkit_step_context")

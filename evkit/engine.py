@@ -27,9 +27,11 @@ from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
+from evkit.services import ServiceRegistry
 from evkit.store import StoreWriter, WriteQueue, now, run_status
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 from evkit.store.rows import RunDefinitionRecord
+from evkit.store.service import StoreReads
 
 logger = logging.getLogger("evkit")
 
@@ -104,16 +106,8 @@ class Engine:
         self.inbox = Inbox(self.queue)
         self._active: dict[str, ActiveRun] = {}
         # What listeners may use (EventContext.services); never the engine itself. A
-        # listener may add its own service (the HTTP server, Redis readers): the engine
-        # calls a service's `release_run(workflow_id)` when a run ends and its
-        # `aclose()` when the engine closes.
-        self.services: dict[str, object] = {
-            "inbox": self.inbox,
-            "store_read": self.queue.read,
-            # Reads only what is committed (no flush first): cheaper when that is enough.
-            "store_read_committed": self.writer.submit,
-            "active_runs": self._active.keys(),
-        }
+        # listener may add its own service (the HTTP server, Redis readers).
+        self.services = ServiceRegistry(self.inbox, StoreReads(self.queue, writer, self._active.keys()))
         self._finished: dict[str, RunExecution] = {}
 
     # ------------------------------------------------------------------ runs
@@ -148,10 +142,7 @@ class Engine:
         active = self._active.pop(workflow_id, None)
         if active is not None and active.execution is not None:
             self._finished[workflow_id] = active.execution
-        for service in list(self.services.values()):
-            release = getattr(service, "release_run", None)
-            if release is not None:
-                release(workflow_id)
+        self.services.release_run(workflow_id)
         if task.cancelled():
             return
         error = task.exception()  # retrieved here; handles re-raise it to whoever waits
@@ -335,10 +326,7 @@ class Engine:
                 active.execution.abandoned = True
             active.task.cancel()
         await asyncio.gather(*(a.task for a in list(self._active.values())), return_exceptions=True)
-        for service in list(self.services.values()):
-            close = getattr(service, "aclose", None)
-            if close is not None:
-                await close()
+        await self.services.aclose()
         await self.queue.aclose()
         for executor in self.executors.values():
             await executor.aclose()

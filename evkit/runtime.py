@@ -276,10 +276,7 @@ class Runtime:
                 if active.execution is not None:
                     active.execution.abandoned = True
                 active.task.cancel()
-        for service in list(engine.services.values()):
-            close_nowait = getattr(service, "close_nowait", None)
-            if close_nowait is not None:
-                close_nowait()  # e.g. the HTTP server stops listening at once
+        engine.services.close_nowait()  # e.g. the HTTP server stops listening at once
         ops = engine.queue.take_pending()
         if ops:
             self.writer.call(apply_batch, ops)

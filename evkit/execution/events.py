@@ -58,8 +58,7 @@ class EventSteps:
 
     def __init__(self, scope: RunScope) -> None:
         self._scope = scope
-        inbox = scope.services.get("inbox")
-        self._inbox = inbox if isinstance(inbox, Inbox) else None
+        self._inbox = scope.services.get(Inbox)
 
     async def run(
         self,

@@ -22,6 +22,7 @@ from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
+from evkit.services import ServiceRegistry
 from evkit.store import run_status
 from evkit.store.reads import StoredEvent, StoredRun
 
@@ -57,7 +58,7 @@ class RunExecution:
         clock: Clock,
         executors: Mapping[str, StepExecutor],
         default_executor: str,
-        services: Mapping[str, object],
+        services: ServiceRegistry,
     ) -> None:
         self.workflow_id = workflow_id
         self.dag = dag

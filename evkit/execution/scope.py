@@ -7,10 +7,10 @@ runners, so none of them needs the scheduler itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from evkit.execution.tracker import RunTracker
+from evkit.services import ServiceRegistry
 
 if TYPE_CHECKING:
     from evkit.clock import Clock
@@ -34,5 +34,5 @@ class RunScope:
     queue: WriteQueue
     clock: Clock
     tracker: RunTracker
-    services: Mapping[str, object]
+    services: ServiceRegistry
     abandoned: bool = False

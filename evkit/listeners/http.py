@@ -9,22 +9,21 @@ success before the event is durable, and it never parses HTTP itself.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Container, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Protocol, TypeVar, final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar, final
 from urllib.parse import quote
 
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
 from evkit.listeners.manual import Inbox, ManualListener, SendResult
-from evkit.store.reads import inbox_key_of, run_exists
+from evkit.services import Service, ServiceRegistry
+from evkit.store.service import StoreReads
 
 if TYPE_CHECKING:
-    import duckdb
     from aiohttp import web
 
 T = TypeVar("T")
@@ -34,20 +33,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 """The default limit of an event's body: 1 MiB."""
 MAX_IDEMPOTENCY_KEY_CHARS = 200
-SERVICE_NAME = "http"
 ROUTE = "/events/{workflow_id}/{key}"
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
-
-
-class StoreSubmit(Protocol):
-    """``StoreWriter.submit``: run ``fn(connection, *args)`` on the writer thread.
-
-    It sees what is committed; writes still queued on the loop are not flushed first.
-    """
-
-    def __call__(self, fn: Callable[..., T], /, *args: object) -> concurrent.futures.Future[T]:
-        """Run ``fn`` on the store's connection; a future of its result."""
-        ...
 
 
 class HTTPListener(ManualListener):
@@ -107,7 +94,7 @@ def check_server_options(host: object, port: object, token: object, max_body_byt
 
 
 @final
-class EventServer:
+class EventServer(Service):
     """The HTTP inbox of one engine: ``POST /events/{workflow_id}/{key}`` with a JSON body.
 
     Made by ``workflow.serve_events()`` (or by the first HTTP wait). A reply of success
@@ -124,7 +111,7 @@ class EventServer:
 
     def __init__(
         self,
-        services: Mapping[str, object],
+        services: ServiceRegistry,
         *,
         host: str = DEFAULT_HOST,
         port: int = 0,
@@ -134,9 +121,8 @@ class EventServer:
     ) -> None:
         check_server_options(host, port, token, max_body_bytes)
         self._services = services
-        self._inbox = _service(services, "inbox", Inbox)
-        self._submit: StoreSubmit = _service(services, "store_read_committed", Callable)  # type: ignore[arg-type]
-        self._active_runs: Container[str] = _service(services, "active_runs", Container)  # type: ignore[type-abstract]
+        self._inbox = services.require(Inbox)
+        self._store = services.require(StoreReads)
         self.host = host
         self.port = port
         self._requested_port = port
@@ -298,8 +284,7 @@ class EventServer:
             await self._runner.cleanup()
 
     def _unregister(self) -> None:
-        if self._services.get(SERVICE_NAME) is self and isinstance(self._services, MutableMapping):
-            del self._services[SERVICE_NAME]
+        self._services.remove(self)
 
     # ------------------------------------------------------------------ requests
 
@@ -393,7 +378,7 @@ class EventServer:
     ) -> SendResult | web.Response:
         """Check the run and the Idempotency-Key, then store the event durably."""
         if event_id is None:
-            if workflow_id not in self._active_runs and not await self._committed(run_exists, workflow_id):
+            if not await self._store.run_known(workflow_id):
                 return _unknown_workflow(workflow_id)
             return await self._inbox.send(workflow_id, key, payload, source="http")
         marker = (workflow_id, event_id)
@@ -403,8 +388,8 @@ class EventServer:
         try:
             # Committed data is enough: an earlier request with this key either replied
             # (so its event is committed) or is still accepting (and we waited for it).
-            known, used_for = await self._committed(_check_post, workflow_id, event_id)
-            if not known and workflow_id not in self._active_runs:
+            known, used_for = await self._store.lookup_sent_event(workflow_id, event_id)
+            if not known:
                 return _unknown_workflow(workflow_id)
             if used_for == key:
                 return SendResult(event_id, duplicate=True)
@@ -422,12 +407,9 @@ class EventServer:
             del self._accepting[marker]
             accepting.set_result(None)
 
-    async def _committed(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.wrap_future(self._submit(fn, *args))
-
 
 async def event_server(
-    services: Mapping[str, object],
+    services: ServiceRegistry,
     *,
     host: str = DEFAULT_HOST,
     port: int = 0,
@@ -445,8 +427,8 @@ async def event_server(
         RunStateError: Another explicitly started server runs with other options.
         OSError: The address cannot be bound.
     """
-    existing = services.get(SERVICE_NAME)
-    if isinstance(existing, EventServer) and not existing.closed:
+    existing = services.get(EventServer)
+    if existing is not None and not existing.closed:
         wanted = {"host": host, "port": port, "token": token, "max_body_bytes": max_body_bytes}
         if not explicit or existing.matches(**wanted):  # type: ignore[arg-type]
             existing.explicit = existing.explicit or explicit
@@ -462,9 +444,7 @@ async def event_server(
     server = EventServer(
         services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=explicit
     )
-    if not isinstance(services, MutableMapping):
-        raise RunStateError("The engine's services cannot take the HTTP server; this should never happen.")
-    services[SERVICE_NAME] = server
+    services.add(server)
     try:
         await server.wait_started()
     except BaseException:
@@ -476,16 +456,6 @@ async def event_server(
 # ---------------------------------------------------------------------- helpers
 
 
-def _service(services: Mapping[str, object], name: str, kind: type[T]) -> T:
-    value = services.get(name)
-    if not isinstance(value, kind):
-        raise RunStateError(
-            f"The engine offers no {name!r} service to listeners (found {type(value).__qualname__}); "
-            "this should never happen, please report it."
-        )
-    return value
-
-
 def _unknown_workflow(workflow_id: str) -> web.Response:
     return _error(
         404,
@@ -493,14 +463,6 @@ def _unknown_workflow(workflow_id: str) -> web.Response:
         f"Run {workflow_id!r} is not in this store. Start it first "
         "(workflow.run_async(..., workflow_id=...)); nothing was stored.",
     )
-
-
-def _check_post(
-    con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str | None
-) -> tuple[bool, str | None]:
-    """Whether the run exists, and which key (if any) already used this event id in it."""
-    used_for = None if event_id is None else inbox_key_of(con, workflow_id, event_id)
-    return run_exists(con, workflow_id), used_for
 
 
 def _valid_idempotency_key(value: str) -> bool:

@@ -18,6 +18,7 @@ from typing import final
 from evkit import codec
 from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
+from evkit.services import Service
 from evkit.store import WriteQueue, now
 from evkit.store.reads import inbox_key_of, unclaimed_inbox_of_run
 from evkit.store.rows import InboxRecord
@@ -53,7 +54,7 @@ class HandOver:
 
 
 @final
-class Inbox:
+class Inbox(Service):
     """Durable mailboxes keyed by ``(workflow_id, key)``; lives on the engine's loop."""
 
     def __init__(self, queue: WriteQueue) -> None:
@@ -365,8 +366,7 @@ class ManualListener(EventListener):
     async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
         """Return the payload of the oldest event sent to this run under ``key``."""
         context = get_event_context()
-        inbox = context.services["inbox"]
-        assert isinstance(inbox, Inbox)
+        inbox = context.services.require(Inbox)
         self._taken, payload = await inbox.take(context.workflow_id, key)
         return payload
 

@@ -10,34 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 from urllib.parse import urlsplit, urlunsplit
 
 from evkit.context import get_event_context
-from evkit.errors import RunStateError
 from evkit.listeners.base import EventListener
+from evkit.services import Service, ServiceRegistry
+from evkit.store.service import StoreReads
 
 if TYPE_CHECKING:
-    import duckdb
     from redis.asyncio import Redis
 
 T = TypeVar("T")
 logger = logging.getLogger("evkit.redis")
 
-SERVICE_NAME = "redis_streams"
 _BLOCK_MS = 1_000  # how long one XREADGROUP waits for new entries before rescanning
 _PAGE = 100  # entries per page when scanning the pending entries list
 _MAX_BACKOFF_SECONDS = 5.0
-
-
-class StoreRead(Protocol):
-    """``WriteQueue.read``: flush, then run ``fn(connection, *args)`` on the writer thread."""
-
-    def __call__(self, fn: Callable[..., T], /, *args: object) -> Awaitable[T]:
-        """Run ``fn`` on the store's connection and return its result."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,15 +102,15 @@ class RedisStreamListener(EventListener):
 
 
 @final
-class RedisStreams:
+class RedisStreams(Service):
     """The engine's Redis service: one client per URL and one reader per consumer.
 
-    Lives in ``engine.services``; the engine calls :meth:`release_run` when a run ends
+    Lives in the engine's services; the engine calls :meth:`release_run` when a run ends
     and :meth:`aclose` when it closes.
     """
 
-    def __init__(self, store_read: StoreRead) -> None:
-        self._read = store_read
+    def __init__(self, store: StoreReads) -> None:
+        self._store = store
         self._clients: dict[str, Redis] = {}
         self._readers: dict[tuple[str, str, str, str], _Reader] = {}
 
@@ -151,7 +142,7 @@ class RedisStreams:
 
     async def checkpointed(self, source_ids: Sequence[str]) -> set[str]:
         """Which of ``source_ids`` an event step of this store has checkpointed."""
-        return await self._read(_checkpointed_sources, list(source_ids))
+        return await self._store.checkpointed_sources(source_ids)
 
     def release_run(self, workflow_id: str) -> None:
         """The run ended: entries its waits took but did not checkpoint are free again."""
@@ -205,19 +196,9 @@ def make_client(url: str) -> Redis:
     return Redis.from_url(url, decode_responses=True, driver_info=info)
 
 
-def redis_streams(services: Mapping[str, object]) -> RedisStreams:
+def redis_streams(services: ServiceRegistry) -> RedisStreams:
     """The engine's :class:`RedisStreams` service, made on first use."""
-    existing = services.get(SERVICE_NAME)
-    if isinstance(existing, RedisStreams):
-        return existing
-    store_read = services.get("store_read")
-    if not callable(store_read) or not isinstance(services, MutableMapping):
-        raise RunStateError(
-            "The engine offers no store reads to listeners; this should never happen, please report it."
-        )
-    service = RedisStreams(store_read)
-    services[SERVICE_NAME] = service
-    return service
+    return services.get_or_add(RedisStreams, lambda: RedisStreams(services.require(StoreReads)))
 
 
 class _Reader:
@@ -430,18 +411,6 @@ def _entries(reply: object, stream: str) -> list[tuple[str, dict[str, str]]]:
     else:
         items = next((entries for name, entries in reply if name == stream), [])  # type: ignore[attr-defined]
     return [(str(entry_id), dict(fields or {})) for entry_id, fields in items]
-
-
-def _checkpointed_sources(con: duckdb.DuckDBPyConnection, source_ids: list[str]) -> set[str]:
-    """Which of ``source_ids`` any event step of the store has checkpointed."""
-    rows = con.execute(
-        """
-        SELECT DISTINCT source_id FROM event_checkpoint_log
-        WHERE list_contains(?::VARCHAR[], source_id)
-        """,
-        [source_ids],
-    ).fetchall()
-    return {row[0] for row in rows}
 
 
 def _redact(url: str) -> str:

@@ -258,8 +258,8 @@ async def test_first_http_wait_starts_the_server_and_closing_the_runtime_stops_i
 ) -> None:
     runtime = await asyncio.to_thread(workflow.init, storage=store_path)
     handle = workflow.run_async(http_wait("k"), workflow_id="lazy")
-    await _until(lambda: isinstance(runtime.engine().services.get("http"), EventServer))
-    started_by_the_wait = runtime.engine().services["http"]
+    await _until(lambda: runtime.engine().services.get(EventServer) is not None)
+    started_by_the_wait = runtime.engine().services.get(EventServer)
     assert isinstance(started_by_the_wait, EventServer)
     assert not started_by_the_wait.explicit
     server = await serve_events_async()  # no options: the running one, now kept on purpose

@@ -1,0 +1,78 @@
+"""The store as a service for listeners: the named reads a listener may make.
+
+A listener never runs SQL of its own and never names a table: it asks this service (found
+with ``get_event_context().services.require(StoreReads)``), so the store's tables can
+change without touching a listener. Reads run on the store's writer thread, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+from typing import final
+
+import duckdb
+
+from evkit.services import Service
+from evkit.store.reads import inbox_key_of, run_exists
+from evkit.store.writer import StoreWriter, WriteQueue
+
+
+@final
+class StoreReads(Service):
+    """Named reads of one store for the listeners of its engine.
+
+    Args:
+        queue: The store's write queue (reads that must see queued writes flush it first).
+        writer: The store's writer (reads of committed data only go straight to it).
+        active_runs: The ids of the runs the engine executes now (a live view).
+    """
+
+    def __init__(self, queue: WriteQueue, writer: StoreWriter, active_runs: Collection[str]) -> None:
+        self._queue = queue
+        self._writer = writer
+        self._active_runs = active_runs
+
+    def is_active(self, workflow_id: str) -> bool:
+        """True while this engine executes the run (no store read)."""
+        return workflow_id in self._active_runs
+
+    async def run_known(self, workflow_id: str) -> bool:
+        """True if the run executes here or its committed rows exist in the store."""
+        if workflow_id in self._active_runs:
+            return True
+        return await asyncio.wrap_future(self._writer.submit(run_exists, workflow_id))
+
+    async def lookup_sent_event(self, workflow_id: str, event_id: str) -> tuple[bool, str | None]:
+        """Whether the run is known here, and the key an event sent with ``event_id`` went to.
+
+        Reads committed data only: a send still being stored is not seen (callers that
+        need it wait for that send first).
+        """
+        known, key = await asyncio.wrap_future(self._writer.submit(_lookup_sent_event, workflow_id, event_id))
+        return known or workflow_id in self._active_runs, key
+
+    async def checkpointed_sources(self, source_ids: Sequence[str]) -> set[str]:
+        """Which of ``source_ids`` some event step of this store has checkpointed.
+
+        ``source_ids`` are ``EventListener.source_id`` values; checkpoints still queued
+        count too (the queue is flushed first).
+        """
+        return await self._queue.read(_checkpointed_sources, list(source_ids))
+
+
+def _lookup_sent_event(
+    con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str
+) -> tuple[bool, str | None]:
+    return run_exists(con, workflow_id), inbox_key_of(con, workflow_id, event_id)
+
+
+def _checkpointed_sources(con: duckdb.DuckDBPyConnection, source_ids: list[str]) -> set[str]:
+    rows = con.execute(
+        """
+        SELECT DISTINCT source_id FROM event_checkpoint_log
+        WHERE list_contains(?::VARCHAR[], source_id)
+        """,
+        [source_ids],
+    ).fetchall()
+    return {row[0] for row in rows}

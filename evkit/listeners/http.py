@@ -349,6 +349,7 @@ class EventServer:
             raise ImportError("The HTTP event inbox needs aiohttp: pip install 'evkit[http]'.") from exc
         app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._make_middleware()])
         app.router.add_post(ROUTE, self._post_event)
+        # Any: these are aiohttp's keyword arguments, each typed differently there.
         connection_options: dict[str, Any] = {
             "access_log": None,
             # aiohttp's keep-alive timer runs from the moment a connection opens and from
@@ -496,13 +497,14 @@ class EventServer:
             async with asyncio.timeout(self.body_timeout_seconds):
                 body = await request.read()  # over the limit (chunked): raises 413, see _translate
         except TimeoutError:
-            return _error(
+            timed_out = _error(
                 408,
                 "body_timeout",
                 f"The body did not arrive within {self.body_timeout_seconds:g} s of the headers (the "
                 "server's `body_timeout_seconds`). Nothing was stored; send the request again.",
-                headers={"Connection": "close"},
             )
+            timed_out.force_close()  # the rest of the body would be taken for the next request
+            return timed_out
         payload, problem = _parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)

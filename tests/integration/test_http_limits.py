@@ -230,6 +230,24 @@ async def test_request_aiohttp_cannot_parse_gets_a_json_error_and_no_error_log(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+async def test_broken_chunked_body_gets_400_json(aruntime: evkit.Runtime) -> None:
+    workflow.run_async(http_wait("k"), workflow_id="chunks")
+    server = await serve_events_async()
+    reply = await exchange(
+        server.port,
+        b"POST /events/chunks/k HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n[1\r\nzz\r\n",
+    )
+    assert reply is not None
+    assert reply.status == 400
+    payload = reply.json()
+    assert payload["error"] == "malformed_request"
+    # The part in parentheses is aiohttp's own words, e.g. "Invalid character in chunk size".
+    pattern = r"^The request is not valid HTTP/1\.1 \(.*chunk.*\)\. Nothing was stored\.$"
+    assert re.match(pattern, str(payload["message"]), re.S), payload["message"]
+    assert await rows("SELECT count(*) FROM inbox_events") == [(0,)]
+
+
 # ---------------------------------------------------------------------- JSON bodies
 
 
@@ -329,6 +347,8 @@ async def test_post_to_a_failed_run_is_kept_for_its_resume(
     server = await serve_events_async()
     async with session.post(server.event_url(workflow_id, "k"), data=b"1") as reply:
         assert reply.status == 202
+    # Resuming a FAILED run runs its failed steps again, and their waits may take it.
+    assert await rows("SELECT workflow_id, key FROM inbox_events") == [(workflow_id, "k")]
 
 
 # ---------------------------------------------------------------------- ids and keys
@@ -366,6 +386,15 @@ def test_new_run_id_and_event_key_over_the_limit_are_refused_at_the_call(runtime
         workflow.send_event("r" * 200, "k" * 201, 1)
     with pytest.raises(ValueError, match=r"^send_events\('r+', \.\.\.\): the key of item 0 has 201 char"):
         workflow.send_events("r" * 200, [("k" * 201, 1)])
+
+
+async def test_http_wait_on_a_key_over_the_limit_fails_its_step_saying_so(aruntime: evkit.Runtime) -> None:
+    handle = workflow.run_async(http_wait("k" * 201), workflow_id="long-key")
+    with pytest.raises(evkit.WorkflowExecutionError) as failed:
+        await handle
+    cause = failed.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert re.match(r"^The event key 'k+'\.\.\. is 201 characters long; keys of HTTP events may", str(cause))
 
 
 def test_generated_run_id_stays_within_the_limit(runtime: evkit.Runtime) -> None:

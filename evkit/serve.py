@@ -9,14 +9,13 @@ from __future__ import annotations
 from evkit.api import get_runtime
 from evkit.engine import Engine
 from evkit.listeners.http import (
-    DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS,
     DEFAULT_HOST,
     DEFAULT_MAX_BODY_BYTES,
     EventServer,
     check_server_options,
     event_server,
 )
+from evkit.listeners.http_connection import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EventServer", "serve_events", "serve_events_async"]
 
@@ -46,8 +45,9 @@ def serve_events(
             (401 without it, 403 with a wrong one).
         max_body_bytes: Larger bodies get 413 and nothing is stored (default 1 MiB).
         header_timeout_seconds: A connection that has not sent a complete request line
-            and headers this long after it opened (or after its previous reply) is
-            closed (default 10 s): a slow or stalled client cannot hold it.
+            and headers this long after it opened (or after its previous reply) gets 408
+            and is closed, or just closed if it sent nothing (default 10 s): a slow or
+            stalled client cannot hold it.
         body_timeout_seconds: A request whose whole body has not arrived this long after
             its headers gets 408 and nothing is stored (default 30 s).
 

@@ -16,11 +16,19 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Container, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Protocol, TypeVar, final
 from urllib.parse import quote
 
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
+from evkit.listeners.http_connection import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    connection_factory,
+    connection_options,
+    head_timer_middleware,
+    json_error as _error,
+)
 from evkit.listeners.manual import Inbox, ManualListener, SendResult
 from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.store.reads import inbox_key_of, stored_run_status
@@ -35,20 +43,9 @@ logger = logging.getLogger("evkit.http")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 """The default limit of an event's body: 1 MiB."""
-DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
-"""How long a connection may take to send a complete request head (line and headers)."""
-DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
-"""How long a request may take to send its whole body once its headers arrived."""
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_JSON_DEPTH = 100
 """How deeply arrays and objects may nest in an event's body (deeper ones get 400)."""
-MAX_URL_BYTES = 6144
-"""The longest URL accepted (longer: 414). Any ``event_url`` fits: a run id and a key of
-200 characters each are at most 4,809 bytes once percent-encoded as UTF-8."""
-MAX_HEADER_LINE_BYTES = 8190
-"""The longest header line accepted (longer: 431)."""
-MAX_HEADER_COUNT = 100
-"""The most header lines a request may have (more: 431)."""
 SERVICE_NAME = "http"
 ROUTE = "/events/{workflow_id}/{key}"
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
@@ -165,7 +162,8 @@ class EventServer:
         port: The port it listens on (the one picked when asked for port 0).
         max_body_bytes: Bodies larger than this get 413.
         header_timeout_seconds: A connection that has not sent a complete request head
-            this long after it opened (or after its previous reply) is closed.
+            this long after it opened (or after its previous reply) gets 408 and is
+            closed (just closed if it sent nothing).
         body_timeout_seconds: A request whose body has not fully arrived this long after
             its headers gets 408 and nothing is stored.
         explicit: True if ``serve_events`` asked for it (False: a wait started it).
@@ -347,28 +345,19 @@ class EventServer:
             from aiohttp import web
         except ImportError as exc:  # pragma: no cover - aiohttp is in the test environment
             raise ImportError("The HTTP event inbox needs aiohttp: pip install 'evkit[http]'.") from exc
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._make_middleware()])
+        app = web.Application(
+            client_max_size=self.max_body_bytes,
+            middlewares=[head_timer_middleware(), self._make_middleware()],
+        )
         app.router.add_post(ROUTE, self._post_event)
-        # Any: these are aiohttp's keyword arguments, each typed differently there.
-        connection_options: dict[str, Any] = {
-            "access_log": None,
-            # aiohttp's keep-alive timer runs from the moment a connection opens and from
-            # each reply, and closes the connection if no complete request head arrived by
-            # then: that is the header timeout (a slowloris sending a byte a second).
-            "keepalive_timeout": self.header_timeout_seconds,
-            "max_line_size": MAX_URL_BYTES,
-            "max_field_size": MAX_HEADER_LINE_BYTES,
-            "max_headers": MAX_HEADER_COUNT,
-        }
-        runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS, **connection_options)
+        options = connection_options(self.header_timeout_seconds)
+        runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS, **options)
         await runner.setup()
         server = runner.server
         assert server is not None  # set by setup()
-        handler_class = _json_error_request_handler()
-
-        def connection() -> web.RequestHandler:
-            return handler_class(server, loop=self._loop, **connection_options)
-
+        connection = connection_factory(
+            server, loop=self._loop, header_timeout_seconds=self.header_timeout_seconds
+        )
         try:
             listener = await self._loop.create_server(connection, self.host, self._requested_port)
         except OSError as exc:
@@ -740,12 +729,6 @@ def _parse_json(body: bytes) -> tuple[object, str | None]:
     return payload, None
 
 
-def _error(status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    from aiohttp import web as aioweb
-
-    return aioweb.json_response({"error": code, "message": message}, status=status, headers=headers)
-
-
 def _too_large(size: int | None, limit: int) -> web.Response:
     got = f"is {size} bytes" if size is not None else "is larger"
     return _error(
@@ -776,60 +759,6 @@ def _translate(request: web.Request, exc: web.HTTPException, limit: int) -> web.
     if exc.status == 413:
         return _too_large(request.content_length, limit)
     return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-
-
-def _json_error_request_handler() -> type[web.RequestHandler]:
-    """The connection handler of aiohttp, replying to requests it cannot parse with JSON errors.
-
-    aiohttp answers a malformed request (bad request line, header too long, too many
-    headers) before any middleware runs, in plain text and logging a traceback; a client's
-    mistake is neither, so this subclass gives the documented JSON shape and logs at DEBUG.
-    """
-    from aiohttp import web as aioweb
-
-    class JSONErrorRequestHandler(aioweb.RequestHandler):
-        def handle_error(
-            self,
-            request: web.BaseRequest,
-            status: int = 500,
-            exc: BaseException | None = None,
-            message: str | None = None,
-        ) -> web.StreamResponse:
-            if status == 500 or request.writer.output_size > 0:
-                return super().handle_error(request, status, exc, message)  # a bug: keep the traceback
-            logger.debug("evkit event server: refused a malformed request from %s: %s", request.remote, exc)
-            reply = _protocol_error(status, exc)
-            reply.force_close()
-            return reply
-
-    return JSONErrorRequestHandler
-
-
-def _protocol_error(status: int, exc: BaseException | None) -> web.Response:
-    """The JSON reply to a request aiohttp could not parse."""
-    from aiohttp.http_exceptions import LineTooLong
-
-    detail = str(getattr(exc, "message", None) or exc or "malformed request")
-    # aiohttp says which limit a line broke, not which line: the two limits differ for that.
-    if isinstance(exc, LineTooLong) and str(exc.args[1]) == str(MAX_URL_BYTES):
-        return _error(
-            414,
-            "url_too_long",
-            f"The URL is longer than {MAX_URL_BYTES} bytes. Event URLs hold a run id and a key of at "
-            "most 200 characters each: use EventServer.event_url(). Nothing was stored.",
-        )
-    if isinstance(exc, LineTooLong) or "too many headers" in detail.lower():
-        return _error(
-            431,
-            "headers_too_large",
-            f"The request headers are too large: at most {MAX_HEADER_COUNT} headers of at most "
-            f"{MAX_HEADER_LINE_BYTES} bytes each ({detail}). Nothing was stored.",
-        )
-    return _error(
-        status,
-        "malformed_request",
-        f"The request is not valid HTTP/1.1 ({detail}). Nothing was stored.",
-    )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -97,13 +97,65 @@ async def rows(query: str) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.slow
-async def test_partial_request_head_is_closed_after_the_header_timeout(aruntime: evkit.Runtime) -> None:
+async def test_partial_request_head_gets_408_after_the_header_timeout(aruntime: evkit.Runtime) -> None:
     server = await serve_events_async(header_timeout_seconds=0.2)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(b"POST /events/w/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
         await writer.drain()
-        # The rest of the head never comes: the server must hang up on its own.
+        # The rest of the head never comes: the server must answer and hang up on its own.
+        reply = await read_reply(reader)
+        assert reply is not None
+        async with asyncio.timeout(REPLY_TIMEOUT_SECONDS):
+            assert await reader.read() == b""  # then closed
+    finally:
+        writer.close()
+    assert reply.status == 408
+    assert reply.headers["connection"] == "close"
+    assert reply.json() == {
+        "error": "header_timeout",
+        "message": "The request line and headers did not arrive within 0.2 s (the server's "
+        "`header_timeout_seconds`). Nothing was stored; send the request again.",
+    }
+
+
+@pytest.mark.slow
+async def test_idle_connection_is_closed_without_a_reply_after_the_header_timeout(
+    aruntime: evkit.Runtime, session: aiohttp.ClientSession
+) -> None:
+    workflow.run_async(http_wait("k"), workflow_id="idle")
+    server = await serve_events_async(header_timeout_seconds=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        # A first request on the connection, then nothing: the timer restarts after the
+        # reply, and an idle connection is closed without an unasked-for 408.
+        writer.write(b"POST /events/idle/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\n1")
+        await writer.drain()
+        first = await read_reply(reader)
+        assert first is not None
+        assert first.status == 202
+        assert await read_reply(reader) is None
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+async def test_rest_of_a_refused_body_is_not_taken_for_a_late_request_head(aruntime: evkit.Runtime) -> None:
+    server = await serve_events_async(token="s3cret-token", header_timeout_seconds=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            b"POST /events/w/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n"
+            b"Authorization: Bearer nope\r\n\r\n"
+        )
+        await writer.drain()
+        refused = await read_reply(reader)  # refused before the body was read
+        assert refused is not None
+        assert refused.status == 403
+        writer.write(b"0123456789")  # the body, late: aiohttp drops it
+        await writer.drain()
+        # No 408 for a "request head" that was really the end of a body; the keep-alive
+        # backstop closes the connection later.
         assert await read_reply(reader) is None
     finally:
         writer.close()

@@ -533,10 +533,8 @@ class EventServer:
             # Committed data is enough: an earlier request with this key either replied
             # (so its event is committed) or is still accepting (and we waited for it).
             status, used_for = await self._committed(_check_post, workflow_id, event_id)
-            if workflow_id not in self._active_runs:
-                refusal = _refuse_status(workflow_id, status)
-                if refusal is not None:
-                    return refusal
+            # A repeat is answered as one even once the run has finished: the client may be
+            # retrying because the first reply was lost.
             if used_for == key:
                 return SendResult(event_id, duplicate=True)
             if used_for is not None:
@@ -546,6 +544,10 @@ class EventServer:
                     f"Idempotency-Key {event_id!r} was already used for key {used_for!r} of run "
                     f"{workflow_id!r}; use a key unique within the run. Nothing was stored.",
                 )
+            if workflow_id not in self._active_runs:
+                refusal = _refuse_status(workflow_id, status)
+                if refusal is not None:
+                    return refusal
             return await self._inbox.send(
                 workflow_id, key, payload, event_id=event_id, source="http", known_new=True
             )

@@ -392,6 +392,26 @@ async def test_post_to_a_finished_run_is_refused_with_409_naming_its_status(
     assert await rows("SELECT count(*) FROM inbox_events") == [(0,)]
 
 
+async def test_retry_after_the_run_finished_is_still_a_duplicate_and_a_reused_key_a_conflict(
+    aruntime: evkit.Runtime, session: aiohttp.ClientSession
+) -> None:
+    handle = workflow.run_async(http_wait("k"), workflow_id="retry-late")
+    server = await serve_events_async()
+    url = server.event_url("retry-late", "k")
+    async with session.post(url, data=b"1", headers={"Idempotency-Key": "pay-1"}) as reply:
+        assert reply.status == 202
+    assert await handle == 1
+    assert workflow.get_status("retry-late") == "SUCCESSFUL"
+    # The first reply may have been lost: the retry must still be told it is stored.
+    async with session.post(url, data=b"1", headers={"Idempotency-Key": "pay-1"}) as reply:
+        assert (reply.status, (await reply.json())["duplicate"]) == (202, True)
+    other_key = server.event_url("retry-late", "other")
+    async with session.post(other_key, data=b"1", headers={"Idempotency-Key": "pay-1"}) as reply:
+        assert (reply.status, (await reply.json())["error"]) == (409, "idempotency_key_conflict")
+    async with session.post(url, data=b"2", headers={"Idempotency-Key": "pay-2"}) as reply:
+        assert (reply.status, (await reply.json())["error"]) == (409, "run_finished")
+
+
 async def test_post_to_a_failed_run_is_kept_for_its_resume(
     aruntime: evkit.Runtime, session: aiohttp.ClientSession
 ) -> None:

@@ -28,7 +28,7 @@ from evkit.errors import (
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.base import TimerListener
-from evkit.model import WorkflowStatus
+from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime
 from evkit.store.connection import store_errors
 from evkit.store.reads import step_metadata
@@ -143,7 +143,29 @@ def plot_timeline(workflow_id: str, **kwargs: object) -> object:
 
 
 def _new_workflow_id(node: StepNode) -> str:
-    return f"{node.name}.{uuid.uuid4().hex[:12]}"
+    suffix = f".{uuid.uuid4().hex[:12]}"
+    return node.name[: MAX_WORKFLOW_ID_CHARS - len(suffix)] + suffix
+
+
+def _check_new_id(workflow_id: object) -> str:
+    workflow_id = _check_id(workflow_id)
+    if len(workflow_id) > MAX_WORKFLOW_ID_CHARS:
+        raise ValueError(
+            f"`workflow_id` must have at most {MAX_WORKFLOW_ID_CHARS} characters, got {len(workflow_id)} "
+            f"({workflow_id[:40]!r}...): it is part of the run's event URLs. Pass a shorter `workflow_id`."
+        )
+    return workflow_id
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
+    if len(key) > MAX_EVENT_KEY_CHARS:
+        raise ValueError(
+            f"`key` must have at most {MAX_EVENT_KEY_CHARS} characters, got {len(key)} ({key[:40]!r}...). "
+            "Use a shorter key."
+        )
+    return key
 
 
 def _check_id(workflow_id: object, argument: str = "workflow_id") -> str:
@@ -161,7 +183,7 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
         )
     if metadata is not None and codec.to_json(dict(metadata)) is None:
         raise ValueError(f"`metadata` must be a JSON-serializable dict, got {metadata!r}.")
-    workflow_id = _check_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
+    workflow_id = _check_new_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
     dag = flatten(node)
     runtime = get_runtime()
     active = runtime.call_soon(lambda engine: engine.start(workflow_id, dag, metadata=metadata))
@@ -186,7 +208,8 @@ def run_async(
 
     Raises:
         RunStateError: A run with this id is already running in this process.
-        ValueError: ``metadata`` is not JSON-serializable.
+        ValueError: ``metadata`` is not JSON-serializable, or ``workflow_id`` is longer
+            than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
     """
     return _start(node, workflow_id, metadata)
 
@@ -200,6 +223,7 @@ def run(
         WorkflowExecutionError: A step failed (``__cause__`` is its error).
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
+        ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
     """
     return _start(node, workflow_id, metadata).result()
 
@@ -479,10 +503,10 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     Raises:
         WorkflowNotFoundError: The store has no such run.
         PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
+        ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
-    if not isinstance(key, str) or not key:  # type: ignore[redundant-expr]
-        raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
+    key = _check_key(key)
     try:
         codec.dumps(payload)
     except TypeError as exc:
@@ -510,6 +534,7 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
         WorkflowNotFoundError: The store has no such run.
         TypeError: A key is not a non-empty str, or a payload cannot be pickled (nothing
             is stored).
+        ValueError: A key is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
     items = list(events)
@@ -518,6 +543,11 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
             raise TypeError(
                 f"send_events({workflow_id!r}, ...): item {i} must be a (key, payload) tuple with "
                 f"a non-empty str key, got {item!r}. Nothing was stored."
+            )
+        if len(item[0]) > MAX_EVENT_KEY_CHARS:
+            raise ValueError(
+                f"send_events({workflow_id!r}, ...): the key of item {i} has {len(item[0])} characters; "
+                f"keys may have at most {MAX_EVENT_KEY_CHARS}. Nothing was stored."
             )
 
     async def send(engine: Engine) -> list[str]:

@@ -14,7 +14,7 @@ from typing import final
 import duckdb
 
 from evkit.services import Service
-from evkit.store.reads import inbox_key_of, run_exists
+from evkit.store.reads import inbox_key_of, stored_run_status
 from evkit.store.writer import StoreWriter, WriteQueue
 
 
@@ -37,20 +37,17 @@ class StoreReads(Service):
         """True while this engine executes the run (no store read)."""
         return workflow_id in self._active_runs
 
-    async def run_known(self, workflow_id: str) -> bool:
-        """True if the run executes here or its committed rows exist in the store."""
-        if workflow_id in self._active_runs:
-            return True
-        return await asyncio.wrap_future(self._writer.submit(run_exists, workflow_id))
+    async def stored_status(self, workflow_id: str) -> str | None:
+        """The run's committed status in the store (``None``: no such run)."""
+        return await asyncio.wrap_future(self._writer.submit(stored_run_status, workflow_id))
 
-    async def lookup_sent_event(self, workflow_id: str, event_id: str) -> tuple[bool, str | None]:
-        """Whether the run is known here, and the key an event sent with ``event_id`` went to.
+    async def lookup_sent_event(self, workflow_id: str, event_id: str) -> tuple[str | None, str | None]:
+        """The run's committed status, and the key an event sent with ``event_id`` went to.
 
         Reads committed data only: a send still being stored is not seen (callers that
         need it wait for that send first).
         """
-        known, key = await asyncio.wrap_future(self._writer.submit(_lookup_sent_event, workflow_id, event_id))
-        return known or workflow_id in self._active_runs, key
+        return await asyncio.wrap_future(self._writer.submit(_lookup_sent_event, workflow_id, event_id))
 
     async def checkpointed_sources(self, source_ids: Sequence[str]) -> set[str]:
         """Which of ``source_ids`` some event step of this store has checkpointed.
@@ -63,8 +60,8 @@ class StoreReads(Service):
 
 def _lookup_sent_event(
     con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str
-) -> tuple[bool, str | None]:
-    return run_exists(con, workflow_id), inbox_key_of(con, workflow_id, event_id)
+) -> tuple[str | None, str | None]:
+    return stored_run_status(con, workflow_id), inbox_key_of(con, workflow_id, event_id)
 
 
 def _checkpointed_sources(con: duckdb.DuckDBPyConnection, source_ids: list[str]) -> set[str]:

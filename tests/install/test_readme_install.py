@@ -200,6 +200,8 @@ def test_notebook_install_runs_the_using_it_example_in_a_kernel(
     messages = execute(notebook_kernel, code, 60)
     errors = [m for m in messages if m["type"] == "error" or m.get("name") == "stderr"]
     assert not errors, errors
+    (shown,) = [m for m in messages if m["type"] == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown["data"]  # type: ignore[operator]  # the live view
     (result,) = [m for m in messages if m["type"] == "execute_result"]
     data = result["data"]
     assert isinstance(data, dict)

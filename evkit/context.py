@@ -39,10 +39,15 @@ class EventContext(StepContext):
             of this step in this run. Use it to make ``event_checkpointed`` idempotent.
         services: The engine's services listeners share (the inbox, the HTTP server, named
             store reads): ``services.require(Inbox)``.
+        deadline: When this wait fires by itself (epoch seconds), as the listener's
+            ``describe_wait`` said when the wait first started. Kept in the store, so a
+            poll after a restart gets the same one and waits only what is left. ``None``
+            when the wait has no deadline (or outside a poll).
     """
 
     event_id: str
     services: ServiceRegistry = field(default_factory=ServiceRegistry)
+    deadline: float | None = None
 
 
 _current: contextvars.ContextVar[StepContext] = contextvars.ContextVar("evkit_step_context")

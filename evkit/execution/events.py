@@ -83,8 +83,8 @@ class EventSteps:
         view.attempts += 1
         attempt = view.attempts
         listener = step.listener()  # step 1
-        set_context(self._context(step, attempt))
         self._describe_wait(step, view, args, kwargs, stored)
+        set_context(self._context(step, attempt, view.deadline))
         self._log(step, "waiting", attempt)
         tracker.set_state(step.step_id, "waiting")
         tracker.waiting += 1
@@ -147,14 +147,23 @@ class EventSteps:
         kwargs: dict[str, object],
         stored: StoredEvent | None,
     ) -> None:
-        """What the store and the widget show of the wait: its deadlines, arguments, key."""
+        """What the store and the widget show of the wait: its deadlines, arguments, key.
+
+        Deadlines are fixed when the wait first starts: a later attempt (after a restart)
+        takes the stored ones, so it waits only what is left.
+        """
         assert step.listener is not None
+        now = self._scope.clock.now()
         if stored is not None and stored.timeout_at is not None:
-            view.timeout_at = stored.timeout_at.timestamp()  # fixed when the wait first started
+            view.timeout_at = stored.timeout_at.timestamp()
         elif step.timeout_seconds is not None:
-            view.timeout_at = self._scope.clock.now() + step.timeout_seconds
-        view.deadline = step.listener.wait_deadline(*args, **kwargs)
-        view.inbox_key = step.listener.wait_inbox_key(*args, **kwargs)
+            view.timeout_at = now + step.timeout_seconds
+        description = step.listener.describe_wait(args, kwargs, now=now)
+        view.inbox_key = description.inbox_key
+        if stored is not None and stored.deadline is not None:
+            view.deadline = stored.deadline.timestamp()
+        else:
+            view.deadline = description.deadline
         view.args_text = codec.readable({"args": list(args), "kwargs": kwargs} if kwargs else list(args))
 
     async def _cancelled(
@@ -312,10 +321,16 @@ class EventSteps:
         """The event's id: stable over polls, commits and resumes of this step in this run."""
         return f"{self._scope.workflow_id}/{step.step_id}"
 
-    def _context(self, step: FlatStep, attempt: int) -> EventContext:
+    def _context(self, step: FlatStep, attempt: int, deadline: float | None = None) -> EventContext:
         scope = self._scope
         return _make_event_context(
-            scope.workflow_id, step.step_id, attempt, scope.clock, self._event_id(step), scope.services
+            scope.workflow_id,
+            step.step_id,
+            attempt,
+            scope.clock,
+            self._event_id(step),
+            scope.services,
+            deadline,
         )
 
 

@@ -8,12 +8,31 @@ only then awaits ``event_checkpointed``. Listeners never touch the store themsel
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from evkit.context import current_clock
 
 Event = object
 """Whatever ``poll_for_event`` returns. It must be picklable: it is checkpointed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitDescription:
+    """What one wait says of itself, for the store's ``waiting`` row and the live view.
+
+    Attributes:
+        deadline: When the wait fires by itself (epoch seconds), shown as "time left".
+        inbox_key: The inbox key it takes its event from (``send_event``'s key), shown
+            with a form to send to it.
+    """
+
+    deadline: float | None = None
+    inbox_key: str | None = None
+
+
+NOTHING_TO_DESCRIBE = WaitDescription()
 
 
 class EventListener:
@@ -24,8 +43,8 @@ class EventListener:
     cloudpickle so a resumed run can rebuild it, so it must be picklable.
 
     Besides the instance hooks, a listener class may describe its waits for the engine,
-    the store and the widget (all optional): :meth:`wait_deadline`,
-    :meth:`wait_inbox_key` and :attr:`uses_inbox`.
+    the store and the widget (both optional): :meth:`describe_wait` and
+    :attr:`uses_inbox`.
     """
 
     uses_inbox: ClassVar[bool] = False
@@ -33,22 +52,26 @@ class EventListener:
     run that has such waits reads its stored inbox before its steps start."""
 
     @classmethod
-    def wait_deadline(cls, *args: object, **kwargs: object) -> float | None:
-        """Optional: when a wait with these poll arguments fires by itself (epoch seconds).
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
+        """Optional: what a wait with these poll arguments says of itself.
 
-        Stored with the wait (column ``deadline``) and shown as "time left". The default
-        is ``None``: the wait ends only when its event comes.
+        Called once per wait, before the poll. The default describes nothing: the wait
+        ends only when its event comes and reads no inbox. A deadline is kept from the
+        step's first wait: after a restart the stored one wins, and the poll finds it in
+        ``get_event_context().deadline``.
+
+        Args:
+            args: The poll's positional arguments (upstream results resolved).
+            kwargs: The poll's keyword arguments.
+            now: The clock's time as the wait starts (epoch seconds; a ``FakeClock``'s in
+                tests), for deadlines relative to it (a schedule's next fire).
+
+        Returns:
+            Its deadline and inbox key, each ``None`` if it has none.
         """
-        return None
-
-    @classmethod
-    def wait_inbox_key(cls, *args: object, **kwargs: object) -> str | None:
-        """Optional: the inbox key a wait with these poll arguments takes its event from.
-
-        Shown by the widget beside the wait (with a form to send to it). The default is
-        ``None``: the wait does not read the inbox.
-        """
-        return None
+        return NOTHING_TO_DESCRIBE
 
     def __init__(self) -> None:
         """Optional constructor. Only the constructor with no arguments is called."""
@@ -99,9 +122,14 @@ class TimerListener(EventListener):
         await current_clock().sleep_until(float(timestamp))
 
     @classmethod
-    def wait_deadline(cls, *args: object, **kwargs: object) -> float | None:
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
         """The timer's deadline: its first argument."""
-        return float(args[0]) if args else None  # type: ignore[arg-type]
+        timestamp = args[0] if args else kwargs.get("timestamp")
+        if timestamp is None:
+            return NOTHING_TO_DESCRIBE
+        return WaitDescription(deadline=float(timestamp))  # type: ignore[arg-type]
 
     @staticmethod
     def deadline_of(timestamp: float) -> dt.datetime:

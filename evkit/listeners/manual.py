@@ -11,13 +11,13 @@ import asyncio
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import final
 
 from evkit import codec
 from evkit.context import get_event_context
-from evkit.listeners.base import EventListener
+from evkit.listeners.base import NOTHING_TO_DESCRIBE, EventListener, WaitDescription
 from evkit.services import Service
 from evkit.store import WriteQueue, now
 from evkit.store.reads import inbox_key_of, unclaimed_inbox_of_run
@@ -358,10 +358,12 @@ class ManualListener(EventListener):
         self._taken: str | None = None
 
     @classmethod
-    def wait_inbox_key(cls, *args: object, **kwargs: object) -> str | None:
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
         """The ``key`` the wait takes its event from."""
         key = kwargs.get("key", args[0] if args else None)
-        return key if isinstance(key, str) else None
+        return WaitDescription(inbox_key=key) if isinstance(key, str) else NOTHING_TO_DESCRIBE
 
     async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
         """Return the payload of the oldest event sent to this run under ``key``."""

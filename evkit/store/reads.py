@@ -21,6 +21,7 @@ class StoredEvent:
     committed: bool = False
     timeout_at: dt.datetime | None = None
     source_id: str | None = None
+    deadline: dt.datetime | None = None  # as its first wait described it
 
     @property
     def checkpointed(self) -> bool:
@@ -90,14 +91,15 @@ def load_run(
             run.continuations[step_id] = blob
         else:
             run.attempts[step_id] = max(run.attempts.get(step_id, 0), attempt)
-    for step_id, polls, payload, committed, timeout_at, source_id in con.execute(
+    for step_id, polls, payload, committed, timeout_at, source_id, deadline in con.execute(
         """
         SELECT step_id,
                count(*) FILTER (WHERE state = 'waiting'),
                arg_max(payload_blob, seq) FILTER (WHERE state = 'checkpointed'),
                count(*) FILTER (WHERE state = 'committed') > 0,
                max(timeout_at),
-               arg_max(source_id, seq) FILTER (WHERE state = 'checkpointed')
+               arg_max(source_id, seq) FILTER (WHERE state = 'checkpointed'),
+               arg_min(deadline, seq) FILTER (WHERE state = 'waiting')
         FROM event_log WHERE workflow_id = ? GROUP BY step_id
         """,
         [workflow_id],
@@ -108,6 +110,7 @@ def load_run(
             committed=committed,
             timeout_at=timeout_at,
             source_id=source_id,
+            deadline=deadline,
         )
     return run
 

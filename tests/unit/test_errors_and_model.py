@@ -71,6 +71,7 @@ def test_the_engines_fast_records_equal_the_constructors_and_stay_frozen() -> No
 
     from evkit.context import EventContext
     from evkit.model import StepSnapshot, make_step_snapshot, record_maker
+    from evkit.services import ServiceRegistry
 
     when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     fields = {
@@ -97,10 +98,17 @@ def test_the_engines_fast_records_equal_the_constructors_and_stay_frozen() -> No
         make_step_snapshot("too", "short")
     # A subclass's inherited fields are filled too, and the record pickles as usual.
     clock = evkit.WallClock()
-    context = record_maker(EventContext)("wf", "wait_1", 1, clock, "wf/wait_1", {})
+    services = ServiceRegistry()
+    context = record_maker(EventContext)("wf", "wait_1", 1, clock, "wf/wait_1", services, 1.5)
     assert context == EventContext(
-        workflow_id="wf", step_id="wait_1", attempt=1, clock=clock, event_id="wf/wait_1", services={}
-    )  # type: ignore[arg-type]
+        workflow_id="wf",
+        step_id="wait_1",
+        attempt=1,
+        clock=clock,
+        event_id="wf/wait_1",
+        services=services,
+        deadline=1.5,
+    )
     restored = pickle.loads(pickle.dumps(context))
     assert (restored.workflow_id, restored.step_id, restored.event_id) == ("wf", "wait_1", "wf/wait_1")
     assert isinstance(restored.clock, evkit.WallClock)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from typing import cast
 
 import pytest
 
 from evkit import codec
 from evkit.clock import FakeClock
+from evkit.context import get_event_context
 from evkit.dag import FlatDag, flatten, wait_for_event
 from evkit.errors import EventTimeoutError, StepFailedError
 from evkit.execution.events import TIMEOUT_DEFAULT_SOURCE, EventSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
-from evkit.listeners.base import EventListener
+from evkit.listeners.base import EventListener, WaitDescription
 from evkit.store import WriteQueue
 from evkit.store.reads import StoredEvent
 from evkit.store.rows import EventCheckpointRecord, EventCommitRecord, EventStateRecord, Record
@@ -45,6 +47,22 @@ class Source(EventListener):
 
     async def poll_cancelled(self, name: str) -> None:  # type: ignore[override]
         LOG.append(f"cleanup {name}")
+
+
+class Scheduled(EventListener):
+    """Fires 60 s after its wait first started; the deadline comes from the engine."""
+
+    @classmethod
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
+        return WaitDescription(deadline=now + 60)
+
+    async def poll_for_event(self) -> float:  # type: ignore[override]
+        deadline = get_event_context().deadline
+        assert deadline is not None
+        await get_event_context().clock.sleep_until(deadline)
+        return deadline
 
 
 class Broken(EventListener):
@@ -215,3 +233,26 @@ async def test_a_failing_poll_fails_the_step_with_the_listener_named() -> None:
     assert isinstance(failed, EventStateRecord)
     assert (failed.state, failed.error_text) == ("failed", "ConnectionError: source down")
     assert not any(isinstance(r, EventCommitRecord | EventCheckpointRecord) for r in queue.records)
+
+
+async def test_a_deadline_is_fixed_when_the_wait_first_starts_and_kept_on_resume() -> None:
+    clock = FakeClock()
+    steps, queue, _, dag = make_steps(wait_for_event(Scheduled), clock)
+    step = dag.steps[0]
+    first = asyncio.ensure_future(steps.run(step, (), {}, None))
+    await clock.wait_for_sleepers_async(1)
+    waiting = queue.records[0]
+    assert isinstance(waiting, EventStateRecord)
+    assert waiting.deadline == clock.now() + 60
+    first.cancel()  # a crash, as far as the wait is concerned
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    clock.advance(45)  # the process was down for 45 s
+    stored = StoredEvent(poll_attempts=1, deadline=dt.datetime.fromtimestamp(waiting.deadline, tz=dt.UTC))
+    steps, queue, _, dag = make_steps(wait_for_event(Scheduled), clock)
+    again = asyncio.ensure_future(steps.run(dag.steps[0], (), {}, stored))
+    await clock.wait_for_sleepers_async(1)
+    clock.advance(15)  # only what was left
+    await until(lambda: "checkpoint" in queue.kinds())
+    queue.make_durable()
+    assert await again == waiting.deadline

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from evkit.model import StepShape
 from evkit.notebook.layout import NODE_HEIGHT, NODE_WIDTH, Layout, compute_layout, layout_for
 
 # The layer pitch is a node and a 60 px gap; the row pitch a node and a 14 px gap; the
@@ -72,7 +73,7 @@ def test_covers_says_whether_ids_need_a_new_layout() -> None:
 
 
 def test_layout_for_takes_a_runs_step_shapes() -> None:
-    shapes = [("wait", "event", ()), ("use", "function", ("wait",))]
+    shapes: list[StepShape] = [("wait", "event", ()), ("use", "function", ("wait",))]
     assert layout_for(shapes, engine="layers") == layers([("wait", ()), ("use", ("wait",))])
 
 

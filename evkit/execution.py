@@ -292,7 +292,9 @@ class RunExecution:
                 exc
                 if isinstance(exc, WorkflowExecutionError)
                 else StepFailedError(
-                    f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+                    f"Run {self.workflow_id!r} failed: {exc!r}",
+                    workflow_id=self.workflow_id,
+                    step=exc.step if isinstance(exc, EventTimeoutError) else None,
                 )
             )
             if error is not exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -66,3 +67,27 @@ def test_a_cause_that_cannot_be_stored_loses_only_itself(runtime: evkit.Runtime)
     assert _fields(stored.value) == _fields(live.value)
     assert stored.value.step == "explode"
     assert stored.value.__cause__ is None
+
+
+async def test_an_event_timeout_fails_the_run_naming_its_step_live_and_from_the_store(
+    aruntime: evkit.Runtime, fake_clock: evkit.FakeClock
+) -> None:
+    handle = workflow.run_async(
+        workflow.wait_for_event(workflow.ManualListener, key="never", timeout_seconds=30), workflow_id="late"
+    )
+    await fake_clock.wait_for_sleepers_async(1)
+    fake_clock.advance(30)
+    with pytest.raises(evkit.StepFailedError) as live:
+        await handle
+    assert live.value.__dict__ == {"workflow_id": "late", "step": "ManualListener"}
+    assert type(live.value.__cause__) is evkit.EventTimeoutError
+
+    with pytest.raises(evkit.StepFailedError) as stored:
+        await asyncio.to_thread(workflow.get_output, "late")
+    assert _fields(stored.value) == _fields(live.value)
+    assert type(stored.value.__cause__) is evkit.EventTimeoutError
+    assert stored.value.__cause__.__dict__ == {
+        "workflow_id": "late",
+        "step": "ManualListener",
+        "timeout_seconds": 30,
+    }

@@ -22,9 +22,9 @@ from evkit.errors import (
     PayloadError,
     RunStateError,
     WorkflowCancellationError,
-    WorkflowExecutionError,
     WorkflowNotFoundError,
 )
+from evkit.execution import failure_from_store
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.base import TimerListener
@@ -220,7 +220,8 @@ def run(
     """Run a workflow to the end and return its output (blocks; works in a notebook cell).
 
     Raises:
-        WorkflowExecutionError: A step failed (``__cause__`` is its error).
+        StepFailedError: A step failed (``__cause__`` is its error); a
+            ``WorkflowExecutionError``.
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
         ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
@@ -268,7 +269,7 @@ def resume(workflow_id: str) -> object:
 
     Raises:
         WorkflowNotResumableError: The id is unknown, or the run was cancelled.
-        WorkflowExecutionError: A step failed again.
+        StepFailedError: A step failed again (a ``WorkflowExecutionError``).
     """
     return resume_async(workflow_id).result()
 
@@ -337,7 +338,8 @@ def get_output(workflow_id: str) -> object:
 
     Raises:
         WorkflowNotFoundError: The store has no such run.
-        WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+        StepFailedError: The run failed (``__cause__`` is the step's error): the same error,
+            message and fields as the live run raised; a ``WorkflowExecutionError``.
         WorkflowCancellationError: The run was cancelled.
         RunStateError: The run is RESUMABLE: resume it to get an output.
     """
@@ -355,14 +357,8 @@ def get_output(workflow_id: str) -> object:
             assert stored.output_blob is not None
             return codec.loads(stored.output_blob)
         if status is WorkflowStatus.FAILED:
-            error = WorkflowExecutionError(
-                f"Run {workflow_id!r} failed: {stored.error_text}", workflow_id=workflow_id
-            )
-            if stored.error_blob is not None:
-                original = codec.loads(stored.error_blob)
-                if isinstance(original, BaseException):
-                    error.__cause__ = original
-            raise error
+            error = failure_from_store(workflow_id, stored.error_blob, stored.error_text)
+            raise error from error.__cause__
         if status is WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(f"Run {workflow_id!r} was cancelled.", workflow_id=workflow_id)
         raise RunStateError(

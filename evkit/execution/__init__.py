@@ -4,12 +4,14 @@
 - :mod:`~evkit.execution.events`: the event contract (poll, checkpoint, commit);
 - :mod:`~evkit.execution.functions`: function steps (executors, retries, continuations);
 - :mod:`~evkit.execution.tracker`: step states, snapshots and subscribers;
+- :mod:`~evkit.execution.failures`: a failed run's error, kept in and rebuilt from the store;
 - :mod:`~evkit.execution.scope`: what those parts share.
 """
 
 from __future__ import annotations
 
 from evkit.execution.events import TIMEOUT_DEFAULT_SOURCE as TIMEOUT_DEFAULT_SOURCE
+from evkit.execution.failures import failure_blob as failure_blob, failure_from_store as failure_from_store
 from evkit.execution.run import RunExecution as RunExecution
 
-__all__ = ["TIMEOUT_DEFAULT_SOURCE", "RunExecution"]
+__all__ = ["TIMEOUT_DEFAULT_SOURCE", "RunExecution", "failure_blob", "failure_from_store"]

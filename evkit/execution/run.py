@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from evkit import codec
 from evkit.dag import FlatDag, FlatStep, Ref, resolve_refs
-from evkit.errors import StepFailedError, WorkflowCancellationError, WorkflowExecutionError
+from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellationError, WorkflowExecutionError
 from evkit.execution.events import EventSteps, one_line
+from evkit.execution.failures import failure_blob
 from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
@@ -114,7 +115,8 @@ class RunExecution:
         """Run to the end; return the output (checkpointed) or raise.
 
         Raises:
-            WorkflowExecutionError: A step failed (``__cause__`` is its error).
+            StepFailedError: A step failed (``__cause__`` is its error); a
+                ``WorkflowExecutionError``.
             WorkflowCancellationError: The run was cancelled.
         """
         queue = self._scope.queue
@@ -135,19 +137,16 @@ class RunExecution:
                 exc
                 if isinstance(exc, WorkflowExecutionError)
                 else StepFailedError(
-                    f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+                    f"Run {self.workflow_id!r} failed: {exc!r}",
+                    workflow_id=self.workflow_id,
+                    step=exc.step if isinstance(exc, EventTimeoutError) else None,
                 )
             )
             if error is not exc:
                 error.__cause__ = exc
             self._tracker.finish(WorkflowStatus.FAILED, error=one_line(error))
             await queue.append(
-                # pickle drops __cause__: store the step's own exception, the useful one
-                run_status(
-                    self.workflow_id,
-                    "FAILED",
-                    error=(_blob_or_none(error.__cause__ or error), one_line(error)),
-                )
+                run_status(self.workflow_id, "FAILED", error=(failure_blob(error), one_line(error)))
             )
             raise error from error.__cause__
         self._tracker.finish(WorkflowStatus.SUCCESSFUL)
@@ -241,10 +240,3 @@ def _resolve_args(args: tuple[object, ...], results: dict[str, object]) -> tuple
             for a in args
         ]
     )
-
-
-def _blob_or_none(value: object) -> bytes | None:
-    try:
-        return codec.dumps(value)
-    except TypeError:
-        return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag
+from evkit.dag import FlatDag, MissingCode, find_missing_code
 from evkit.errors import (
     RunStateError,
     WorkflowCancellationError,
@@ -74,6 +74,21 @@ class ActiveRun:
 def _waits_on_inbox(dag: FlatDag) -> bool:
     """True when some event step of ``dag`` waits on the inbox (a ``ManualListener``)."""
     return any(step.listener is not None and issubclass(step.listener, ManualListener) for step in dag.steps)
+
+
+def _missing_code_message(workflow_id: str, missing: list[MissingCode]) -> str:
+    parts = []
+    for item in missing:
+        what = (
+            f"module {item.module!r}" if item.name is None else f"{item.name!r} from module {item.module!r}"
+        )
+        users = f" (used by step {', '.join(map(repr, item.steps))})" if item.steps else ""
+        parts.append(f"{what}{users}: {item.error}")
+    return (
+        f"Run {workflow_id!r} cannot be resumed: its stored steps refer to code that cannot be "
+        f"imported now: {'; '.join(parts)}. Make the module importable again (install it, or put "
+        f"its directory on sys.path) and resume, or delete the run with workflow.delete({workflow_id!r})."
+    )
 
 
 class Engine:
@@ -200,9 +215,7 @@ class Engine:
                     f"Delete it (workflow.delete({workflow_id!r})) or use another workflow_id.",
                     workflow_id=workflow_id,
                 )
-            loaded = codec.loads(stored.dag_blob)
-            assert isinstance(loaded, FlatDag)
-            dag = loaded
+            dag = self._load_dag(workflow_id, stored.dag_blob)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append("run_status_log", run_status_row(workflow_id, "RUNNING"))
         active.registered.set()
@@ -230,6 +243,24 @@ class Engine:
             # and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
+
+    def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
+        """The run's stored DAG.
+
+        Raises:
+            WorkflowNotResumableError: Code it refers to cannot be imported any more.
+        """
+        try:
+            loaded = codec.loads(blob)
+        except (ImportError, AttributeError) as exc:
+            missing = find_missing_code(blob)
+            if not missing:
+                raise
+            raise WorkflowNotResumableError(
+                _missing_code_message(workflow_id, missing), workflow_id=workflow_id
+            ) from exc
+        assert isinstance(loaded, FlatDag)
+        return loaded
 
     def active(self, workflow_id: str) -> ActiveRun | None:
         """The live run with this id, if this engine is executing it."""

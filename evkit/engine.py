@@ -43,6 +43,9 @@ class ActiveRun:
     cancel_requested: bool = False
     subscribers: list[Callable[[], None]] = field(default_factory=list)
     registered: threading.Event = field(default_factory=threading.Event)
+    # Set once a failure was raised to someone waiting for the run (a handle's result()
+    # or await, get_output): it is then not logged as well (see RunHandle.__del__).
+    outcome_retrieved: bool = False
     dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
 
     def snapshot(self) -> RunSnapshot:
@@ -166,12 +169,10 @@ class Engine:
             release = getattr(service, "release_run", None)
             if release is not None:
                 release(workflow_id)
-        if task.cancelled():
-            return
-        error = task.exception()  # retrieved here; handles re-raise it to whoever waits
-        if error is not None and not isinstance(error, WorkflowCancellationError):
-            # A run started with run_async may have nobody awaiting it: say it failed.
-            logger.warning("evkit run %r failed: %s", workflow_id, error)
+        if not task.cancelled():
+            # Retrieved here so asyncio never reports it; the run's handle raises it to whoever
+            # waits, and logs it if nobody does (RunHandle.__del__).
+            task.exception()
 
     async def _main(
         self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None

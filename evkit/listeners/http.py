@@ -319,6 +319,15 @@ class EventServer:
                 if exc.status < 400:
                     raise
                 return _translate(request, exc, self.max_body_bytes)
+            except ConnectionResetError:
+                # The client went away while its body was read: normal traffic, not a failure
+                # here. Nobody reads the reply; it only ends the request without a traceback.
+                logger.info(
+                    "evkit event server: %s %s: the client disconnected mid-request; nothing stored",
+                    request.method,
+                    request.path,
+                )
+                return _error(400, "client_disconnected", "The connection was lost; nothing was stored.")
             except Exception as exc:
                 logger.exception("evkit event server: %s %s failed", request.method, request.path)
                 return _error(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,8 +31,14 @@ from evkit.listeners.manual import Inbox, ManualListener
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.store import StoreWriter, WriteQueue, now, run_status_row
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
+from evkit.watchdog import LoopWatchdog
 
 logger = logging.getLogger("evkit")
+
+# How long a listener may hold the loop (a blocking call in poll_for_event) before the
+# engine warns; $EVKIT_SLOW_LISTENER_SECONDS overrides it, and 0 turns the warning off.
+DEFAULT_SLOW_LISTENER_SECONDS = 0.5
+_LISTENER_HOOKS = ("poll_for_event", "event_checkpointed", "poll_cancelled", "source_id", "__init__")
 
 
 @dataclass(slots=True)
@@ -79,6 +87,21 @@ def _waits_on_inbox(dag: FlatDag) -> bool:
     return any(step.listener is not None and issubclass(step.listener, ManualListener) for step in dag.steps)
 
 
+def _slow_listener_seconds(value: float | None) -> float:
+    if value is None:
+        text = os.environ.get("EVKIT_SLOW_LISTENER_SECONDS", "")
+        try:
+            value = float(text) if text.strip() else DEFAULT_SLOW_LISTENER_SECONDS
+        except ValueError:
+            raise ValueError(
+                f"$EVKIT_SLOW_LISTENER_SECONDS must be a number of seconds >= 0 (0 turns the "
+                f"slow-listener warning off), got {text!r}."
+            ) from None
+    if not value >= 0:
+        raise ValueError(f"`slow_listener_seconds` must be >= 0 (0 turns the warning off), got {value!r}.")
+    return value
+
+
 def _missing_code_message(workflow_id: str, missing: list[MissingCode]) -> str:
     parts = []
     for item in missing:
@@ -102,6 +125,11 @@ class Engine:
         clock: The clock timers and timeouts use.
         executors: Step executors by name.
         default_executor: The name of the executor steps use by default.
+        slow_listener_seconds: Warn when a listener blocks the loop this long (``None``:
+            ``$EVKIT_SLOW_LISTENER_SECONDS``, else 0.5; 0 turns the warning off).
+
+    Raises:
+        ValueError: ``slow_listener_seconds`` (or the variable) is not a number >= 0.
     """
 
     def __init__(
@@ -111,6 +139,7 @@ class Engine:
         clock: Clock,
         executors: Mapping[str, StepExecutor],
         default_executor: str,
+        slow_listener_seconds: float | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.writer = writer
@@ -132,6 +161,17 @@ class Engine:
             "active_runs": self._active.keys(),
         }
         self._finished: dict[str, RunExecution] = {}
+        self.slow_listener_seconds = _slow_listener_seconds(slow_listener_seconds)
+        self._watchdog = (
+            LoopWatchdog(
+                self.loop,
+                threshold_seconds=self.slow_listener_seconds,
+                is_active=lambda: bool(self._active),
+                describe=self._blocking_listener,
+            )
+            if self.slow_listener_seconds > 0
+            else None
+        )
 
     # ------------------------------------------------------------------ runs
 
@@ -159,6 +199,8 @@ class Engine:
         active = ActiveRun(workflow_id=workflow_id, task=task, dag=dag)
         self._active[workflow_id] = active
         task.add_done_callback(lambda t: self._ended(workflow_id, t))
+        if self._watchdog is not None:
+            self._watchdog.ensure_running()
         return active
 
     def _ended(self, workflow_id: str, task: asyncio.Task[object]) -> None:
@@ -263,6 +305,40 @@ class Engine:
         assert isinstance(loaded, FlatDag)
         return loaded
 
+    def _blocking_listener(self, frame: types.FrameType) -> str | None:
+        """What the watchdog says when the loop is stuck in a listener hook, else ``None``.
+
+        Runs on the watchdog's thread while the loop thread is blocked: it only reads.
+        """
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            return None
+        codes = set()
+        entry: types.FrameType | None = frame
+        while entry is not None:
+            codes.add(entry.f_code)
+            entry = entry.f_back
+        for active in list(self._active.values()):
+            execution = active.execution
+            if execution is None:
+                continue
+            for step in execution.event_steps_of(task):
+                for hook in _LISTENER_HOOKS:
+                    code = getattr(getattr(step.listener, hook, None), "__code__", None)
+                    if code in codes:
+                        assert step.listener is not None
+                        return (
+                            f"Listener {step.listener.__qualname__}.{hook} of event step "
+                            f"{step.step_id!r} in run {execution.workflow_id!r} has blocked the event "
+                            f"loop for over {self.slow_listener_seconds:g} s "
+                            f"(now at {frame.f_code.co_filename}:{frame.f_lineno}, in "
+                            f"{frame.f_code.co_name}): every other wait, timer and widget on this loop "
+                            "is frozen meanwhile. Await instead of blocking (asyncio.sleep, an async "
+                            "client), or move the blocking call to a thread with "
+                            "`await asyncio.to_thread(...)`."
+                        )
+        return None
+
     def active(self, workflow_id: str) -> ActiveRun | None:
         """The live run with this id, if this engine is executing it."""
         return self._active.get(workflow_id)
@@ -355,6 +431,8 @@ class Engine:
 
         Runs stay RUNNING in the store, so they are RESUMABLE later. Does not close the store.
         """
+        if self._watchdog is not None:
+            self._watchdog.stop()
         for active in list(self._active.values()):
             if active.execution is not None:
                 active.execution.abandoned = True

@@ -264,6 +264,20 @@ class RunExecution:
         )
         return record
 
+    def event_steps_of(self, task: asyncio.Task[object]) -> list[FlatStep]:
+        """The event steps ``task`` runs: its own step, or a source step inlined in it.
+
+        For the engine's watchdog, which calls it from its own thread while the loop is
+        blocked: it only reads.
+        """
+        prefix = f"evkit:{self.workflow_id}:"
+        name = task.get_name()
+        step = self._steps.get(name[len(prefix) :]) if name.startswith(prefix) else None
+        if step is None:
+            return []
+        candidates = [step, *(self._steps[up] for up in step.upstream if up in self._steps)]
+        return [s for s in candidates if s.kind == "event" and self._tasks.get(s.step_id) is task]
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
         self._subscribers.append(callback)

@@ -12,7 +12,6 @@ import inspect
 import math
 import re
 import weakref
-from dataclasses import dataclass
 from typing import final
 
 from evkit.errors import WorkflowDefinitionError
@@ -23,17 +22,27 @@ _ASYNC_HOOKS = ("poll_for_event", "event_checkpointed", "poll_cancelled")
 
 
 @final
-@dataclass(frozen=True, slots=True)
 class _PollSignature:
-    """What binding a call of ``poll_for_event`` needs, computed once per class."""
+    """What checking a call of ``poll_for_event`` needs, computed once per class."""
 
-    signature: inspect.Signature | None  # None: the signature cannot be read (a builtin)
-    # (least, most) positional arguments when a call without keywords can be decided by
-    # counting, else None (only Signature.bind can tell). Counting is ~10x cheaper.
-    positional_range: tuple[int, float] | None
+    __slots__ = ("accepted", "signature")
+
+    def __init__(self, signature: inspect.Signature | None) -> None:
+        self.signature = signature  # None: it cannot be read (a builtin); nothing is checked
+        # Call shapes (the positional count, then the keyword names) that bind: whether a
+        # call fits depends on nothing else, and Signature.bind costs ~5 us a call.
+        self.accepted: set[tuple[object, ...]] = set()
 
 
 _checked: weakref.WeakKeyDictionary[type[EventListener], _PollSignature] = weakref.WeakKeyDictionary()
+# The class checked last, and its entry: skips the weak dictionary's lookup (it makes a
+# weakref per call). One tuple, so threads always read a matching pair.
+_last: tuple[type[EventListener] | None, _PollSignature] = (None, _PollSignature(None))
+
+
+def _set_last(listener: type[EventListener], poll: _PollSignature) -> None:
+    global _last
+    _last = (listener, poll)
 
 
 def check_listener_call(
@@ -42,19 +51,22 @@ def check_listener_call(
     """Check that the engine will be able to make ``listener()`` and await its poll with these arguments.
 
     The class is checked once (the result is cached per class); the arguments on every
-    call, by counting where that decides it.
+    call, by their shape (how many positional ones, which keywords).
 
     Raises:
         WorkflowDefinitionError: The constructor needs arguments, a hook is not an
             ``async def``, ``poll_for_event`` is not overridden, or the arguments do not
             fit the signature of ``poll_for_event``.
     """
-    poll = _checked.get(listener)
-    if poll is None:
-        poll = _check_class(listener)
-        _checked[listener] = poll
-    fits = poll.positional_range
-    if poll.signature is None or (not kwargs and fits is not None and fits[0] <= len(args) <= fits[1]):
+    last_class, poll = _last
+    if listener is not last_class:  # a loop making many waits asks for one class over and over
+        cached = _checked.get(listener)
+        if cached is None:
+            cached = _checked[listener] = _check_class(listener)
+        poll = cached
+        _set_last(listener, poll)
+    shape = (len(args), *kwargs) if kwargs else (len(args),)
+    if poll.signature is None or shape in poll.accepted:
         return
     try:
         poll.signature.bind(*args, **kwargs)
@@ -64,6 +76,7 @@ def check_listener_call(
             f"fit poll_for_event{_shown(poll.signature)}: {exc}. Pass what "
             "poll_for_event takes (after self): wait_for_event passes its arguments on to it."
         ) from None
+    poll.accepted.add(shape)
 
 
 def _check_class(listener: type[EventListener]) -> _PollSignature:
@@ -99,11 +112,11 @@ def _check_class(listener: type[EventListener]) -> _PollSignature:
     try:
         signature = inspect.signature(listener.poll_for_event)
     except ValueError:  # pragma: no cover - a builtin without a signature
-        return _PollSignature(None, None)
+        return _PollSignature(None)
     if not isinstance(inspect.getattr_static(listener, "poll_for_event"), (staticmethod, classmethod)):
         # Read from the class, a plain function still has `self`: the engine binds it.
         signature = signature.replace(parameters=list(signature.parameters.values())[1:])
-    return _PollSignature(signature, positional_range(signature))
+    return _PollSignature(signature)
 
 
 def _shown(signature: inspect.Signature) -> inspect.Signature:

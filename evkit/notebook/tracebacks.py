@@ -7,6 +7,8 @@ own exception) show the user's frames only. ``%tb`` still prints the full one.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import sys
@@ -18,6 +20,10 @@ from evkit.errors import EvkitError
 logger = logging.getLogger("evkit.notebook")
 
 _EVKIT_DIR = os.path.dirname(os.path.abspath(evkit.__file__)) + os.sep
+_PLUMBING_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (asyncio, concurrent.futures)
+)
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
@@ -42,15 +48,15 @@ def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
 
 
 def without_evkit_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback without the frames inside the evkit package (``None`` if only those).
+    """The traceback without evkit's frames and the asyncio plumbing between them.
 
     For the exception a failed step raised: what is left are the step's (or the
-    listener's) own frames, where the error happened.
+    listener's) own frames, where the error happened (``None`` if there are none).
     """
     kept: list[types.TracebackType] = []
     entry = tb
     while entry is not None:
-        if not _in_evkit(entry):
+        if not _in_evkit(entry) and not _is_plumbing(entry):
             kept.append(entry)
         entry = entry.tb_next
     short: types.TracebackType | None = None
@@ -61,6 +67,11 @@ def without_evkit_frames(tb: types.TracebackType | None) -> types.TracebackType 
 
 def _in_evkit(entry: types.TracebackType) -> bool:
     return os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_EVKIT_DIR)
+
+
+def _is_plumbing(entry: types.TracebackType) -> bool:
+    # A step's error reaches the engine through asyncio futures (and a thread pool's).
+    return os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_PLUMBING_DIRS)
 
 
 def _chained(value: BaseException) -> list[BaseException]:

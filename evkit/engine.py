@@ -305,18 +305,18 @@ class Engine:
         assert isinstance(loaded, FlatDag)
         return loaded
 
-    def _blocking_listener(self, frame: types.FrameType) -> str | None:
-        """What the watchdog says when the loop is stuck in a listener hook, else ``None``.
+    def _blocking_listener(self, frame: types.FrameType) -> tuple[types.FrameType, str] | None:
+        """The listener hook's frame the loop is in, and the watchdog's warning; else ``None``.
 
         Runs on the watchdog's thread while the loop thread is blocked: it only reads.
         """
         task = asyncio.current_task(self.loop)
         if task is None:
             return None
-        codes = set()
+        frames: dict[types.CodeType, types.FrameType] = {}
         entry: types.FrameType | None = frame
         while entry is not None:
-            codes.add(entry.f_code)
+            frames.setdefault(entry.f_code, entry)
             entry = entry.f_back
         for active in list(self._active.values()):
             execution = active.execution
@@ -325,9 +325,9 @@ class Engine:
             for step in execution.event_steps_of(task):
                 for hook in _LISTENER_HOOKS:
                     code = getattr(getattr(step.listener, hook, None), "__code__", None)
-                    if code in codes:
+                    if code in frames:
                         assert step.listener is not None
-                        return (
+                        return frames[code], (
                             f"Listener {step.listener.__qualname__}.{hook} of event step "
                             f"{step.step_id!r} in run {execution.workflow_id!r} has blocked the event "
                             f"loop for over {self.slow_listener_seconds:g} s "

@@ -1,11 +1,14 @@
 """Notices when the engine's loop stops answering, and asks the engine who is to blame.
 
 A daemon thread pings the loop (``call_soon_threadsafe``) while the engine has live runs.
-When a ping goes unanswered for ``threshold_seconds``, the thread reads the loop thread's
-current stack (``sys._current_frames``) and hands it to ``describe``; a description is
-logged once per stall. Nothing runs on the loop but the pings, so events cost nothing
-extra, and nothing process-wide changes (asyncio's debug mode stays off). The loop side
-takes no lock: the thread is owned through a token only the loop thread sets.
+While a ping goes unanswered, the thread samples the loop thread's current stack
+(``sys._current_frames``) a few times per ``threshold_seconds`` and hands it to
+``describe``; when the same culprit frame is found in every sample for
+``threshold_seconds``, its description is logged, once per stall. A busy loop running
+many short callbacks shows different frames, so it is not mistaken for a blocked one.
+Nothing runs on the loop but the pings, so events cost nothing extra, and nothing
+process-wide changes (asyncio's debug mode stays off). The loop side takes no lock: the
+thread is owned through a token only the loop thread sets.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ class LoopWatchdog:
         threshold_seconds: How long the loop may stay unresponsive before a warning.
         is_active: Whether there is anything to watch (called from the watchdog thread);
             the thread ends when it returns False, and :meth:`ensure_running` starts it again.
-        describe: Given the loop thread's innermost frame, what is blocking and what to do,
-            or ``None`` when it is none of evkit's business (a notebook cell computing).
-            Called from the watchdog thread while the loop is blocked.
+        describe: Given the loop thread's innermost frame, the culprit's frame and what to
+            say about it, or ``None`` when it is none of evkit's business (a notebook cell
+            computing). Called from the watchdog thread while the loop is unresponsive.
     """
 
     def __init__(
@@ -40,7 +43,7 @@ class LoopWatchdog:
         *,
         threshold_seconds: float,
         is_active: Callable[[], bool],
-        describe: Callable[[types.FrameType], str | None],
+        describe: Callable[[types.FrameType], tuple[types.FrameType, str] | None],
     ) -> None:
         self.threshold_seconds = threshold_seconds
         self._loop = loop
@@ -67,7 +70,7 @@ class LoopWatchdog:
         self._beats += 1
 
     def _watch(self, token: object) -> None:
-        warned: str | None = None
+        slice_seconds = self.threshold_seconds / _SAMPLES
         while self._owner is token and not self._stopped:
             if not self._is_active():
                 # Hand over ownership before the last look, so a run that starts meanwhile
@@ -82,13 +85,33 @@ class LoopWatchdog:
                 self._loop.call_soon_threadsafe(self._beat)
             except RuntimeError:  # the loop is closed
                 return
-            # A plain sleep: an Event the loop thread set would take a lock there.
-            time.sleep(self.threshold_seconds)
-            if self._beats != seen or not self._loop.is_running():
-                warned = None
+            # Plain sleeps: an Event the loop thread set would take a lock there.
+            time.sleep(slice_seconds)
+            if self._beats != seen:
+                time.sleep(self.threshold_seconds - slice_seconds)  # two pings a second at 0.5 s
                 continue
+            self._follow_stall(seen, slice_seconds)
+
+    def _follow_stall(self, seen: int, slice_seconds: float) -> None:
+        """Sample the stack until the loop answers; warn once if one culprit holds it."""
+        culprit: types.FrameType | None = None
+        since = 0.0
+        warned = False
+        while self._beats == seen and not self._stopped and self._loop.is_running():
             frame = sys._current_frames().get(self._loop_thread)
-            description = self._describe(frame) if frame is not None else None
-            if description is not None and description != warned:
-                logger.warning(description)
-                warned = description
+            found = self._describe(frame) if frame is not None else None
+            del frame
+            now = time.monotonic()
+            if found is None:
+                culprit = None
+            elif found[0] is not culprit:
+                culprit, since = found[0], now
+            elif not warned and now - since >= self.threshold_seconds - slice_seconds / 2:
+                logger.warning(found[1])
+                warned = True
+            found = None
+            time.sleep(slice_seconds)
+
+
+# Stack samples per threshold while the loop does not answer.
+_SAMPLES = 5

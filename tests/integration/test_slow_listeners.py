@@ -3,6 +3,7 @@ warning while it blocks; code that is not a listener's is left alone."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -92,6 +93,33 @@ async def test_blocking_code_that_is_no_listeners_is_not_warned_about(
     await handle.wait_waiting(timeout_seconds=5)
     # Like a notebook cell computing while a run waits: the loop is blocked, by the test.
     time.sleep(THRESHOLD * 4)  # noqa: ASYNC251 - blocking the loop is the scenario
+    await handle.cancel_async()
+    with pytest.raises(workflow.WorkflowCancellationError):
+        await handle
+    assert evkit_warnings.messages == []
+
+
+class BriefPoll(workflow.EventListener):
+    """Holds the loop for 2 ms, then waits without blocking: slow in bulk, never blocking."""
+
+    async def poll_for_event(self, key: str) -> str:  # type: ignore[override]
+        time.sleep(0.002)  # noqa: ASYNC251 - a little blocking work per wait is the scenario
+        await asyncio.Event().wait()
+        return key
+
+
+@pytest.mark.slow
+@pytest.mark.allow_blocking
+async def test_a_loop_busy_with_many_short_listener_steps_is_not_blamed_on_one(
+    aruntime: evkit.Runtime, evkit_warnings: Warnings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVKIT_SLOW_LISTENER_SECONDS", "0.1")
+    # 300 polls start in one loop iteration: ~0.6 s without an answer to the watchdog's
+    # ping, each sample inside some BriefPoll, never the same one for 0.1 s.
+    handle = workflow.run_async(
+        collect.step(*[workflow.wait_for_event(BriefPoll, f"k{i}") for i in range(300)]), workflow_id="busy"
+    )
+    await handle.wait_waiting(timeout_seconds=30)
     await handle.cancel_async()
     with pytest.raises(workflow.WorkflowCancellationError):
         await handle

@@ -30,7 +30,8 @@ class _PollSignature:
     def __init__(self, signature: inspect.Signature | None) -> None:
         self.signature = signature  # None: it cannot be read (a builtin); nothing is checked
         # Call shapes (the positional count, then the keyword names) that bind: whether a
-        # call fits depends on nothing else, and Signature.bind costs ~5 us a call.
+        # call fits depends on nothing else, and a set lookup is far cheaper than a bind
+        # for a loop making 100,000 waits.
         self.accepted: set[tuple[object, ...]] = set()
 
 

@@ -71,6 +71,11 @@ _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 TIMEOUT_DEFAULT_SOURCE = "evkit:timeout-default"
 
 
+# What a listener's poll raises when its code is wrong (a plain `def poll_for_event` gives a
+# TypeError at the await): polling again cannot help, so the error does not suggest a resume.
+_CODE_MISTAKES = (TypeError, AttributeError, NameError, NotImplementedError, ImportError, SyntaxError)
+
+
 class _TimedOut(Exception):
     """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
 
@@ -258,6 +263,20 @@ class RunExecution:
             view.inbox_key,
         )
         return record
+
+    def event_steps_of(self, task: asyncio.Task[object]) -> list[FlatStep]:
+        """The event steps ``task`` runs: its own step, or a source step inlined in it.
+
+        For the engine's watchdog, which calls it from its own thread while the loop is
+        blocked: it only reads.
+        """
+        prefix = f"evkit:{self.workflow_id}:"
+        name = task.get_name()
+        step = self._steps.get(name[len(prefix) :]) if name.startswith(prefix) else None
+        if step is None:
+            return []
+        candidates = [step, *(self._steps[up] for up in step.upstream if up in self._steps)]
+        return [s for s in candidates if s.kind == "event" and self._tasks.get(s.step_id) is task]
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
@@ -594,9 +613,18 @@ class RunExecution:
             event, timed_out = step.default, True
         except Exception as exc:
             self._fail_event(step, attempt, exc)
+            if isinstance(exc, _CODE_MISTAKES):
+                advice = (
+                    "This looks like a mistake in the listener's code, which polling again would "
+                    f"repeat: fix {step.listener.__qualname__}.poll_for_event, then run the workflow "
+                    "again (a resume reuses the listener class stored with the run, unless it is "
+                    "imported from a module you fixed)."
+                )
+            else:
+                advice = f"Resume the run to poll again (workflow.resume({self.workflow_id!r}))."
             raise StepFailedError(
                 f"Listener {step.listener.__qualname__} of event step {step.step_id!r} in run "
-                f"{self.workflow_id!r} raised {exc!r} while polling. Resume the run to poll again.",
+                f"{self.workflow_id!r} raised {exc!r} while polling. {advice}",
                 workflow_id=self.workflow_id,
                 step=step.step_id,
             ) from exc

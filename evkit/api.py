@@ -348,7 +348,11 @@ def get_output(workflow_id: str) -> object:
     async def output(engine: Engine) -> object:
         active = engine.active(workflow_id)
         if active is not None:
-            return await asyncio.shield(active.task)
+            try:
+                return await asyncio.shield(active.task)
+            except Exception:
+                active.outcome_retrieved = True  # raised here: not logged as well
+                raise
         stored = await engine.load(workflow_id)
         if stored is None:
             raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)

@@ -13,8 +13,10 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import importlib
 import inspect
-import math
+import io
+import pickle
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +26,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, over
 from evkit import codec
 from evkit.errors import WorkflowDefinitionError
 from evkit.listeners.base import EventListener
+from evkit.listeners.checks import check_listener_call, positional_range
 from evkit.model import StepKind, StepOptions
 
 P = ParamSpec("P")
@@ -242,7 +245,7 @@ class StepFunction(Generic[P, R]):
         try:
             if self._signature is None:
                 self._signature = inspect.signature(self.func)
-                self._positional_range = _positional_range(self._signature)
+                self._positional_range = positional_range(self._signature)
             fits = self._positional_range
             if kwargs or fits is None or not fits[0] <= len(args) <= fits[1]:
                 self._signature.bind(*args, **kwargs)
@@ -264,23 +267,6 @@ class StepFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<evkit step function {self.func.__qualname__}>"
-
-
-def _positional_range(signature: inspect.Signature) -> tuple[int, float] | None:
-    """(least, most) positional arguments a call without keywords may pass, if that decides it."""
-    least, most = 0, 0.0
-    for param in signature.parameters.values():
-        if param.kind is param.VAR_POSITIONAL:
-            most = math.inf
-        elif param.kind is param.VAR_KEYWORD:
-            continue
-        elif param.kind is param.KEYWORD_ONLY:
-            if param.default is param.empty:
-                return None  # a required keyword: only bind() can explain what is missing
-        else:
-            most += 1
-            least += param.default is param.empty
-    return least, most
 
 
 @overload
@@ -343,7 +329,10 @@ def wait_for_event(
 
     Raises:
         WorkflowDefinitionError: ``listener`` is not an ``EventListener`` subclass, it cannot
-            be pickled, or ``timeout_seconds`` is not positive. (It is also a ``TypeError``.)
+            be pickled, its constructor needs arguments, its ``poll_for_event`` (or another
+            hook it overrides) is not an ``async def``, the arguments do not fit
+            ``poll_for_event``, or ``timeout_seconds`` is not positive. (It is also a
+            ``TypeError``.)
     """
     if not (isinstance(listener, type) and issubclass(listener, EventListener)):  # type: ignore[redundant-expr]
         raise WorkflowDefinitionError(
@@ -362,6 +351,8 @@ def wait_for_event(
         ) from exc
     if timeout_seconds is not None and not timeout_seconds > 0:
         raise WorkflowDefinitionError(f"`timeout_seconds` must be positive, got {timeout_seconds!r}.")
+    # Mistakes a resume cannot fix fail here, where they are written, not in the run.
+    check_listener_call(listener, args, kwargs)
     return EventNode(
         listener, args, dict(kwargs), _EVENT_OPTIONS, timeout_seconds=timeout_seconds, default=default
     )
@@ -555,6 +546,85 @@ def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
             _flat_step(step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default)
         )
     return FlatDag(steps=tuple(steps), output=output)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingCode:
+    """A module or name a stored DAG refers to that cannot be imported now."""
+
+    module: str
+    name: str | None  # None: the module itself is missing
+    error: str  # the ImportError's or AttributeError's text
+    steps: tuple[str, ...]  # ids of steps whose function or listener it is
+
+
+def find_missing_code(blob: bytes) -> list[MissingCode]:
+    """What in a stored DAG blob cannot be imported, and which steps use it.
+
+    Used only after loading the blob failed (slow: it unpickles again, standing in a
+    placeholder for every global that cannot be found).
+    """
+    missing: dict[tuple[str, str | None], type[_Missing]] = {}
+    rows: list[tuple[Any, ...]] = []
+
+    def load_rows(inner: bytes, big: bool) -> None:
+        loaded = _TolerantUnpickler(io.BytesIO(inner), missing).load()
+        rows.extend(loaded[0])
+
+    _TolerantUnpickler(io.BytesIO(blob), missing, on_flat_dag=load_rows).load()
+    found = []
+    for (module, name), placeholder in missing.items():
+        steps = tuple(row[0] for row in rows if placeholder in (row[3], row[4]))
+        found.append(MissingCode(module=module, name=name, error=placeholder.error, steps=steps))
+    return found
+
+
+class _Missing:
+    """Stands for a global that cannot be imported (see ``find_missing_code``)."""
+
+    error = ""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+    def __init__(
+        self,
+        file: io.BytesIO,
+        missing: dict[tuple[str, str | None], type[_Missing]],
+        on_flat_dag: Callable[[bytes, bool], None] | None = None,
+    ) -> None:
+        super().__init__(file)
+        self._missing = missing
+        self._on_flat_dag = on_flat_dag
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name == "_flat_dag_blob" and self._on_flat_dag is not None:
+            return self._on_flat_dag
+        if module == "cloudpickle.cloudpickle" and name == "subimport":
+            return self._subimport
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as exc:
+            return self._placeholder(module, name, exc)
+
+    def _subimport(self, module: str) -> object:
+        # cloudpickle imports modules a by-value function uses through this call.
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            return self._placeholder(module, None, exc)
+
+    def _placeholder(self, module: str, name: str | None, exc: Exception) -> type[_Missing]:
+        key = (module, name)
+        if key not in self._missing:
+            self._missing[key] = type(name or module, (_Missing,), {"error": str(exc)})
+        return self._missing[key]
 
 
 # The cyclic GC's full passes walk every live object. Building, pickling or running a

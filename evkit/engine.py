@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag
+from evkit.dag import FlatDag, MissingCode, find_missing_code
 from evkit.errors import (
     RunStateError,
     WorkflowCancellationError,
@@ -32,8 +34,14 @@ from evkit.store import StoreWriter, WriteQueue, now, run_status
 from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 from evkit.store.rows import RunDefinitionRecord
 from evkit.store.service import StoreReads
+from evkit.watchdog import LoopWatchdog
 
 logger = logging.getLogger("evkit")
+
+# How long a listener may hold the loop (a blocking call in poll_for_event) before the
+# engine warns; $EVKIT_SLOW_LISTENER_SECONDS overrides it, and 0 turns the warning off.
+DEFAULT_SLOW_LISTENER_SECONDS = 0.5
+_LISTENER_HOOKS = ("poll_for_event", "event_checkpointed", "poll_cancelled", "source_id", "__init__")
 
 
 @dataclass(slots=True)
@@ -46,6 +54,9 @@ class ActiveRun:
     cancel_requested: bool = False
     subscribers: list[Callable[[], None]] = field(default_factory=list)
     registered: threading.Event = field(default_factory=threading.Event)
+    # Set once a failure was raised to someone waiting for the run (a handle's result()
+    # or await, get_output): it is then not logged as well (see RunHandle.__del__).
+    outcome_retrieved: bool = False
     dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
 
     def snapshot(self) -> RunSnapshot:
@@ -79,6 +90,36 @@ def _waits_on_inbox(dag: FlatDag) -> bool:
     return any(step.listener is not None and step.listener.uses_inbox for step in dag.steps)
 
 
+def _slow_listener_seconds(value: float | None) -> float:
+    if value is None:
+        text = os.environ.get("EVKIT_SLOW_LISTENER_SECONDS", "")
+        try:
+            value = float(text) if text.strip() else DEFAULT_SLOW_LISTENER_SECONDS
+        except ValueError:
+            raise ValueError(
+                f"$EVKIT_SLOW_LISTENER_SECONDS must be a number of seconds >= 0 (0 turns the "
+                f"slow-listener warning off), got {text!r}."
+            ) from None
+    if not value >= 0:
+        raise ValueError(f"`slow_listener_seconds` must be >= 0 (0 turns the warning off), got {value!r}.")
+    return value
+
+
+def _missing_code_message(workflow_id: str, missing: list[MissingCode]) -> str:
+    parts = []
+    for item in missing:
+        what = (
+            f"module {item.module!r}" if item.name is None else f"{item.name!r} from module {item.module!r}"
+        )
+        users = f" (used by step {', '.join(map(repr, item.steps))})" if item.steps else ""
+        parts.append(f"{what}{users}: {item.error}")
+    return (
+        f"Run {workflow_id!r} cannot be resumed: its stored steps refer to code that cannot be "
+        f"imported now: {'; '.join(parts)}. Make the module importable again (install it, or put "
+        f"its directory on sys.path) and resume, or delete the run with workflow.delete({workflow_id!r})."
+    )
+
+
 class Engine:
     """Runs workflows of one store on the loop it was created on.
 
@@ -87,6 +128,11 @@ class Engine:
         clock: The clock timers and timeouts use.
         executors: Step executors by name.
         default_executor: The name of the executor steps use by default.
+        slow_listener_seconds: Warn when a listener blocks the loop this long (``None``:
+            ``$EVKIT_SLOW_LISTENER_SECONDS``, else 0.5; 0 turns the warning off).
+
+    Raises:
+        ValueError: ``slow_listener_seconds`` (or the variable) is not a number >= 0.
     """
 
     def __init__(
@@ -96,6 +142,7 @@ class Engine:
         clock: Clock,
         executors: Mapping[str, StepExecutor],
         default_executor: str,
+        slow_listener_seconds: float | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.writer = writer
@@ -109,6 +156,17 @@ class Engine:
         # listener may add its own service (the HTTP server, Redis readers).
         self.services = ServiceRegistry(self.inbox, StoreReads(self.queue, writer, self._active.keys()))
         self._finished: dict[str, RunExecution] = {}
+        self.slow_listener_seconds = _slow_listener_seconds(slow_listener_seconds)
+        self._watchdog = (
+            LoopWatchdog(
+                self.loop,
+                threshold_seconds=self.slow_listener_seconds,
+                is_active=lambda: bool(self._active),
+                describe=self._blocking_listener,
+            )
+            if self.slow_listener_seconds > 0
+            else None
+        )
 
     # ------------------------------------------------------------------ runs
 
@@ -136,6 +194,8 @@ class Engine:
         active = ActiveRun(workflow_id=workflow_id, task=task, dag=dag)
         self._active[workflow_id] = active
         task.add_done_callback(lambda t: self._ended(workflow_id, t))
+        if self._watchdog is not None:
+            self._watchdog.ensure_running()
         return active
 
     def _ended(self, workflow_id: str, task: asyncio.Task[object]) -> None:
@@ -143,12 +203,10 @@ class Engine:
         if active is not None and active.execution is not None:
             self._finished[workflow_id] = active.execution
         self.services.release_run(workflow_id)
-        if task.cancelled():
-            return
-        error = task.exception()  # retrieved here; handles re-raise it to whoever waits
-        if error is not None and not isinstance(error, WorkflowCancellationError):
-            # A run started with run_async may have nobody awaiting it: say it failed.
-            logger.warning("evkit run %r failed: %s", workflow_id, error)
+        if not task.cancelled():
+            # Retrieved here so asyncio never reports it; the run's handle raises it to whoever
+            # waits, and logs it if nobody does (RunHandle.__del__).
+            task.exception()
 
     async def _main(
         self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None
@@ -198,9 +256,7 @@ class Engine:
                     f"Delete it (workflow.delete({workflow_id!r})) or use another workflow_id.",
                     workflow_id=workflow_id,
                 )
-            loaded = codec.loads(stored.dag_blob)
-            assert isinstance(loaded, FlatDag)
-            dag = loaded
+            dag = self._load_dag(workflow_id, stored.dag_blob)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
@@ -228,6 +284,58 @@ class Engine:
             # and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
+
+    def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
+        """The run's stored DAG.
+
+        Raises:
+            WorkflowNotResumableError: Code it refers to cannot be imported any more.
+        """
+        try:
+            loaded = codec.loads(blob)
+        except (ImportError, AttributeError) as exc:
+            missing = find_missing_code(blob)
+            if not missing:
+                raise
+            raise WorkflowNotResumableError(
+                _missing_code_message(workflow_id, missing), workflow_id=workflow_id
+            ) from exc
+        assert isinstance(loaded, FlatDag)
+        return loaded
+
+    def _blocking_listener(self, frame: types.FrameType) -> tuple[types.FrameType, str] | None:
+        """The listener hook's frame the loop is in, and the watchdog's warning; else ``None``.
+
+        Runs on the watchdog's thread while the loop thread is blocked: it only reads.
+        """
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            return None
+        frames: dict[types.CodeType, types.FrameType] = {}
+        entry: types.FrameType | None = frame
+        while entry is not None:
+            frames.setdefault(entry.f_code, entry)
+            entry = entry.f_back
+        for active in list(self._active.values()):
+            execution = active.execution
+            if execution is None:
+                continue
+            for step in execution.event_steps_of(task):
+                for hook in _LISTENER_HOOKS:
+                    code = getattr(getattr(step.listener, hook, None), "__code__", None)
+                    if code in frames:
+                        assert step.listener is not None
+                        return frames[code], (
+                            f"Listener {step.listener.__qualname__}.{hook} of event step "
+                            f"{step.step_id!r} in run {execution.workflow_id!r} has blocked the event "
+                            f"loop for over {self.slow_listener_seconds:g} s "
+                            f"(now at {frame.f_code.co_filename}:{frame.f_lineno}, in "
+                            f"{frame.f_code.co_name}): every other wait, timer and widget on this loop "
+                            "is frozen meanwhile. Await instead of blocking (asyncio.sleep, an async "
+                            "client), or move the blocking call to a thread with "
+                            "`await asyncio.to_thread(...)`."
+                        )
+        return None
 
     def active(self, workflow_id: str) -> ActiveRun | None:
         """The live run with this id, if this engine is executing it."""
@@ -321,6 +429,8 @@ class Engine:
 
         Runs stay RUNNING in the store, so they are RESUMABLE later. Does not close the store.
         """
+        if self._watchdog is not None:
+            self._watchdog.stop()
         for active in list(self._active.values()):
             if active.execution is not None:
                 active.execution.abandoned = True

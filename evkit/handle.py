@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
@@ -20,6 +21,8 @@ from evkit.runtime import running_loop
 if TYPE_CHECKING:
     from evkit.engine import ActiveRun, Engine
     from evkit.runtime import Runtime
+
+logger = logging.getLogger("evkit")
 
 
 @final
@@ -57,14 +60,30 @@ class RunHandle:
     def __repr__(self) -> str:
         return f"<evkit.RunHandle {self.workflow_id!r} {self.status.value}>"
 
+    def __del__(self) -> None:
+        # A failure is raised to whoever waits for the run; it is logged only when nobody
+        # did and nobody can any more: the run failed and its last handle is gone (a
+        # run_async whose handle was dropped stays alive until the run ends).
+        future = getattr(self, "_future", None)
+        active = getattr(self, "_active", None)
+        if future is None or active is None or not future.done() or active.outcome_retrieved:
+            return
+        error = future.exception()
+        if error is not None and not isinstance(error, WorkflowCancellationError):
+            logger.warning("evkit run %r failed, and nothing awaited its handle: %s", self.workflow_id, error)
+
     def __await__(self):  # type: ignore[no-untyped-def]
         """Wait for the output without blocking the loop you await on."""
         return self._wait().__await__()
 
     async def _wait(self) -> object:
-        if running_loop() is self._engine_loop:
-            return await asyncio.shield(self._active.task)
-        return await asyncio.wrap_future(self._future)
+        try:
+            if running_loop() is self._engine_loop:
+                return await asyncio.shield(self._active.task)
+            return await asyncio.wrap_future(self._future)
+        except Exception:
+            self._active.outcome_retrieved = True
+            raise
 
     def result(self, timeout: float | None = None) -> object:
         """Block until the run ends and return its output.
@@ -83,7 +102,13 @@ class RunHandle:
             async def wait(_: Engine) -> object:
                 return await asyncio.wait_for(asyncio.shield(self._active.task), timeout)
 
-            return self._runtime.call(wait)
+            try:
+                return self._runtime.call(wait)
+            except TimeoutError:
+                raise
+            except Exception:
+                self._active.outcome_retrieved = True
+                raise
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -91,6 +116,9 @@ class RunHandle:
                 f"Run {self.workflow_id!r} did not finish within {timeout} s; it is still "
                 f"{self.status.value}. Wait again, or cancel it with handle.cancel()."
             ) from None
+        except Exception:
+            self._active.outcome_retrieved = True
+            raise
 
     def done(self) -> bool:
         """True once the run ended (in any way)."""

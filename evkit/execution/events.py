@@ -44,6 +44,10 @@ TIMEOUT_DEFAULT_SOURCE = "evkit:timeout-default"
 
 _make_event_context = record_maker(EventContext)  # one per wait: see record_maker
 
+# What a listener's poll raises when its code is wrong (a plain `def poll_for_event` gives a
+# TypeError at the await): polling again cannot help, so the error does not suggest a resume.
+_CODE_MISTAKES = (TypeError, AttributeError, NameError, NotImplementedError, ImportError, SyntaxError)
+
 
 class _TimedOut(Exception):
     """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
@@ -199,12 +203,26 @@ class EventSteps:
         return step.default
 
     def _poll_failed(self, step: FlatStep, attempt: int, exc: Exception) -> StepFailedError:
-        """Record that the listener raised while polling; the error to raise for it."""
+        """Record that the listener raised while polling; the error to raise for it.
+
+        It says "resume" only when polling again can help: not for a mistake in the
+        listener's code.
+        """
         self._fail(step, attempt, exc)
+        workflow_id = self._scope.workflow_id
+        if isinstance(exc, _CODE_MISTAKES):
+            advice = (
+                "This looks like a mistake in the listener's code, which polling again would "
+                f"repeat: fix {listener_name(step)}.poll_for_event, then run the workflow "
+                "again (a resume reuses the listener class stored with the run, unless it is "
+                "imported from a module you fixed)."
+            )
+        else:
+            advice = f"Resume the run to poll again (workflow.resume({workflow_id!r}))."
         return StepFailedError(
             f"Listener {listener_name(step)} of event step {step.step_id!r} in run "
-            f"{self._scope.workflow_id!r} raised {exc!r} while polling. Resume the run to poll again.",
-            workflow_id=self._scope.workflow_id,
+            f"{workflow_id!r} raised {exc!r} while polling. {advice}",
+            workflow_id=workflow_id,
             step=step.step_id,
         )
 

@@ -109,6 +109,21 @@ class RunExecution:
         """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
         return self._tracker.subscribe(callback)
 
+    def event_steps_of(self, task: asyncio.Task[object]) -> list[FlatStep]:
+        """The event steps ``task`` runs: its own step, or a source step inlined in it.
+
+        For the engine's watchdog, which calls it from its own thread while the loop is
+        blocked: it only reads.
+        """
+        prefix = f"evkit:{self.workflow_id}:"
+        name = task.get_name()
+        steps = self._tracker.steps
+        step = steps.get(name[len(prefix) :]) if name.startswith(prefix) else None
+        if step is None:
+            return []
+        candidates = [step, *(steps[up] for up in step.upstream if up in steps)]
+        return [s for s in candidates if s.kind == "event" and self._tasks.get(s.step_id) is task]
+
     # ------------------------------------------------------------------ running
 
     async def execute(self) -> object:

@@ -2,12 +2,15 @@
 
 ``import evkit`` inside IPython installs them (``evkit/__init__.py``), and so does
 ``%load_ext evkit``; either way once. The user's frames down to the call into evkit, and
-the message; not the 40 lines of runtime, asyncio and engine frames in between. ``%tb``
-still prints the full one.
+the message; not the 40 lines of runtime, asyncio and engine frames in between. The errors
+chained to it (a failed step's own exception) show the user's frames only. ``%tb`` still
+prints the full one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import sys
@@ -19,6 +22,10 @@ from evkit.errors import EvkitError
 logger = logging.getLogger("evkit.notebook")
 
 _EVKIT_DIR = os.path.dirname(os.path.abspath(evkit.__file__)) + os.sep
+_PLUMBING_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (asyncio, concurrent.futures)
+)
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
@@ -30,7 +37,7 @@ def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
     kept: list[types.TracebackType] = []
     entry = tb
     while entry is not None:
-        if os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_EVKIT_DIR):
+        if _in_evkit(entry):
             break
         kept.append(entry)
         entry = entry.tb_next
@@ -42,6 +49,48 @@ def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
     return short
 
 
+def without_evkit_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback without evkit's frames and the asyncio plumbing between them.
+
+    For the exception a failed step raised: what is left are the step's (or the
+    listener's) own frames, where the error happened (``None`` if there are none).
+    """
+    kept: list[types.TracebackType] = []
+    entry = tb
+    while entry is not None:
+        if not _in_evkit(entry) and not _is_plumbing(entry):
+            kept.append(entry)
+        entry = entry.tb_next
+    short: types.TracebackType | None = None
+    for item in reversed(kept):
+        short = types.TracebackType(short, item.tb_frame, item.tb_lasti, item.tb_lineno)
+    return short
+
+
+def _in_evkit(entry: types.TracebackType) -> bool:
+    return os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_EVKIT_DIR)
+
+
+def _is_plumbing(entry: types.TracebackType) -> bool:
+    # A step's error reaches the engine through asyncio futures (and a thread pool's).
+    return os.path.abspath(entry.tb_frame.f_code.co_filename).startswith(_PLUMBING_DIRS)
+
+
+def _chained(value: BaseException) -> list[BaseException]:
+    """The exceptions IPython shows before ``value``: its causes and contexts."""
+    chain: list[BaseException] = []
+    current: BaseException | None = value
+    while current is not None:
+        following = current.__cause__
+        if following is None and not current.__suppress_context__:
+            following = current.__context__
+        if following is None or following is value or following in chain:
+            break
+        chain.append(following)
+        current = following
+    return chain
+
+
 def _show_short(
     shell: object,
     etype: type[BaseException],
@@ -51,9 +100,19 @@ def _show_short(
 ) -> list[str]:
     # Keep the full traceback for %tb / %debug.
     sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
-    stb: list[str] = shell.InteractiveTB.structured_traceback(  # type: ignore[attr-defined]
-        etype, value, user_frames(tb), tb_offset=tb_offset
-    )
+    # IPython reads the chained exceptions' __traceback__: shorten them while it renders,
+    # then put the full ones back for %tb and %debug.
+    chain = _chained(value)
+    originals = [error.__traceback__ for error in chain]
+    try:
+        for error in chain:
+            error.__traceback__ = without_evkit_frames(error.__traceback__)
+        stb: list[str] = shell.InteractiveTB.structured_traceback(  # type: ignore[attr-defined]
+            etype, value, user_frames(tb), tb_offset=tb_offset
+        )
+    finally:
+        for error, original in zip(chain, originals, strict=True):
+            error.__traceback__ = original
     shell._showtraceback(etype, value, stb)  # type: ignore[attr-defined]
     return stb
 

@@ -9,13 +9,10 @@ recursion). This module runs nothing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import inspect
 import math
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, over
 
 from evkit import codec
 from evkit.errors import WorkflowDefinitionError
+from evkit.gcscope import fewer_gc_passes
 from evkit.listeners.base import EventListener
 from evkit.model import StepKind, StepOptions
 
@@ -467,11 +465,11 @@ class FlatDag:
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # The store keeps every run's DAG as a blob. Pickled object by object, a big DAG
-        # pays a Python-level reduce per step and per Ref, so
-        # each step becomes a plain tuple and each Ref one shared marker, with the step
-        # ids the markers stand for listed beside, in the order _refs_to_slots visits them.
-        # The rows are pickled (and unpickled, in _flat_dag_blob) as one inner blob, so
-        # that both happen inside fewer_gc_passes().
+        # pays a Python-level reduce per step and per Ref, so each step becomes a plain
+        # tuple and each Ref one shared marker, with the step ids the markers stand for
+        # listed beside, in the order _refs_to_slots visits them. The rows are pickled
+        # (and unpickled, in _flat_dag_blob) as one inner blob, so that both happen
+        # inside fewer_gc_passes().
         big = len(self.steps) >= 5_000
         with fewer_gc_passes(big):
             return (_flat_dag_blob, (codec.dumps((self._rows(), self.output)), big))
@@ -555,43 +553,6 @@ def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
             _flat_step(step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default)
         )
     return FlatDag(steps=tuple(steps), output=output)
-
-
-# The cyclic GC's full passes walk every live object. Building, pickling or running a
-# 100,000-step DAG allocates millions of objects that live on, and those passes took
-# ~40% of the time (docs/performance.md). Inside fewer_gc_passes() young collections (and
-# so full ones) are made rarer; the thresholds that were in force come back when the
-# last holder leaves, unless someone changed them meanwhile.
-_GC_THRESHOLD0 = 1_000_000
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_saved: tuple[int, int, int] | None = None
-
-
-@contextlib.contextmanager
-def fewer_gc_passes(enabled: bool = True) -> Iterator[None]:
-    """Run the block with the cyclic GC's first threshold raised to 1,000,000 (if ``enabled``).
-
-    Process-wide, for the time of the block: used around work on big DAGs and big runs.
-    """
-    global _gc_holders, _gc_saved
-    if not enabled:
-        yield
-        return
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_saved = gc.get_threshold()
-            gc.set_threshold(max(_gc_saved[0], _GC_THRESHOLD0), _gc_saved[1], _gc_saved[2])
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_saved is not None:
-                if gc.get_threshold()[0] == max(_gc_saved[0], _GC_THRESHOLD0):
-                    gc.set_threshold(*_gc_saved)
-                _gc_saved = None
 
 
 def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:

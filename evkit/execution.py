@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from evkit import codec
 from evkit.context import EventContext, StepContext, set_context
-from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, Ref, StepNode, fewer_gc_passes, flatten, resolve_refs
+from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, Ref, StepNode, flatten, resolve_refs
 from evkit.errors import (
     EventTimeoutError,
     StepFailedError,
@@ -30,6 +30,7 @@ from evkit.errors import (
     WorkflowExecutionError,
 )
 from evkit.executors.base import StepCall
+from evkit.gcscope import fewer_gc_passes
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import Inbox, ManualListener
 from evkit.model import (
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("evkit")
 
-# While a run of at least this many steps executes, the cyclic GC runs less often (see
-# evkit.dag.fewer_gc_passes): its full passes took ~40% of a 100,000-wait run.
+# A run of at least this many steps builds its bookkeeping with fewer GC passes (see
+# evkit.gcscope); the run itself keeps the user's GC settings.
 _BIG_RUN_STEPS = 5_000
 # Per step and per event: made with the fast positional constructors (field order).
 _make_step_context = record_maker(StepContext)
@@ -173,7 +174,7 @@ class RunExecution:
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
-        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # ~10 objects per step, all kept
+        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # objects per step, all kept
             self._add_steps(dag)
 
     # ------------------------------------------------------------------ public state
@@ -274,8 +275,7 @@ class RunExecution:
             WorkflowCancellationError: The run was cancelled.
         """
         try:
-            with fewer_gc_passes(len(self._steps) >= _BIG_RUN_STEPS):
-                output = await self._task_for(self.dag.output)
+            output = await self._task_for(self.dag.output)
         except asyncio.CancelledError:
             await self._cancel_steps()
             if self.abandoned or not self.cancel_requested:

@@ -174,7 +174,7 @@ class RunExecution:
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
-        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # objects per step, all kept
+        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # several objects per step, all kept
             self._add_steps(dag)
 
     # ------------------------------------------------------------------ public state

@@ -282,8 +282,8 @@ class Engine:
         if _waits_on_inbox(dag):
             # Read the run's inbox now, while nothing is queued: the read then runs at
             # once. Started by the first wait instead, it would queue behind that wait's
-            # batch, which holds every other wait's row too (100,000 rows: ~1.3 s),
-            # and events sent meanwhile would wait for it.
+            # batch, which holds every other wait's row too (a big run's read would wait
+            # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from evkit import codec
 from evkit.context import EventContext, StepContext, set_context
-from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, Ref, StepNode, fewer_gc_passes, flatten, resolve_refs
+from evkit.dag import NO_DEFAULT, FlatDag, FlatStep, Ref, StepNode, flatten, resolve_refs
 from evkit.errors import (
     EventTimeoutError,
     StepFailedError,
@@ -30,6 +30,7 @@ from evkit.errors import (
     WorkflowExecutionError,
 )
 from evkit.executors.base import StepCall
+from evkit.gcscope import fewer_gc_passes
 from evkit.listeners.base import EventListener, TimerListener
 from evkit.listeners.manual import Inbox, ManualListener
 from evkit.model import (
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("evkit")
 
-# While a run of at least this many steps executes, the cyclic GC runs less often (see
-# evkit.dag.fewer_gc_passes): its full passes took ~40% of a 100,000-wait run.
+# A run of at least this many steps builds its bookkeeping with fewer GC passes (see
+# evkit.gcscope); the run itself keeps the user's GC settings.
 _BIG_RUN_STEPS = 5_000
 # Per step and per event: made with the fast positional constructors (field order).
 _make_step_context = record_maker(StepContext)
@@ -97,8 +98,8 @@ class _StepView:
 class _StateTimes:
     """When each step last entered each state: one array of floats per state, NaN if never.
 
-    A dict per step cost ~230 bytes plus a float object per entry: ~60 MB for the
-    200,000 steps of a 100,000-wait run, against ~14 MB here.
+    A dict per step would cost a dict and a float object per entry, for every step of a
+    big run; an array holds plain doubles.
     """
 
     __slots__ = ("arrays",)
@@ -178,7 +179,7 @@ class RunExecution:
         self._notify_scheduled = False
         self.abandoned = False  # set by the engine on shutdown: record nothing more
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
-        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # ~10 objects per step, all kept
+        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # several objects per step, all kept
             self._add_steps(dag)
 
     # ------------------------------------------------------------------ public state
@@ -294,8 +295,7 @@ class RunExecution:
             WorkflowCancellationError: The run was cancelled.
         """
         try:
-            with fewer_gc_passes(len(self._steps) >= _BIG_RUN_STEPS):
-                output = await self._task_for(self.dag.output)
+            output = await self._task_for(self.dag.output)
         except asyncio.CancelledError:
             await self._cancel_steps()
             if self.abandoned or not self.cancel_requested:
@@ -383,7 +383,7 @@ class RunExecution:
             if self._consumers.get(up) == 1 and not self._steps[up].upstream and up not in self._tasks:
                 # We are the only consumer of a source step (a wait, say): run it inside
                 # our task instead of a task of its own. That is a task and a wake-up less
-                # per wait of a fan-in, and ~15% of the memory of a 100,000-wait run.
+                # per wait of a fan-in, and a task's memory is a large share of a wait's.
                 # (Sources only, so inlining never nests deeper than one level.) It is
                 # registered under our task, so cancelling the run still reaches it.
                 self._tasks[up] = self._tasks[step_id]
@@ -402,7 +402,7 @@ class RunExecution:
         """What runs ``step`` once its upstream ``results`` are in (body, wait or stored result).
 
         A plain function, not a coroutine: awaited by the step's own task, it adds no
-        coroutine of its own (~350 bytes a wait in a 100,000-wait run).
+        coroutine (and frame) of its own, which every waiting step would keep alive.
         """
         if step.step_id in self._results:
             done = asyncio.get_running_loop().create_future()
@@ -412,7 +412,7 @@ class RunExecution:
         if stored_event is not None and stored_event.checkpointed:
             return self._finish_stored_event(step, stored_event)
         # Refs sit in a step's own arguments, usually: resolve those inline (two generic
-        # resolve_refs calls per step were ~5% of a 100,000-wait run).
+        # resolve_refs calls per step showed up in profiles of big runs).
         args = tuple(
             [
                 results[a.step_id] if type(a) is Ref else a if type(a) in _PLAIN else resolve_refs(a, results)
@@ -489,7 +489,7 @@ class RunExecution:
         """
         assert step.func is not None
         context = _make_step_context(self.workflow_id, step.step_id, attempt, self._clock)
-        try:  # inspect's check costs ~1 us a call: once per function
+        try:  # inspect's check is not free and its answer never changes: once per function
             is_async = self._is_async[step.func]
         except KeyError:
             is_async = self._is_async[step.func] = inspect.iscoroutinefunction(step.func)

@@ -48,7 +48,7 @@ TIMESTAMP_COLUMNS = frozenset(
 def _arrow() -> tuple[ModuleType, dict[str, pa.DataType]]:
     """The pyarrow module and the Arrow type of each column that is not a string.
 
-    pyarrow (with numpy) is a third of `import evkit` (~0.12 s), and small batches never
+    pyarrow (with numpy) is a large part of `import evkit`, and small batches never
     need it: it is imported on the writer thread by the first batch that does.
     """
     import pyarrow as pa
@@ -71,8 +71,8 @@ def _arrow_types() -> dict[str, pa.DataType]:
     return types
 
 
-# Below this many rows a multi-row VALUES insert is faster than building an Arrow table
-# (measured: 1 row 2 ms vs 22 ms for the first Arrow insert; 16 rows 3.5 ms vs 1.9 ms).
+# Below this many rows a multi-row VALUES insert is faster than building an Arrow table:
+# Arrow's fixed cost per insert outweighs its lower cost per row (docs/performance.md).
 _ARROW_THRESHOLD = 8
 _ARROW_SLICE_ROWS = 20_000
 
@@ -247,8 +247,8 @@ def _new_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
     """Write ``ops`` in one transaction, committed (and fsynced) before returning."""
     if _one_statement(ops):
-        # A statement is a transaction of its own: BEGIN and COMMIT would add ~0.3 ms to
-        # the path of a lone checkpoint (a sent event's, say) that waits for this commit.
+        # A statement is a transaction of its own: BEGIN and COMMIT would add two
+        # statements to the path of a lone checkpoint (a sent event's, say) that waits for this commit.
         _apply(con, ops[0])
         return
     con.execute("BEGIN TRANSACTION")
@@ -296,8 +296,8 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
             ]
             con.execute(sql, values)
         else:
-            # In slices: converting 300,000 rows to Arrow at once costs ~60 MB of peak
-            # memory. Still one transaction (the caller's), so a batch stays all or nothing.
+            # In slices: converting a big batch to Arrow at once would hold an Arrow copy of
+            # all its rows. Still one transaction (the caller's), so a batch stays all or nothing.
             for start in range(0, len(rows), _ARROW_SLICE_ROWS):
                 arrow_rows = _to_arrow(columns, rows[start : start + _ARROW_SLICE_ROWS])
                 # Registered by name: DuckDB does not have to find it among Python's frames.
@@ -312,8 +312,8 @@ def _append_all(con: duckdb.DuckDBPyConnection, pending: dict[str, list[Row]]) -
 def _filled_columns(width: int, rows: list[Row]) -> list[int]:
     """The positions of the columns some row fills (all, if none does).
 
-    The others are NULL anyway, and each column costs DuckDB binding work: leaving out
-    five empty columns took ~0.1 ms off a checkpoint's commit (schema version 2). Now a
+    The others are NULL anyway, and each column costs DuckDB binding work, on the path
+    of a checkpoint's commit too (schema version 2). Now a
     checkpoint not handed over leaves its three ``inbox_*`` columns empty, and an event's
     state row the columns of its other states. Rows of NULLs only keep every column, so
     they fail on the table's constraints as before.
@@ -325,8 +325,8 @@ def _to_arrow(columns: tuple[str, ...], rows: list[Row]) -> pa.Table:
     """``rows`` (of ``columns``) as an Arrow table, timestamp columns converted from seconds."""
     pa, types = _arrow()
     try:
-        # One pass in C over the tuples (a struct array), ~40% cheaper than a Python
-        # list per column; timestamps come in as float seconds.
+        # One pass in C over the tuples (a struct array): a Python list per column would
+        # hold the GIL the loop needs for longer. Timestamps come in as float seconds.
         row_type = pa.struct(
             [
                 (name, pa.float64() if name in TIMESTAMP_COLUMNS else types.get(name, pa.string()))
@@ -473,7 +473,7 @@ class WriteQueue:
             finally:
                 self._writing = None
                 # Let the rows go now, not when the next batch comes: after a big run's
-                # waits register, that would keep all their rows (~40 MB for 100,000).
+                # waits register, that would keep all their rows alive while the run waits.
                 del ops
 
     async def aclose(self) -> None:

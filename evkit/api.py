@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 DEFAULT_STORAGE = "evkit.duckdb"
 
 _runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
+# Reentrant: get_runtime() takes it, then init() does.
+_runtime_lock = threading.RLock()
 
 
 def init(
@@ -56,7 +57,11 @@ def init(
     """Open the store and set how the engine runs; optional (the first call makes one).
 
     Calling it again with another store closes the previous runtime (its runs stay
-    RESUMABLE); with the same arguments it returns the current one.
+    RESUMABLE) once the new store is open; if the new store cannot be opened, nothing
+    changes: the current runtime stays current and open, and its runs keep running. With
+    the same arguments it returns the current one; with the same store and other
+    options it closes the current runtime first (a store has one runtime per process).
+    Threads that call it at once get one runtime per store.
 
     Args:
         storage: The DuckDB file (default: ``$EVKIT_STORAGE``, else ``evkit.duckdb`` in
@@ -77,35 +82,50 @@ def init(
         The runtime; use it as a context manager to close the store at the end.
 
     Raises:
-        StoreLockedError: Another process has the file open.
+        StoreLockedError: Another process has the file open, or a ``Runtime`` made
+            directly in this process has.
         NotAStoreError: The file is not an evkit store.
         StoreVersionError: The store is from a newer evkit.
+        StoreError: The file cannot be opened (its directory does not exist, or the path
+            is a directory).
         ClusterConnectionError: A cluster address cannot be reached (the message names it).
     """
-    global _runtime
     path = os.path.abspath(os.fspath(storage or os.environ.get("EVKIT_STORAGE") or DEFAULT_STORAGE))
+    # Held while the runtime is made, so that threads starting evkit together get one
+    # runtime (the first one asked for), never one each on the same file.
     with _runtime_lock:
-        current = _runtime
-        if (
-            current is not None
-            and not current.closed
-            and current.storage == path
-            and current.loop_mode == loop
-            and clock is None
-            and executor is None
-            and not executors
-        ):
-            return current
-    # Connect to clusters before closing the current runtime: a bad address leaves it open.
+        return _init_locked(path, loop=loop, clock=clock, executor=executor, executors=executors)
+
+
+def _init_locked(
+    path: str,
+    *,
+    loop: LoopMode,
+    clock: Clock | None,
+    executor: object,
+    executors: Mapping[str, object] | None,
+) -> Runtime:
+    global _runtime
+    current = _runtime if _runtime is not None and not _runtime.closed else None
+    same_store = current is not None and current.store_key == os.path.realpath(path)
+    unchanged = clock is None and executor is None and not executors
+    if current is not None and same_store and current.loop_mode == loop and unchanged:
+        return current
+    # Connect to clusters before touching the current runtime: a bad address leaves it open.
     default_executor = resolve_executor(executor)
     named = {name: resolve_executor(spec, name=name) for name, spec in (executors or {}).items()}
-    with _runtime_lock:
+    if current is not None and same_store:
+        # The file has one runtime at a time: the old one must go before the new one opens.
         _runtime = None
+        current.close()
+        current = None
+    # Another store opens before the current one closes: if it cannot be opened (no such
+    # directory, held by another process, not a store), the current runtime stays, with
+    # its runs.
+    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
+    _runtime = runtime
     if current is not None:
         current.close()
-    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
-    with _runtime_lock:
-        _runtime = runtime
     return runtime
 
 
@@ -119,12 +139,21 @@ def shutdown() -> None:
 
 
 def get_runtime() -> Runtime:
-    """The current runtime, made with the defaults if ``init`` was not called."""
+    """The current runtime, made with the defaults if ``init`` was not called.
+
+    Threads that call it (or any evkit function) at once before ``init`` get one runtime.
+
+    Raises:
+        StoreError: The default store cannot be opened (see :func:`init`).
+    """
+    current = _runtime
+    if current is not None and not current.closed:
+        return current
     with _runtime_lock:
         current = _runtime
-    if current is None or current.closed:
+        if current is not None and not current.closed:
+            return current  # another thread made it while this one waited
         return init()
-    return current
 
 
 def plot_timeline(workflow_id: str, **kwargs: object) -> object:

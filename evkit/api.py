@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import uuid
@@ -21,6 +22,7 @@ from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_e
 from evkit.errors import (
     PayloadError,
     RunStateError,
+    StoreError,
     WorkflowCancellationError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from evkit.engine import ActiveRun, Engine
 
 DEFAULT_STORAGE = "evkit.duckdb"
+
+logger = logging.getLogger("evkit")
 
 _runtime: Runtime | None = None
 # Reentrant: get_runtime() takes it, then init() does.
@@ -200,10 +204,36 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
 
 def _wait_registered(runtime: Runtime, active: ActiveRun) -> None:
     # From a thread that may block, return only once the run is durably in the store, so a
-    # script that exits right after run_async leaves a RESUMABLE run, not nothing. On the
-    # engine's own loop (a notebook cell) we cannot block: it is registered within ms.
-    if not runtime.on_engine_loop:
-        active.registered.wait()
+    # script that exits right after run_async leaves a RESUMABLE run, not nothing; if it
+    # could not be stored, raise here rather than hand out a handle of a run that never
+    # started. On the engine's own loop (a notebook cell) we cannot block: it is
+    # registered within ms, and the handle reports a failure (the log too, in case nobody
+    # awaits the handle).
+    if runtime.on_engine_loop:
+        active.task.add_done_callback(lambda _: _log_unregistered(runtime, active))
+        return
+    active.registered.wait()
+    error = active.registration_error
+    if error is None:
+        return
+    if isinstance(error, StoreError):
+        raise type(error)(
+            f"Run {active.workflow_id!r} could not be registered in store {runtime.storage!r}, so "
+            f"it was not started: {str(error).rstrip('.')}. Fix the store's problem, then start "
+            "the run again (or use workflow.init(storage=...) with another file).",
+            path=runtime.storage,
+        ) from error
+    raise error
+
+
+def _log_unregistered(runtime: Runtime, active: ActiveRun) -> None:
+    if active.registration_error is not None:
+        logger.warning(
+            "evkit run %r could not be registered in store %r, so it was not started: %s",
+            active.workflow_id,
+            runtime.storage,
+            active.registration_error,
+        )
 
 
 def run_async(
@@ -212,10 +242,14 @@ def run_async(
     """Start a workflow and return its handle at once (the cell returns immediately).
 
     A ``workflow_id`` that the store already has is resumed instead of started again.
+    It returns once the run is registered in the store (on the engine's own loop, e.g. in
+    a notebook cell in the default mode, it cannot wait, and the handle reports it).
 
     Raises:
         RunStateError: A run with this id is already running in this process.
         ValueError: ``metadata`` is not JSON-serializable.
+        StoreError: The run could not be registered in the store (the message names the
+            run and the store); it was not started.
     """
     return _start(node, workflow_id, metadata)
 
@@ -229,6 +263,7 @@ def run(
         WorkflowExecutionError: A step failed (``__cause__`` is its error).
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
+        StoreError: The run could not be registered in the store; it was not started.
     """
     return _start(node, workflow_id, metadata).result()
 
@@ -260,6 +295,7 @@ def resume_async(workflow_id: str) -> RunHandle:
     Raises:
         RunStateError: The run is already running in this process.
         WorkflowNotResumableError: (from the handle) the id is unknown or the run was cancelled.
+        StoreError: The store could not record the resume; the run was not started.
     """
     workflow_id = _check_id(workflow_id)
     runtime = get_runtime()

@@ -101,17 +101,27 @@ def test_threads_racing_to_resume_a_waiting_run_checkpoint_its_event_once(defaul
         workflow.send_event("w", "go", "kept")
     workflow.shutdown()
 
-    handles, errors = _race(lambda i: workflow.resume_async("w"))
+    def resume_or_send(i: int) -> object:
+        if i % 2:
+            return workflow.send_event("w", "go", f"late {i}")
+        return workflow.resume_async("w")
+
+    results, errors = _race(resume_or_send)
+    handles = [h for h in results if isinstance(h, workflow.RunHandle)]
     try:
         # The first start wins; the others find the run running (or already done).
         assert all(isinstance(e, evkit.RunStateError) for e in errors), errors
-        assert [h.result(timeout=30) for h in handles] == ["kept"] * len(handles)  # type: ignore[attr-defined]
+        assert len(handles) + len(errors) == THREADS // 2
+        # The oldest event goes to the wait; the late ones stay in the inbox.
+        assert [h.result(timeout=30) for h in handles] == ["kept"] * len(handles)
         # A resume runs the stored code (a copy of `after`): the store counts its attempts.
         assert evkit.sql("SELECT step_id, attempts FROM steps WHERE workflow_id = 'w'").fetchall() == [
             ("after", 1)
         ]
         checkpoints = evkit.sql("SELECT count(*) FROM event_checkpoint_log WHERE workflow_id = 'w'")
         assert checkpoints.fetchall() == [(1,)]
+        undelivered = evkit.sql("SELECT count(*) FROM inbox_events WHERE delivered_to IS NULL")
+        assert undelivered.fetchall() == [(THREADS // 2,)]
     finally:
         runtimes = _close_all(handles)
     assert len(runtimes) == 1

@@ -223,6 +223,12 @@ def _wait_registered(runtime: Runtime, active: ActiveRun) -> None:
             "the run again (or use workflow.init(storage=...) with another file).",
             path=runtime.storage,
         ) from error
+    if isinstance(error, TypeError):  # from pickling the DAG (codec.dumps)
+        raise TypeError(
+            f"Run {active.workflow_id!r} could not be registered in store {runtime.storage!r}, so "
+            f"it was not started: its definition cannot be stored ({error}). Give its steps "
+            "picklable arguments."
+        ) from error
     raise error
 
 
@@ -250,6 +256,8 @@ def run_async(
         ValueError: ``metadata`` is not JSON-serializable.
         StoreError: The run could not be registered in the store (the message names the
             run and the store); it was not started.
+        TypeError: The run's definition (a step argument) cannot be pickled; it was not
+            started.
     """
     return _start(node, workflow_id, metadata)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -95,3 +96,14 @@ async def test_run_async_on_the_engine_loop_hands_the_registration_error_to_the_
         await asyncio.to_thread(filler.unlink)
     finally:
         await runtime.aclose()
+
+
+def test_run_async_raises_at_the_call_when_the_definition_cannot_be_stored(runtime: evkit.Runtime) -> None:
+    with pytest.raises(
+        TypeError,
+        match=rf"^Run 'locked' could not be registered in store '{runtime.storage}', so it was not started: "
+        r"its definition cannot be stored \(cannot pickle a value of type FlatDag: .*lock",
+    ):
+        workflow.run_async(echo.step(threading.Lock()), workflow_id="locked")
+    assert workflow.list_all() == []
+    assert echo.step("fine").run(workflow_id="locked") == "fine"  # the id is free

@@ -546,7 +546,8 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     """Send an event to a run's ``ManualListener`` wait on ``key``; returns its event id.
 
     The event is stored durably before this returns. Sent before the step waits, it is
-    kept and delivered when it does; sending the same ``event_id`` again delivers it once.
+    kept and delivered when it does; sending the same ``event_id`` again delivers it once
+    (and returns only once the first copy is stored, even if that send is still running).
 
     Raises:
         WorkflowNotFoundError: The store has no such run.

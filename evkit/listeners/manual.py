@@ -73,7 +73,9 @@ class Inbox:
         self._queue = queue
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = defaultdict(list)
         self._claimed: set[tuple[str, str]] = set()
-        self._sending: set[tuple[str, str, str]] = set()
+        # Sends under way by (workflow_id, key, event_id); each future resolves when its send
+        # ends, True if the event is then durable. A repeat waits for it (see send).
+        self._sending: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
         # Per run: its unclaimed events, key -> {event_id: blob} in send order. Loaded by
         # one store read when the run's first wait starts, then kept up to date by send(),
         # so a wait costs no store read (100,000 waits would otherwise pay 100,000 reads).
@@ -95,7 +97,10 @@ class Inbox:
         """Store an event durably, then wake a step waiting on ``key``.
 
         Returns once the event is committed to the store. A repeat of an ``event_id`` that
-        was already sent for this key stores nothing and returns ``duplicate=True``.
+        was already sent for this key stores nothing and returns ``duplicate=True``, also
+        only once the first copy is committed: a repeat made while the first send still
+        waits for its commit (a client retrying after a timeout) waits for that commit, and
+        if the first send fails, the repeat stores the event itself.
         ``known_new=True`` skips that store read: the caller has checked, while no other
         send of this ``event_id`` could run, that it is new (the HTTP inbox does).
 
@@ -107,15 +112,24 @@ class Inbox:
         given = event_id is not None
         event_id = event_id or uuid.uuid4().hex
         marker = (workflow_id, key, event_id)
-        if marker in self._sending:
-            return SendResult(event_id, duplicate=True)
+        while (first := self._sending.get(marker)) is not None:
+            # Answering "duplicate" now would tell the caller its event is safe while the
+            # first copy may still be lost (a crash before its commit). Shielded: a
+            # cancelled repeat must not cancel the first send's outcome.
+            if await asyncio.shield(first):
+                return SendResult(event_id, duplicate=True)
+            # The first send failed or was cancelled, perhaps after queueing its row: the
+            # store read below (which waits for queued rows) decides.
+            known_new = False
         # Marked before the store read: a concurrent repeat must not pass the check too.
-        self._sending.add(marker)
+        sending = self._sending[marker] = asyncio.get_running_loop().create_future()
+        durable_now = False
         try:
             # Only an id the caller chose can repeat; a fresh uuid needs no store read.
             if given and not known_new:
                 sent_under = await self._queue.read(inbox_key_of, workflow_id, event_id)
                 if sent_under == key:
+                    durable_now = True  # read from committed data
                     return SendResult(event_id, duplicate=True)
                 if sent_under is not None:
                     # An event id names one event of the run: the same id under another
@@ -136,8 +150,10 @@ class Inbox:
                 # still return only once it is.
                 self._deliver(workflow_id, [(key, event_id, blob)])
             await durable
+            durable_now = True
         finally:
-            self._sending.discard(marker)
+            del self._sending[marker]
+            sending.set_result(durable_now)
         return SendResult(event_id, duplicate=False)
 
     async def send_many(

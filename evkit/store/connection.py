@@ -2,12 +2,14 @@
 
 This is the one place where ``duckdb`` exceptions become ``StoreError`` subclasses
 (:func:`store_errors`). It refuses a file that is not an evkit store and leaves it as it
-was.
+was; a file it created itself and could not finish is removed. It also tells whether the
+file at the store's path is still the one the connection writes (:func:`check_still_at_path`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +20,17 @@ from evkit.errors import NotAStoreError, StoreError, StoreLockedError, StoreVers
 from evkit.store.schema import MIGRATIONS, SCHEMA_VERSION, STORE_FORMAT
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+# DuckDB's IO errors carry the OS's text, not its errno: "Could not write file "x.wal":
+# No space left on device".
+_OS_CAUSES = {
+    os.strerror(errno.ENOSPC): "the disk holding it is full",
+    os.strerror(errno.EDQUOT): "the disk quota of this user is used up",
+    os.strerror(errno.EACCES): "this process may not write it",
+    os.strerror(errno.EROFS): "it is on a read-only file system",
+}
+
+FileIdentity = tuple[int, int]
+"""A file's ``(st_dev, st_ino)``: which file a path named when the store was opened."""
 
 
 @contextlib.contextmanager
@@ -41,6 +54,16 @@ def translate(exc: duckdb.Error, path: str, doing: str) -> StoreError:
             "restart its kernel), or use another file with workflow.init(storage=...).",
             path=path,
         )
+    for os_text, cause in _OS_CAUSES.items():
+        if os_text in text:
+            return StoreError(
+                f"Store {path!r}: {doing} failed: {cause} ({text.splitlines()[0]}). Nothing "
+                "it was writing was committed (so no event of it was committed at its source "
+                "either). Fix that, then restart the process (or the kernel), call "
+                "workflow.init() and workflow.resume_all(); or pass another path to "
+                "workflow.init(storage=...).",
+                path=path,
+            )
     if "not a valid DuckDB database" in text or "Corrupt" in text or "corrupt" in text:
         return NotAStoreError(
             f"{path!r} is not a DuckDB file evkit can open ({text.splitlines()[0]}). It was "
@@ -72,15 +95,78 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
             f"workflow.init(storage={os.path.join(path, 'evkit.duckdb')!r}).",
             path=path,
         )
-    with store_errors(path, "opening the store"):
-        con = duckdb.connect(path)
+    _forget_empty_file(path)
     try:
-        with store_errors(path, "checking the store format"):
-            _check_and_migrate(con, path)
+        with store_errors(path, "opening the store"):
+            con = duckdb.connect(path)
+        try:
+            with store_errors(path, "checking the store format"):
+                _check_and_migrate(con, path)
+        except BaseException:
+            con.close()
+            raise
     except BaseException:
-        con.close()
+        # A store that could not be created (a full disk) must not leave a 0-byte file
+        # behind: DuckDB refuses to open one, so the next init would fail for no reason.
+        # Only an empty file goes: one with content may be another process's new store.
+        _forget_empty_file(path)
         raise
     return con
+
+
+def _forget_empty_file(path: str) -> None:
+    """Remove a 0-byte file at ``path``: it holds nothing, and DuckDB refuses to open it.
+
+    Creating a store on a full disk leaves one (older evkit versions kept it).
+    """
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_size == 0 and not os.path.exists(path + ".wal"):
+            os.remove(path)
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if there is still one, after an error.
+
+    A COMMIT that fails (a full disk, say) has already ended the transaction, and DuckDB
+    then refuses the ROLLBACK ("no transaction is active"): that refusal must not hide
+    the error that matters, which the caller re-raises.
+    """
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
+def file_identity(path: str) -> FileIdentity:
+    """Which file ``path`` names now (call it right after opening the store)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def check_still_at_path(path: str, identity: FileIdentity) -> None:
+    """Raise unless ``path`` still names the file the store's connection writes.
+
+    A deleted (or replaced) file stays writable through the open connection, so without
+    this check evkit would commit events at their sources while their checkpoints go to
+    a file no one can ever open again. One ``stat``: about a microsecond.
+
+    Raises:
+        StoreError: The file (or its directory) was deleted, moved or replaced.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        found = f"it is gone ({exc.strerror}): the file or a directory above it was deleted or moved"
+    else:
+        if (st.st_dev, st.st_ino) == identity:
+            return
+        found = "another file is there now: the store file was replaced"
+    raise StoreError(
+        f"Store {path!r} is no longer the file evkit opened: {found}. The last batch of "
+        "writes went to the lost file, so no event of it was committed at its source, and "
+        "evkit writes nothing more to that file. Restart the process (or the kernel) and "
+        "call workflow.init(storage=...) with a path in an existing directory: the sources "
+        "deliver their uncommitted events again.",
+        path=path,
+    )
 
 
 def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: str) -> None:
@@ -123,5 +209,5 @@ def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: str) -> None:
         con.execute("UPDATE evkit_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, TypeVar
 import duckdb
 
 from evkit.errors import StoreError
-from evkit.store.connection import open_store, store_errors
+from evkit.store.connection import (
+    FileIdentity,
+    check_still_at_path,
+    file_identity,
+    open_store,
+    rollback,
+    store_errors,
+)
 from evkit.store.schema import COLUMNS, INSERT_ORDER, ROW_SHAPES
 
 if TYPE_CHECKING:
@@ -136,13 +143,21 @@ class StoreWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Absolute: the check after each batch must stat the file DuckDB opened, whatever
+        # directory the process changes to later.
+        self._abspath = os.path.abspath(path)
         self._thread_cursors = threading.local()
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evkit-store")
         try:
-            self._con: duckdb.DuckDBPyConnection | None = self._thread.submit(open_store, path).result()
+            self._con: duckdb.DuckDBPyConnection | None
+            self._con, self._identity = self._thread.submit(self._open).result()
         except BaseException:
             self._thread.shutdown(wait=False)
             raise
+
+    def _open(self) -> tuple[duckdb.DuckDBPyConnection, FileIdentity]:
+        con = open_store(self.path)
+        return con, file_identity(self._abspath)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -155,8 +170,12 @@ class StoreWriter:
         """True once :meth:`close` ran."""
         return self._con is None
 
-    def submit(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[..., T], *args: object, doing: str | None = None
+    ) -> concurrent.futures.Future[T]:
         """Run ``fn(connection, *args)`` on the writer thread.
+
+        ``doing`` says what the call does, for its error messages (default: ``fn``'s name).
 
         Raises:
             StoreError: The store is closed.
@@ -167,12 +186,30 @@ class StoreWriter:
             )
         con = self._con
         path = self.path
+        label = doing or str(getattr(fn, "__name__", "a store call"))
 
         def call() -> T:
-            with store_errors(path, f"{getattr(fn, '__name__', 'a store call')}"):
+            with store_errors(path, label):
                 return fn(con, *args)
 
         return self._thread.submit(call)
+
+    def write(self, ops: Sequence[Op]) -> concurrent.futures.Future[None]:
+        """Write ``ops`` in one durable transaction on the writer thread (see `apply_batch`).
+
+        The future fails if the file at the store's path is no longer the one written to,
+        so no caller treats the batch as durable then (see `check_still_at_path`).
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        return self.submit(self._write_checked, ops, doing="committing a batch of writes")
+
+    def _write_checked(self, con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
+        apply_batch(con, ops)
+        # After the commit, so a deletion during the write is seen too; before the batch's
+        # future resolves, so no event of it is committed at its source.
+        check_still_at_path(self._abspath, self._identity)
 
     def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(connection, *args)`` on the writer thread and wait for its result."""
@@ -220,7 +257,7 @@ def apply_batch(con: duckdb.DuckDBPyConnection, ops: Sequence[Op]) -> None:
             _apply(con, op)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)  # the error that matters is this one, not a refused ROLLBACK's
         raise
 
 
@@ -422,7 +459,7 @@ class WriteQueue:
             self._ops, self._batch = [], _Batch(loop=self._loop)
             self._writing = batch
             try:
-                await asyncio.wrap_future(self.writer.submit(apply_batch, ops))
+                await asyncio.wrap_future(self.writer.write(ops))
             except asyncio.CancelledError:
                 batch.abandon()
                 raise

@@ -217,10 +217,10 @@ def _wait_registered(runtime: Runtime, active: ActiveRun) -> None:
     if error is None:
         return
     if isinstance(error, StoreError):
+        # The store's own message says what to do about the store.
         raise type(error)(
             f"Run {active.workflow_id!r} could not be registered in store {runtime.storage!r}, so "
-            f"it was not started: {str(error).rstrip('.')}. Fix the store's problem, then start "
-            "the run again (or use workflow.init(storage=...) with another file).",
+            f"it was not started (nothing of it was stored): {error}",
             path=runtime.storage,
         ) from error
     if isinstance(error, TypeError):  # from pickling the DAG (codec.dumps)

@@ -64,7 +64,8 @@ def test_run_async_raises_at_the_call_when_the_store_cannot_register_the_run(
     node = echo.step(b"x" * 65536)
     with pytest.raises(
         evkit.StoreError,
-        match=rf"^Run 'full' could not be registered in store '{store}', so it was not started: ",
+        match=rf"^Run 'full' could not be registered in store '{store}', so it was not started \(nothing "
+        rf"of it was stored\): Store '{store}': .* failed: the disk holding it is full",
     ) as raised:
         workflow.run_async(node, workflow_id="full")
     assert raised.value.path == store

@@ -159,6 +159,7 @@ def test_a_second_runtime_on_an_open_store_is_refused_until_the_first_closes(sto
         assert not second.closed
 
 
+@pytest.mark.slow
 def test_init_on_a_store_an_explicit_runtime_holds_is_refused_and_changes_nothing(
     store_path: str, tmp_path: pathlib.Path
 ) -> None:

@@ -31,7 +31,7 @@ def after(event: object) -> object:
     return event
 
 
-def _waiting_run() -> workflow.StepNode:
+def _waiting_run() -> evkit.StepNode:
     return after.step(workflow.wait_for_event(workflow.ManualListener, key="go"))
 
 
@@ -71,9 +71,9 @@ def _race(work: Callable[[int], object]) -> tuple[list[object], list[BaseExcepti
     return results, errors
 
 
-def _close_all(handles: list[object]) -> set[Runtime]:
+def _close_all(handles: list[workflow.RunHandle]) -> set[Runtime]:
     """The runtimes behind ``handles``, each closed (a losing runtime would stay open)."""
-    runtimes = {h._runtime for h in handles if isinstance(h, workflow.RunHandle)}
+    runtimes = {h._runtime for h in handles}
     for runtime in runtimes:
         runtime.close()
     return runtimes
@@ -81,10 +81,11 @@ def _close_all(handles: list[object]) -> set[Runtime]:
 
 @pytest.mark.slow
 def test_threads_racing_to_first_use_of_a_fresh_store_share_one_runtime(default_store: str) -> None:
-    handles, errors = _race(lambda i: workflow.run_async(add.step(i, 100), workflow_id=f"r{i}"))
+    results, errors = _race(lambda i: workflow.run_async(add.step(i, 100), workflow_id=f"r{i}"))
+    handles = [h for h in results if isinstance(h, workflow.RunHandle)]
     try:
         assert errors == []
-        assert sorted(h.result(timeout=30) for h in handles) == [i + 100 for i in range(THREADS)]  # type: ignore[attr-defined]
+        assert sorted(h.result(timeout=30) for h in handles) == [i + 100 for i in range(THREADS)]  # type: ignore[type-var]
         assert sorted(workflow.list_all()) == sorted((f"r{i}", workflow.SUCCESSFUL) for i in range(THREADS))
     finally:
         runtimes = _close_all(handles)

@@ -46,7 +46,6 @@ from evkit.dag import (
     wait_for_event as wait_for_event,
 )
 from evkit.errors import (
-    CheckpointConflictError as CheckpointConflictError,
     ClusterConnectionError as ClusterConnectionError,
     EventTimeoutError as EventTimeoutError,
     EvkitError as EvkitError,
@@ -90,7 +89,6 @@ from evkit.serve import serve_events as serve_events
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointConflictError",
     "Clock",
     "ClusterConnectionError",
     "EventContext",

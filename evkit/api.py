@@ -24,13 +24,13 @@ from evkit.errors import (
     RunStateError,
     StoreError,
     WorkflowCancellationError,
-    WorkflowExecutionError,
     WorkflowNotFoundError,
 )
+from evkit.execution import failure_from_store
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.base import TimerListener
-from evkit.model import WorkflowStatus
+from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime
 from evkit.store.connection import store_errors
 from evkit.store.reads import step_metadata
@@ -176,7 +176,29 @@ def plot_timeline(workflow_id: str, **kwargs: object) -> object:
 
 
 def _new_workflow_id(node: StepNode) -> str:
-    return f"{node.name}.{uuid.uuid4().hex[:12]}"
+    suffix = f".{uuid.uuid4().hex[:12]}"
+    return node.name[: MAX_WORKFLOW_ID_CHARS - len(suffix)] + suffix
+
+
+def _check_new_id(workflow_id: object) -> str:
+    workflow_id = _check_id(workflow_id)
+    if len(workflow_id) > MAX_WORKFLOW_ID_CHARS:
+        raise ValueError(
+            f"`workflow_id` must have at most {MAX_WORKFLOW_ID_CHARS} characters, got {len(workflow_id)} "
+            f"({workflow_id[:40]!r}...): it is part of the run's event URLs. Pass a shorter `workflow_id`."
+        )
+    return workflow_id
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
+    if len(key) > MAX_EVENT_KEY_CHARS:
+        raise ValueError(
+            f"`key` must have at most {MAX_EVENT_KEY_CHARS} characters, got {len(key)} ({key[:40]!r}...). "
+            "Use a shorter key."
+        )
+    return key
 
 
 def _check_id(workflow_id: object, argument: str = "workflow_id") -> str:
@@ -194,7 +216,7 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
         )
     if metadata is not None and codec.to_json(dict(metadata)) is None:
         raise ValueError(f"`metadata` must be a JSON-serializable dict, got {metadata!r}.")
-    workflow_id = _check_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
+    workflow_id = _check_new_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
     dag = flatten(node)
     runtime = get_runtime()
     active = runtime.call_soon(lambda engine: engine.start(workflow_id, dag, metadata=metadata))
@@ -253,7 +275,8 @@ def run_async(
 
     Raises:
         RunStateError: A run with this id is already running in this process.
-        ValueError: ``metadata`` is not JSON-serializable.
+        ValueError: ``metadata`` is not JSON-serializable, or ``workflow_id`` is longer
+            than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
         StoreError: The run could not be registered in the store (the message names the
             run and the store); it was not started.
         TypeError: The run's definition (a step argument) cannot be pickled; it was not
@@ -268,9 +291,11 @@ def run(
     """Run a workflow to the end and return its output (blocks; works in a notebook cell).
 
     Raises:
-        WorkflowExecutionError: A step failed (``__cause__`` is its error).
+        StepFailedError: A step failed (``__cause__`` is its error); a
+            ``WorkflowExecutionError``.
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
+        ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
         StoreError: The run could not be registered in the store; it was not started.
     """
     return _start(node, workflow_id, metadata).result()
@@ -317,7 +342,7 @@ def resume(workflow_id: str) -> object:
 
     Raises:
         WorkflowNotResumableError: The id is unknown, or the run was cancelled.
-        WorkflowExecutionError: A step failed again.
+        StepFailedError: A step failed again (a ``WorkflowExecutionError``).
     """
     return resume_async(workflow_id).result()
 
@@ -386,7 +411,8 @@ def get_output(workflow_id: str) -> object:
 
     Raises:
         WorkflowNotFoundError: The store has no such run.
-        WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+        StepFailedError: The run failed (``__cause__`` is the step's error): the same error,
+            message and fields as the live run raised; a ``WorkflowExecutionError``.
         WorkflowCancellationError: The run was cancelled.
         RunStateError: The run is RESUMABLE: resume it to get an output.
     """
@@ -404,14 +430,8 @@ def get_output(workflow_id: str) -> object:
             assert stored.output_blob is not None
             return codec.loads(stored.output_blob)
         if status is WorkflowStatus.FAILED:
-            error = WorkflowExecutionError(
-                f"Run {workflow_id!r} failed: {stored.error_text}", workflow_id=workflow_id
-            )
-            if stored.error_blob is not None:
-                original = codec.loads(stored.error_blob)
-                if isinstance(original, BaseException):
-                    error.__cause__ = original
-            raise error
+            error = failure_from_store(workflow_id, stored.error_blob, stored.error_text)
+            raise error from error.__cause__
         if status is WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(f"Run {workflow_id!r} was cancelled.", workflow_id=workflow_id)
         raise RunStateError(
@@ -552,10 +572,10 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     Raises:
         WorkflowNotFoundError: The store has no such run.
         PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
+        ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
-    if not isinstance(key, str) or not key:  # type: ignore[redundant-expr]
-        raise TypeError(f"`key` must be a non-empty str, got {key!r}.")
+    key = _check_key(key)
     try:
         codec.dumps(payload)
     except TypeError as exc:
@@ -583,6 +603,7 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
         WorkflowNotFoundError: The store has no such run.
         TypeError: A key is not a non-empty str, or a payload cannot be pickled (nothing
             is stored).
+        ValueError: A key is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
     items = list(events)
@@ -591,6 +612,11 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
             raise TypeError(
                 f"send_events({workflow_id!r}, ...): item {i} must be a (key, payload) tuple with "
                 f"a non-empty str key, got {item!r}. Nothing was stored."
+            )
+        if len(item[0]) > MAX_EVENT_KEY_CHARS:
+            raise ValueError(
+                f"send_events({workflow_id!r}, ...): the key of item {i} has {len(item[0])} characters; "
+                f"keys may have at most {MAX_EVENT_KEY_CHARS}. Nothing was stored."
             )
 
     async def send(engine: Engine) -> list[str]:

@@ -597,9 +597,10 @@ def fewer_gc_passes(enabled: bool = True) -> Iterator[None]:
 def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:
     """Give every node reachable from ``root`` a unique id and order them topologically.
 
-    Ids are the step names, made unique with ``_1``, ``_2``... in post-order; inside a
-    continuation of step ``s`` they start with ``s/``. The same node object used twice is
-    one step. Iterative, so a chain of 100,000 steps is fine.
+    Ids are the step names, made unique with ``_1``, ``_2``... in post-order (skipping a
+    suffix that is already some step's id); inside a continuation of step ``s`` they start
+    with ``s/``. The same node object used twice is one step. Iterative, so a chain of
+    100,000 steps is fine.
     """
     with fewer_gc_passes():
         return _flatten(root, prefix)
@@ -656,9 +657,19 @@ def _flatten(root: StepNode, prefix: str) -> FlatDag:
 
 
 def _unique(name: str, used: dict[str, int]) -> str:
+    # ``used`` counts each name asked for, and holds every id given out, so that a step
+    # named "x_1" after two steps named "x" does not get the id of the second "x" (two
+    # steps with one id would share one checkpoint).
     count = used.get(name, 0)
+    step_id = name
+    if count:
+        step_id = f"{name}_{count}"
+        while step_id in used:
+            count += 1
+            step_id = f"{name}_{count}"
     used[name] = count + 1
-    return name if count == 0 else f"{name}_{count}"
+    used.setdefault(step_id, 1)
+    return step_id
 
 
 _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})

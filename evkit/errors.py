@@ -1,14 +1,14 @@
 """The exception tree of evkit. A leaf module: it imports nothing from evkit.
 
-Every error names the object it is about (run id, step, store path) and carries it as
-fields too, so callers can react without parsing text::
+Every error names the object it is about (run id, step, store path) in its message and
+carries it as fields too, so callers can react without parsing text::
 
     EvkitError
-    ├── WorkflowError                       (Ray-compatible base)
+    ├── WorkflowError                       (Ray-compatible base; field workflow_id)
     │   ├── WorkflowDefinitionError         (also TypeError: bad DAG or listener)
     │   ├── RunError
-    │   │   ├── WorkflowExecutionError      (a step failed; __cause__ is the step's error)
-    │   │   │   └── StepFailedError
+    │   │   ├── WorkflowExecutionError      (the run failed; __cause__ is the original error)
+    │   │   │   └── StepFailedError         (field step; raised live and from the store)
     │   │   ├── EventTimeoutError           (raised inside the event step)
     │   │   └── WorkflowCancellationError
     │   ├── WorkflowNotFoundError           (also KeyError)
@@ -21,22 +21,91 @@ fields too, so callers can react without parsing text::
     │   ├── StepTransportError              (also TypeError: a value cannot travel)
     │   ├── RemoteStepError                 (a remote error that could not come back)
     │   └── ClusterConnectionError          (also ConnectionError: init cannot reach it)
-    └── StoreError
+    └── StoreError                          (field path)
         ├── StoreLockedError                (another process holds the file)
         ├── StoreVersionError               (schema newer than this evkit)
-        ├── NotAStoreError                  (not an evkit store, or corrupt)
-        └── CheckpointConflictError
+        └── NotAStoreError                  (not an evkit store, or corrupt)
+
+A new error is a class with a docstring, placed in this tree; its fields are annotated
+class attributes with a default, e.g. ``step: str | None = None``. ``EvkitError`` takes
+them as keyword arguments, refuses unknown ones, and keeps them through pickling.
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import ClassVar
+
+# The class default of a field that has none: the field must be given.
+_REQUIRED = object()
+
 
 class EvkitError(Exception):
-    """Base class of every error evkit raises on purpose."""
+    """Base class of every error evkit raises on purpose.
+
+    Construct any evkit error with one message and its fields as keywords, e.g.
+    ``StepFailedError("Step 'load' of run 'r' failed ...", workflow_id="r", step="load")``.
+    Every field is set on the instance (to its class default when not given), and pickling
+    keeps the message and the fields, so an error survives a trip to a worker process or
+    into the store. ``__cause__`` and tracebacks are not pickled (Python never pickles them).
+
+    Raises:
+        TypeError: A keyword is not a field of the class, or a field without a default
+            is missing.
+    """
+
+    _field_defaults: ClassVar[dict[str, object]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        defaults: dict[str, object] = {}
+        for klass in reversed(cls.__mro__):
+            if issubclass(klass, EvkitError):
+                for name, annotation in inspect.get_annotations(klass).items():
+                    if not name.startswith("_") and "ClassVar" not in str(annotation):
+                        defaults[name] = getattr(klass, name, _REQUIRED)
+        cls._field_defaults = defaults
+
+    def __init__(self, message: str, /, **fields: object) -> None:
+        super().__init__(message)
+        cls = type(self)
+        unknown = sorted(set(fields) - set(cls._field_defaults))
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}() got unknown field(s) {_quoted(unknown)}. "
+                f"Its fields: {_quoted(sorted(cls._field_defaults)) or 'none'}."
+            )
+        for name, default in cls._field_defaults.items():
+            value = fields.get(name, default)
+            if value is _REQUIRED:
+                raise TypeError(f"{cls.__name__}() needs the field `{name}`.")
+            setattr(self, name, value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt without calling __init__, so a subclass may give __init__ any signature.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _rebuild(cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]) -> BaseException:
+    # cls.__new__ rather than Exception.__new__: OSError subclasses (ConnectionError) need
+    # their own __new__.
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class WorkflowError(EvkitError):
-    """Base class of workflow errors (the name Ray Workflows used)."""
+    """Base class of workflow errors (the name Ray Workflows used).
+
+    ``workflow_id`` is the run the error is about, or ``None`` when there is none.
+    """
+
+    workflow_id: str | None = None
 
 
 class WorkflowDefinitionError(WorkflowError, TypeError):
@@ -49,47 +118,30 @@ class WorkflowDefinitionError(WorkflowError, TypeError):
 class RunError(WorkflowError):
     """Something went wrong while a run executed."""
 
-    def __init__(self, message: str, *, workflow_id: str | None = None) -> None:
-        super().__init__(message)
-        self.workflow_id = workflow_id
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
-
-
-def _rebuild(cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]) -> BaseException:
-    error = Exception.__new__(cls)
-    error.args = args
-    error.__dict__.update(state)
-    return error
-
 
 class WorkflowExecutionError(RunError):
-    """A run failed. ``__cause__`` is the original error raised by the step."""
+    """A run failed. ``__cause__`` is the original error.
+
+    evkit raises its subclass ``StepFailedError``; catch this Ray-compatible name or that one.
+    """
 
 
 class StepFailedError(WorkflowExecutionError):
-    """A step raised (after its retries). ``__cause__`` is the step's own exception."""
+    """A step raised (after its retries). ``__cause__`` is the step's own exception.
 
-    def __init__(self, message: str, *, workflow_id: str | None = None, step: str | None = None) -> None:
-        super().__init__(message, workflow_id=workflow_id)
-        self.step = step
+    The same error, with the same message and fields, comes from a live run
+    (``run``, ``handle.result()``) and from ``get_output`` of a run that failed earlier.
+    ``step`` is the step id, or ``None`` when the run failed outside any step.
+    """
+
+    step: str | None = None
 
 
 class EventTimeoutError(RunError):
     """An event step's ``timeout_seconds`` passed before its event arrived."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        workflow_id: str | None = None,
-        step: str | None = None,
-        timeout_seconds: float | None = None,
-    ) -> None:
-        super().__init__(message, workflow_id=workflow_id)
-        self.step = step
-        self.timeout_seconds = timeout_seconds
+    step: str | None = None
+    timeout_seconds: float | None = None
 
 
 class WorkflowCancellationError(RunError):
@@ -99,27 +151,13 @@ class WorkflowCancellationError(RunError):
 class WorkflowNotFoundError(WorkflowError, KeyError):
     """No run with this id exists in the store."""
 
-    def __init__(self, message: str, *, workflow_id: str | None = None) -> None:
-        super().__init__(message)
-        self.workflow_id = workflow_id
-
     def __str__(self) -> str:
         # KeyError's __str__ would repr() the message and show it in quotes.
         return str(self.args[0]) if self.args else ""
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
-
 
 class WorkflowNotResumableError(WorkflowError):
     """The run cannot be resumed: it is unknown, or it already ended in a final state."""
-
-    def __init__(self, message: str, *, workflow_id: str | None = None) -> None:
-        super().__init__(message)
-        self.workflow_id = workflow_id
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class PayloadError(WorkflowError, TypeError):
@@ -128,13 +166,6 @@ class PayloadError(WorkflowError, TypeError):
 
 class RunStateError(WorkflowError, RuntimeError):
     """An operation does not fit the run's current state (e.g. starting a running id)."""
-
-    def __init__(self, message: str, *, workflow_id: str | None = None) -> None:
-        super().__init__(message)
-        self.workflow_id = workflow_id
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class WorkflowStillActiveError(RunStateError):
@@ -170,12 +201,7 @@ class ClusterConnectionError(ExecutorError, ConnectionError):
 class StoreError(EvkitError):
     """The DuckDB store failed or refused an operation. ``path`` names the file."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
+    path: str | None = None
 
 
 class StoreLockedError(StoreError):
@@ -188,7 +214,3 @@ class StoreVersionError(StoreError):
 
 class NotAStoreError(StoreError):
     """The file exists but is not an evkit store (another DuckDB file, or not DuckDB)."""
-
-
-class CheckpointConflictError(StoreError):
-    """Two writers tried to record different outcomes for the same checkpoint."""

@@ -270,7 +270,8 @@ class RunExecution:
         """Run to the end; return the output (checkpointed) or raise.
 
         Raises:
-            WorkflowExecutionError: A step failed (``__cause__`` is its error).
+            StepFailedError: A step failed (``__cause__`` is its error); a
+                ``WorkflowExecutionError``.
             WorkflowCancellationError: The run was cancelled.
         """
         try:
@@ -291,7 +292,9 @@ class RunExecution:
                 exc
                 if isinstance(exc, WorkflowExecutionError)
                 else StepFailedError(
-                    f"Run {self.workflow_id!r} failed: {exc!r}", workflow_id=self.workflow_id
+                    f"Run {self.workflow_id!r} failed: {exc!r}",
+                    workflow_id=self.workflow_id,
+                    step=exc.step if isinstance(exc, EventTimeoutError) else None,
                 )
             )
             if error is not exc:
@@ -300,10 +303,7 @@ class RunExecution:
             self._finish(WorkflowStatus.FAILED)
             await self._queue.append(
                 "run_status_log",
-                # pickle drops __cause__: store the step's own exception, the useful one
-                run_status_row(
-                    self.workflow_id, "FAILED", error=(_blob_or_none(error.__cause__ or error), self._error)
-                ),
+                run_status_row(self.workflow_id, "FAILED", error=(failure_blob(error), self._error)),
             )
             raise error from error.__cause__
         self._finish(WorkflowStatus.SUCCESSFUL)
@@ -823,6 +823,49 @@ def _blob_or_none(value: object) -> bytes | None:
     try:
         return codec.dumps(value)
     except TypeError:
+        return None
+
+
+def failure_blob(error: WorkflowExecutionError) -> bytes:
+    """What the store keeps of a failed run's error, for :func:`failure_from_store`.
+
+    pickle drops ``__cause__``, so the error and its cause are pickled apart and kept as a
+    pair of blobs: a cause that cannot be pickled (or, later, loaded) loses only itself.
+    """
+    return codec.dumps((_blob_or_none(error), _blob_or_none(error.__cause__)))
+
+
+def failure_from_store(workflow_id: str, blob: bytes | None, text: str | None) -> WorkflowExecutionError:
+    """The error a failed run raised, rebuilt from its ``run_status_log`` row.
+
+    It is the error the live run raised (a :class:`StepFailedError` with the same message,
+    ``workflow_id`` and ``step``), with the step's exception as ``__cause__`` when that
+    could be stored and loaded. Rows written before the pair format (see
+    :func:`failure_blob`) hold the cause alone: the error is rebuilt from the row's text.
+    """
+    error: WorkflowExecutionError | None = None
+    cause: object = None
+    stored = _load_or_none(blob)
+    if isinstance(stored, tuple) and len(stored) == 2:
+        error_blob, cause_blob = stored
+        loaded = _load_or_none(error_blob)
+        error = loaded if isinstance(loaded, WorkflowExecutionError) else None
+        cause = _load_or_none(cause_blob)
+    else:
+        cause = stored
+    if error is None:
+        error = StepFailedError(f"Run {workflow_id!r} failed: {text}", workflow_id=workflow_id)
+    if isinstance(cause, BaseException):
+        error.__cause__ = cause
+    return error
+
+
+def _load_or_none(blob: object) -> object:
+    if not isinstance(blob, bytes):
+        return None
+    try:
+        return codec.loads(blob)
+    except Exception:  # a class gone from this process: keep what else can be loaded
         return None
 
 

@@ -73,7 +73,8 @@ class RunHandle:
             timeout: Seconds to wait at most (``None``: no limit).
 
         Raises:
-            WorkflowExecutionError: The run failed (``__cause__`` is the step's error).
+            StepFailedError: The run failed (``__cause__`` is the step's error); a
+                ``WorkflowExecutionError``.
             WorkflowCancellationError: The run was cancelled.
             TimeoutError: ``timeout`` passed; the run goes on.
         """

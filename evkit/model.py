@@ -17,6 +17,12 @@ from typing import Literal, TypeVar
 R = TypeVar("R")
 
 
+MAX_WORKFLOW_ID_CHARS = 200
+"""The longest run id a new run may have: it is a path segment of event URLs."""
+MAX_EVENT_KEY_CHARS = 200
+"""The longest key an HTTP event may have: it is a path segment of event URLs."""
+
+
 class WorkflowStatus(str, enum.Enum):  # noqa: UP042 - Ray's WorkflowStatus was a str Enum
     """The status of a run, as Ray Workflows named them, plus WAITING.
 

@@ -15,6 +15,7 @@ from evkit.listeners.http import (
     check_server_options,
     event_server,
 )
+from evkit.listeners.http_connection import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EventServer", "serve_events", "serve_events_async"]
 
@@ -25,6 +26,8 @@ def serve_events(
     *,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
 ) -> EventServer:
     """Serve the HTTP event inbox: ``POST /events/{workflow_id}/{key}`` with a JSON body.
 
@@ -41,22 +44,36 @@ def serve_events(
         token: If set, every request must send ``Authorization: Bearer <token>``
             (401 without it, 403 with a wrong one).
         max_body_bytes: Larger bodies get 413 and nothing is stored (default 1 MiB).
+        header_timeout_seconds: A connection that has not sent a complete request line
+            and headers this long after it opened (or after its previous reply) gets 408
+            and is closed, or just closed if it sent nothing (default 10 s): a slow or
+            stalled client cannot hold it.
+        body_timeout_seconds: A request whose whole body has not arrived this long after
+            its headers gets 408 and nothing is stored (default 30 s).
 
     Returns:
         The server handle: ``.url``, ``.port``, ``.event_url(workflow_id, key)``,
         ``.close()``; closing the runtime closes it too.
 
     Raises:
-        ValueError: A bad option, or a non-loopback ``host`` without ``token``.
+        ValueError: A bad option (e.g. a timeout that is not a positive number), or a
+            non-loopback ``host`` without ``token``.
         RunStateError: Another server started with ``serve_events`` runs with other options.
         OSError: The address cannot be bound.
         ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
     """
-    check_server_options(host, port, token, max_body_bytes)
+    check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
 
     async def start(engine: Engine) -> EventServer:
         return await event_server(
-            engine.services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=True
+            engine.services,
+            host=host,
+            port=port,
+            token=token,
+            max_body_bytes=max_body_bytes,
+            header_timeout_seconds=header_timeout_seconds,
+            body_timeout_seconds=body_timeout_seconds,
+            explicit=True,
         )
 
     return get_runtime().call(start)
@@ -68,6 +85,8 @@ async def serve_events_async(
     *,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
 ) -> EventServer:
     """Like :func:`serve_events`, awaitable from any loop.
 
@@ -76,11 +95,18 @@ async def serve_events_async(
         RunStateError: Another server started with ``serve_events`` runs with other options.
         OSError: The address cannot be bound.
     """
-    check_server_options(host, port, token, max_body_bytes)
+    check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
 
     async def start(engine: Engine) -> EventServer:
         return await event_server(
-            engine.services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=True
+            engine.services,
+            host=host,
+            port=port,
+            token=token,
+            max_body_bytes=max_body_bytes,
+            header_timeout_seconds=header_timeout_seconds,
+            body_timeout_seconds=body_timeout_seconds,
+            explicit=True,
         )
 
     return await get_runtime().acall(start)

@@ -14,14 +14,24 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Container, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Protocol, TypeVar, final
 from urllib.parse import quote
 
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
+from evkit.listeners.http_connection import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    connection_factory,
+    connection_options,
+    head_timer_middleware,
+    json_error as _error,
+)
 from evkit.listeners.manual import Inbox, ManualListener, SendResult
-from evkit.store.reads import inbox_key_of, run_exists
+from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
+from evkit.store.reads import inbox_key_of, stored_run_status
 
 if TYPE_CHECKING:
     import duckdb
@@ -34,6 +44,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 """The default limit of an event's body: 1 MiB."""
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+MAX_JSON_DEPTH = 100
+"""How deeply arrays and objects may nest in an event's body (deeper ones get 400)."""
 SERVICE_NAME = "http"
 ROUTE = "/events/{workflow_id}/{key}"
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
@@ -66,9 +78,12 @@ class HTTPListener(ManualListener):
         """Start the event server if needed, then return the oldest unclaimed event's body.
 
         Raises:
+            ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS`` (200), so no event
+                URL could reach it.
             ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
             OSError: The server could not listen.
         """
+        check_event_key(key)
         await event_server(get_event_context().services)
         return await super().poll_for_event(key)
 
@@ -83,7 +98,28 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost: it may resolve anywhere
 
 
-def check_server_options(host: object, port: object, token: object, max_body_bytes: object) -> None:
+def check_event_key(key: str) -> None:
+    """Refuse an event key too long for an event URL.
+
+    Raises:
+        ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS``.
+    """
+    if len(key) > MAX_EVENT_KEY_CHARS:
+        raise ValueError(
+            f"The event key {key[:40]!r}... is {len(key)} characters long; keys of HTTP events may "
+            f"have at most {MAX_EVENT_KEY_CHARS}, so that event URLs stay within what servers "
+            "accept. Use a shorter `key`."
+        )
+
+
+def check_server_options(
+    host: object,
+    port: object,
+    token: object,
+    max_body_bytes: object,
+    header_timeout_seconds: object = DEFAULT_HEADER_TIMEOUT_SECONDS,
+    body_timeout_seconds: object = DEFAULT_BODY_TIMEOUT_SECONDS,
+) -> None:
     """Validate ``serve_events`` options before anything starts.
 
     Raises:
@@ -98,6 +134,12 @@ def check_server_options(host: object, port: object, token: object, max_body_byt
         raise ValueError("`token` must be a non-empty str without surrounding spaces, or None.")
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes <= 0:
         raise ValueError(f"`max_body_bytes` must be a positive int, got {max_body_bytes!r}.")
+    for name, value in (
+        ("header_timeout_seconds", header_timeout_seconds),
+        ("body_timeout_seconds", body_timeout_seconds),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"`{name}` must be a positive finite number of seconds, got {value!r}.")
     if token is None and not is_loopback(host):
         raise ValueError(
             f"Binding the event server to {host!r} exposes it beyond this machine, so it needs a "
@@ -119,6 +161,11 @@ class EventServer:
         host: The address it listens on.
         port: The port it listens on (the one picked when asked for port 0).
         max_body_bytes: Bodies larger than this get 413.
+        header_timeout_seconds: A connection that has not sent a complete request head
+            this long after it opened (or after its previous reply) gets 408 and is
+            closed (just closed if it sent nothing).
+        body_timeout_seconds: A request whose body has not fully arrived this long after
+            its headers gets 408 and nothing is stored.
         explicit: True if ``serve_events`` asked for it (False: a wait started it).
     """
 
@@ -130,9 +177,11 @@ class EventServer:
         port: int = 0,
         token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
         explicit: bool = False,
     ) -> None:
-        check_server_options(host, port, token, max_body_bytes)
+        check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
         self._services = services
         self._inbox = _service(services, "inbox", Inbox)
         self._submit: StoreSubmit = _service(services, "store_read_committed", Callable)  # type: ignore[arg-type]
@@ -142,6 +191,8 @@ class EventServer:
         self._requested_port = port
         self._token = token
         self.max_body_bytes = max_body_bytes
+        self.header_timeout_seconds = float(header_timeout_seconds)
+        self.body_timeout_seconds = float(body_timeout_seconds)
         self.explicit = explicit
         self._loop = asyncio.get_running_loop()
         self._runner: web.AppRunner | None = None
@@ -166,7 +217,19 @@ class EventServer:
         return f"http://{host}:{self.port}"
 
     def event_url(self, workflow_id: str, key: str) -> str:
-        """The URL to POST an event for ``key`` of run ``workflow_id`` to."""
+        """The URL to POST an event for ``key`` of run ``workflow_id`` to.
+
+        Raises:
+            ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` or ``key``
+                longer than ``MAX_EVENT_KEY_CHARS`` (200 each): the URL could be too long.
+        """
+        if len(workflow_id) > MAX_WORKFLOW_ID_CHARS:
+            raise ValueError(
+                f"The run id {workflow_id[:40]!r}... is {len(workflow_id)} characters long; event URLs "
+                f"take run ids of at most {MAX_WORKFLOW_ID_CHARS} (new runs cannot get longer ones). "
+                "Send this run's events with workflow.send_event() instead."
+            )
+        check_event_key(key)
         return f"{self.url}/events/{quote(workflow_id, safe='')}/{quote(key, safe='')}"
 
     @property
@@ -179,13 +242,24 @@ class EventServer:
         """True if every request must carry ``Authorization: Bearer <token>``."""
         return self._token is not None
 
-    def matches(self, *, host: str, port: int, token: str | None, max_body_bytes: int) -> bool:
+    def matches(
+        self,
+        *,
+        host: str,
+        port: int,
+        token: str | None,
+        max_body_bytes: int,
+        header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    ) -> bool:
         """True if this server is what ``serve_events`` with these options asks for."""
         return (
             host == self.host
             and port in (0, self.port)
             and token == self._token
             and max_body_bytes == self.max_body_bytes
+            and header_timeout_seconds == self.header_timeout_seconds
+            and body_timeout_seconds == self.body_timeout_seconds
         )
 
     def __enter__(self) -> EventServer:
@@ -271,13 +345,21 @@ class EventServer:
             from aiohttp import web
         except ImportError as exc:  # pragma: no cover - aiohttp is in the test environment
             raise ImportError("The HTTP event inbox needs aiohttp: pip install 'evkit[http]'.") from exc
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._make_middleware()])
+        app = web.Application(
+            client_max_size=self.max_body_bytes,
+            middlewares=[head_timer_middleware(), self._make_middleware()],
+        )
         app.router.add_post(ROUTE, self._post_event)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
+        options = connection_options(self.header_timeout_seconds)
+        runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS, **options)
         await runner.setup()
-        assert runner.server is not None  # set by setup()
+        server = runner.server
+        assert server is not None  # set by setup()
+        connection = connection_factory(
+            server, loop=self._loop, header_timeout_seconds=self.header_timeout_seconds
+        )
         try:
-            listener = await self._loop.create_server(runner.server, self.host, self._requested_port)
+            listener = await self._loop.create_server(connection, self.host, self._requested_port)
         except OSError as exc:
             await runner.cleanup()
             raise OSError(
@@ -305,6 +387,7 @@ class EventServer:
 
     def _make_middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         from aiohttp import web as aioweb
+        from aiohttp.web_protocol import RequestPayloadError
 
         @aioweb.middleware
         async def checks(
@@ -319,6 +402,23 @@ class EventServer:
                 if exc.status < 400:
                     raise
                 return _translate(request, exc, self.max_body_bytes)
+            except ConnectionError as exc:
+                # The client went away mid-request: nothing to reply to and nothing wrong
+                # with the server, so no traceback. aiohttp drops the reply quietly.
+                logger.debug(
+                    "evkit event server: the client of %s %s disconnected (%s); nothing was stored",
+                    request.method,
+                    request.path,
+                    exc,
+                )
+                return _error(400, "client_disconnected", "The client disconnected; nothing was stored.")
+            except RequestPayloadError as exc:
+                return _error(
+                    400,
+                    "malformed_body",
+                    f"The body could not be read ({exc}); check its Content-Length or chunked "
+                    "encoding. Nothing was stored.",
+                )
             except Exception as exc:
                 logger.exception("evkit event server: %s %s failed", request.method, request.path)
                 return _error(
@@ -339,6 +439,15 @@ class EventServer:
                 401,
                 "missing_token",
                 "This event server needs a token: send the header `Authorization: Bearer <token>`.",
+                headers={"WWW-Authenticate": 'Bearer realm="evkit"'},
+            )
+        if not header.isascii():
+            # aiohttp decodes header bytes as UTF-8 with surrogate escapes; a token is ASCII.
+            return _error(
+                401,
+                "missing_token",
+                "The Authorization header has non-ASCII characters; send `Authorization: Bearer "
+                "<token>` with the server's (ASCII) token.",
                 headers={"WWW-Authenticate": 'Bearer realm="evkit"'},
             )
         scheme, _, value = header.strip().partition(" ")
@@ -364,9 +473,27 @@ class EventServer:
                 f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
                 f"characters without spaces, got {event_id[:60]!r}. Nothing was stored.",
             )
+        if len(key) > MAX_EVENT_KEY_CHARS:
+            return _error(
+                400,
+                "invalid_key",
+                f"The event key in the path is {len(key)} characters long; keys may have at most "
+                f"{MAX_EVENT_KEY_CHARS} (no wait can have a longer one). Nothing was stored.",
+            )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return _too_large(request.content_length, self.max_body_bytes)
-        body = await request.read()  # over the limit (chunked): raises 413, see _translate
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                body = await request.read()  # over the limit (chunked): raises 413, see _translate
+        except TimeoutError:
+            timed_out = _error(
+                408,
+                "body_timeout",
+                f"The body did not arrive within {self.body_timeout_seconds:g} s of the headers (the "
+                "server's `body_timeout_seconds`). Nothing was stored; send the request again.",
+            )
+            timed_out.force_close()  # the rest of the body would be taken for the next request
+            return timed_out
         payload, problem = _parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)
@@ -393,8 +520,10 @@ class EventServer:
     ) -> SendResult | web.Response:
         """Check the run and the Idempotency-Key, then store the event durably."""
         if event_id is None:
-            if workflow_id not in self._active_runs and not await self._committed(run_exists, workflow_id):
-                return _unknown_workflow(workflow_id)
+            if workflow_id not in self._active_runs:
+                refusal = _refuse_status(workflow_id, await self._committed(stored_run_status, workflow_id))
+                if refusal is not None:
+                    return refusal
             return await self._inbox.send(workflow_id, key, payload, source="http")
         marker = (workflow_id, event_id)
         while (earlier := self._accepting.get(marker)) is not None:
@@ -403,9 +532,9 @@ class EventServer:
         try:
             # Committed data is enough: an earlier request with this key either replied
             # (so its event is committed) or is still accepting (and we waited for it).
-            known, used_for = await self._committed(_check_post, workflow_id, event_id)
-            if not known and workflow_id not in self._active_runs:
-                return _unknown_workflow(workflow_id)
+            status, used_for = await self._committed(_check_post, workflow_id, event_id)
+            # A repeat is answered as one even once the run has finished: the client may be
+            # retrying because the first reply was lost.
             if used_for == key:
                 return SendResult(event_id, duplicate=True)
             if used_for is not None:
@@ -415,6 +544,10 @@ class EventServer:
                     f"Idempotency-Key {event_id!r} was already used for key {used_for!r} of run "
                     f"{workflow_id!r}; use a key unique within the run. Nothing was stored.",
                 )
+            if workflow_id not in self._active_runs:
+                refusal = _refuse_status(workflow_id, status)
+                if refusal is not None:
+                    return refusal
             return await self._inbox.send(
                 workflow_id, key, payload, event_id=event_id, source="http", known_new=True
             )
@@ -433,6 +566,8 @@ async def event_server(
     port: int = 0,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     explicit: bool = False,
 ) -> EventServer:
     """The engine's event server, started if needed (runs on the engine's loop).
@@ -447,7 +582,14 @@ async def event_server(
     """
     existing = services.get(SERVICE_NAME)
     if isinstance(existing, EventServer) and not existing.closed:
-        wanted = {"host": host, "port": port, "token": token, "max_body_bytes": max_body_bytes}
+        wanted = {
+            "host": host,
+            "port": port,
+            "token": token,
+            "max_body_bytes": max_body_bytes,
+            "header_timeout_seconds": header_timeout_seconds,
+            "body_timeout_seconds": body_timeout_seconds,
+        }
         if not explicit or existing.matches(**wanted):  # type: ignore[arg-type]
             existing.explicit = existing.explicit or explicit
             await existing.wait_started()
@@ -460,7 +602,14 @@ async def event_server(
             )
         await existing.aclose()
     server = EventServer(
-        services, host=host, port=port, token=token, max_body_bytes=max_body_bytes, explicit=explicit
+        services,
+        host=host,
+        port=port,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        header_timeout_seconds=header_timeout_seconds,
+        body_timeout_seconds=body_timeout_seconds,
+        explicit=explicit,
     )
     if not isinstance(services, MutableMapping):
         raise RunStateError("The engine's services cannot take the HTTP server; this should never happen.")
@@ -495,12 +644,31 @@ def _unknown_workflow(workflow_id: str) -> web.Response:
     )
 
 
+def _refuse_status(workflow_id: str, status: str | None) -> web.Response | None:
+    """The refusal for a run that is not live here, or ``None`` if it may take events.
+
+    A RESUMABLE or FAILED run takes them: resuming it delivers them. A SUCCESSFUL or
+    CANCELED run never waits again, so its events could never be delivered.
+    """
+    if status is None:
+        return _unknown_workflow(workflow_id)
+    if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
+        return _error(
+            409,
+            "run_finished",
+            f"Run {workflow_id!r} is {status}: no step of it will wait for an event again, so this "
+            "one could never be delivered. Nothing was stored; start the run again "
+            "(workflow.run_async(..., workflow_id=...)) before posting.",
+        )
+    return None
+
+
 def _check_post(
     con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str | None
-) -> tuple[bool, str | None]:
-    """Whether the run exists, and which key (if any) already used this event id in it."""
+) -> tuple[str | None, str | None]:
+    """The run's stored status (``None``: no such run), and which key already used this event id."""
     used_for = None if event_id is None else inbox_key_of(con, workflow_id, event_id)
-    return run_exists(con, workflow_id), used_for
+    return stored_run_status(con, workflow_id), used_for
 
 
 def _valid_idempotency_key(value: str) -> bool:
@@ -511,6 +679,36 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # JSON has no infinity; Python would read 1e400 as inf, which the store and SQL
+        # would then show as a number nobody sent.
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float (JSON has no Infinity)")
+    return value
+
+
+_TOO_DEEP = (
+    f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; events may nest "
+    f"at most {MAX_JSON_DEPTH} levels. Send a flatter document; nothing was stored."
+)
+
+
+def _too_deep(value: object) -> bool:
+    """True if arrays and objects nest deeper than ``MAX_JSON_DEPTH`` (level by level, no recursion)."""
+    level = [value] if isinstance(value, (list, dict)) else []
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, (list, dict))
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _parse_json(body: bytes) -> tuple[object, str | None]:
     if not body.strip():
         return (
@@ -518,7 +716,9 @@ def _parse_json(body: bytes) -> tuple[object, str | None]:
             "The body is empty: send a JSON document (for no payload, send `null`). Nothing was stored.",
         )
     try:
-        return json.loads(body, parse_constant=_reject_constant), None
+        payload = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        return None, _TOO_DEEP
     except json.JSONDecodeError as exc:
         return None, (
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
@@ -526,12 +726,9 @@ def _parse_json(body: bytes) -> tuple[object, str | None]:
         )
     except (UnicodeDecodeError, ValueError) as exc:
         return None, f"The body is not valid JSON: {exc}. Send a UTF-8 JSON document; nothing was stored."
-
-
-def _error(status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    from aiohttp import web as aioweb
-
-    return aioweb.json_response({"error": code, "message": message}, status=status, headers=headers)
+    if _too_deep(payload):
+        return None, _TOO_DEEP
+    return payload, None
 
 
 def _too_large(size: int | None, limit: int) -> web.Response:

@@ -1,7 +1,9 @@
-"""Short tracebacks in IPython for evkit's own errors (installed by ``%load_ext evkit``).
+"""Short tracebacks in IPython for evkit's own errors.
 
-The user's frames down to the call into evkit, and the message; not the 40 lines of
-runtime, asyncio and engine frames in between. ``%tb`` still prints the full one.
+``import evkit`` inside IPython installs them (``evkit/__init__.py``), and so does
+``%load_ext evkit``; either way once. The user's frames down to the call into evkit, and
+the message; not the 40 lines of runtime, asyncio and engine frames in between. ``%tb``
+still prints the full one.
 """
 
 from __future__ import annotations

@@ -189,6 +189,17 @@ def run_exists(con: duckdb.DuckDBPyConnection, workflow_id: str) -> bool:
     )
 
 
+def stored_run_status(con: duckdb.DuckDBPyConnection, workflow_id: str) -> str | None:
+    """The run's last stored status (e.g. ``'SUCCESSFUL'``), or ``None`` if the store has no such run."""
+    if not run_exists(con, workflow_id):
+        return None
+    row = con.execute(
+        "SELECT arg_max(status, seq) FROM run_status_log WHERE workflow_id = ?", [workflow_id]
+    ).fetchone()
+    # A defined run with no status row yet is being registered: it is about to run.
+    return "RUNNING" if row is None or row[0] is None else str(row[0])
+
+
 DELETE_RUN_SQL = [
     f"DELETE FROM {table} WHERE workflow_id = ?"
     for table in (

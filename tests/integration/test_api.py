@@ -98,7 +98,8 @@ def test_exceptions_are_not_retried_unless_asked(runtime: evkit.Runtime) -> None
     assert isinstance(info.value.__cause__, RuntimeError)
     assert CALLS == ["flaky"]
     assert workflow.get_status("nr") is workflow.FAILED
-    with pytest.raises(workflow.WorkflowExecutionError, match=r"^Run 'nr' failed: ") as stored:
+    stored_message = r"^Step 'flaky' of run 'nr' failed after 1 attempt"
+    with pytest.raises(evkit.StepFailedError, match=stored_message) as stored:
         workflow.get_output("nr")
     assert isinstance(stored.value.__cause__, RuntimeError)
 

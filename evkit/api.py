@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import uuid
@@ -21,6 +22,7 @@ from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_e
 from evkit.errors import (
     PayloadError,
     RunStateError,
+    StoreError,
     WorkflowCancellationError,
     WorkflowNotFoundError,
 )
@@ -41,8 +43,11 @@ if TYPE_CHECKING:
 
 DEFAULT_STORAGE = "evkit.duckdb"
 
+logger = logging.getLogger("evkit")
+
 _runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
+# Reentrant: get_runtime() takes it, then init() does.
+_runtime_lock = threading.RLock()
 
 
 def init(
@@ -56,7 +61,11 @@ def init(
     """Open the store and set how the engine runs; optional (the first call makes one).
 
     Calling it again with another store closes the previous runtime (its runs stay
-    RESUMABLE); with the same arguments it returns the current one.
+    RESUMABLE) once the new store is open; if the new store cannot be opened, nothing
+    changes: the current runtime stays current and open, and its runs keep running. With
+    the same arguments it returns the current one; with the same store and other
+    options it closes the current runtime first (a store has one runtime per process).
+    Threads that call it at once get one runtime per store.
 
     Args:
         storage: The DuckDB file (default: ``$EVKIT_STORAGE``, else ``evkit.duckdb`` in
@@ -77,35 +86,50 @@ def init(
         The runtime; use it as a context manager to close the store at the end.
 
     Raises:
-        StoreLockedError: Another process has the file open.
+        StoreLockedError: Another process has the file open, or a ``Runtime`` made
+            directly in this process has.
         NotAStoreError: The file is not an evkit store.
         StoreVersionError: The store is from a newer evkit.
+        StoreError: The file cannot be opened (its directory does not exist, or the path
+            is a directory).
         ClusterConnectionError: A cluster address cannot be reached (the message names it).
     """
-    global _runtime
     path = os.path.abspath(os.fspath(storage or os.environ.get("EVKIT_STORAGE") or DEFAULT_STORAGE))
+    # Held while the runtime is made, so that threads starting evkit together get one
+    # runtime (the first one asked for), never one each on the same file.
     with _runtime_lock:
-        current = _runtime
-        if (
-            current is not None
-            and not current.closed
-            and current.storage == path
-            and current.loop_mode == loop
-            and clock is None
-            and executor is None
-            and not executors
-        ):
-            return current
-    # Connect to clusters before closing the current runtime: a bad address leaves it open.
+        return _init_locked(path, loop=loop, clock=clock, executor=executor, executors=executors)
+
+
+def _init_locked(
+    path: str,
+    *,
+    loop: LoopMode,
+    clock: Clock | None,
+    executor: object,
+    executors: Mapping[str, object] | None,
+) -> Runtime:
+    global _runtime
+    current = _runtime if _runtime is not None and not _runtime.closed else None
+    same_store = current is not None and current.store_key == os.path.realpath(path)
+    unchanged = clock is None and executor is None and not executors
+    if current is not None and same_store and current.loop_mode == loop and unchanged:
+        return current
+    # Connect to clusters before touching the current runtime: a bad address leaves it open.
     default_executor = resolve_executor(executor)
     named = {name: resolve_executor(spec, name=name) for name, spec in (executors or {}).items()}
-    with _runtime_lock:
+    if current is not None and same_store:
+        # The file has one runtime at a time: the old one must go before the new one opens.
         _runtime = None
+        current.close()
+        current = None
+    # Another store opens before the current one closes: if it cannot be opened (no such
+    # directory, held by another process, not a store), the current runtime stays, with
+    # its runs.
+    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
+    _runtime = runtime
     if current is not None:
         current.close()
-    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
-    with _runtime_lock:
-        _runtime = runtime
     return runtime
 
 
@@ -119,12 +143,21 @@ def shutdown() -> None:
 
 
 def get_runtime() -> Runtime:
-    """The current runtime, made with the defaults if ``init`` was not called."""
+    """The current runtime, made with the defaults if ``init`` was not called.
+
+    Threads that call it (or any evkit function) at once before ``init`` get one runtime.
+
+    Raises:
+        StoreError: The default store cannot be opened (see :func:`init`).
+    """
+    current = _runtime
+    if current is not None and not current.closed:
+        return current
     with _runtime_lock:
         current = _runtime
-    if current is None or current.closed:
+        if current is not None and not current.closed:
+            return current  # another thread made it while this one waited
         return init()
-    return current
 
 
 def plot_timeline(workflow_id: str, **kwargs: object) -> object:
@@ -193,10 +226,42 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
 
 def _wait_registered(runtime: Runtime, active: ActiveRun) -> None:
     # From a thread that may block, return only once the run is durably in the store, so a
-    # script that exits right after run_async leaves a RESUMABLE run, not nothing. On the
-    # engine's own loop (a notebook cell) we cannot block: it is registered within ms.
-    if not runtime.on_engine_loop:
-        active.registered.wait()
+    # script that exits right after run_async leaves a RESUMABLE run, not nothing; if it
+    # could not be stored, raise here rather than hand out a handle of a run that never
+    # started. On the engine's own loop (a notebook cell) we cannot block: it is
+    # registered within ms, and the handle reports a failure (the log too, in case nobody
+    # awaits the handle).
+    if runtime.on_engine_loop:
+        active.task.add_done_callback(lambda _: _log_unregistered(runtime, active))
+        return
+    active.registered.wait()
+    error = active.registration_error
+    if error is None:
+        return
+    if isinstance(error, StoreError):
+        # The store's own message says what to do about the store.
+        raise type(error)(
+            f"Run {active.workflow_id!r} could not be registered in store {runtime.storage!r}, so "
+            f"it was not started (nothing of it was stored): {error}",
+            path=runtime.storage,
+        ) from error
+    if isinstance(error, TypeError):  # from pickling the DAG (codec.dumps)
+        raise TypeError(
+            f"Run {active.workflow_id!r} could not be registered in store {runtime.storage!r}, so "
+            f"it was not started: its definition cannot be stored ({error}). Give its steps "
+            "picklable arguments."
+        ) from error
+    raise error
+
+
+def _log_unregistered(runtime: Runtime, active: ActiveRun) -> None:
+    if active.registration_error is not None:
+        logger.warning(
+            "evkit run %r could not be registered in store %r, so it was not started: %s",
+            active.workflow_id,
+            runtime.storage,
+            active.registration_error,
+        )
 
 
 def run_async(
@@ -205,11 +270,17 @@ def run_async(
     """Start a workflow and return its handle at once (the cell returns immediately).
 
     A ``workflow_id`` that the store already has is resumed instead of started again.
+    It returns once the run is registered in the store (on the engine's own loop, e.g. in
+    a notebook cell in the default mode, it cannot wait, and the handle reports it).
 
     Raises:
         RunStateError: A run with this id is already running in this process.
         ValueError: ``metadata`` is not JSON-serializable, or ``workflow_id`` is longer
             than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
+        StoreError: The run could not be registered in the store (the message names the
+            run and the store); it was not started.
+        TypeError: The run's definition (a step argument) cannot be pickled; it was not
+            started.
     """
     return _start(node, workflow_id, metadata)
 
@@ -225,6 +296,7 @@ def run(
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
         ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
+        StoreError: The run could not be registered in the store; it was not started.
     """
     return _start(node, workflow_id, metadata).result()
 
@@ -256,6 +328,7 @@ def resume_async(workflow_id: str) -> RunHandle:
     Raises:
         RunStateError: The run is already running in this process.
         WorkflowNotResumableError: (from the handle) the id is unknown or the run was cancelled.
+        StoreError: The store could not record the resume; the run was not started.
     """
     workflow_id = _check_id(workflow_id)
     runtime = get_runtime()

@@ -9,15 +9,12 @@ recursion). This module runs nothing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import importlib
 import inspect
 import io
 import pickle
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, over
 
 from evkit import codec
 from evkit.errors import WorkflowDefinitionError
+from evkit.gcscope import fewer_gc_passes
 from evkit.listeners.base import EventListener
 from evkit.listeners.checks import check_listener_call, positional_range
 from evkit.model import StepKind, StepOptions
@@ -224,10 +222,10 @@ class StepFunction(Generic[P, R]):
         self.func = func
         self.step_options = options
         functools.update_wrapper(self, func)
-        # inspect.signature() costs ~20 us; building 100,000 nodes would spend 2 s in it.
+        # inspect.signature() is slow next to building a node: computed once, when first needed.
         self._signature: inspect.Signature | None = None
         # How many positional arguments fit when no keyword is given, or None when only
-        # Signature.bind can tell. Checking a count is ~10x cheaper than a bind.
+        # Signature.bind can tell. Checking a count builds nothing, unlike a bind.
         self._positional_range: tuple[int, float] | None = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -340,7 +338,7 @@ def wait_for_event(
             "Subclass evkit.workflow.EventListener and pass the class itself."
         )
     try:
-        if listener not in _PICKLABLE_LISTENERS:  # pickling a class costs ~15 us: once per class
+        if listener not in _PICKLABLE_LISTENERS:  # pickling a class is slow next to a node: once per class
             codec.dumps(listener)
             _PICKLABLE_LISTENERS.add(listener)
     except TypeError as exc:
@@ -369,8 +367,8 @@ class Ref:
     step_id: str
 
     def __reduce__(self) -> tuple[type[Ref], tuple[str]]:
-        # The default for slotted dataclasses calls dataclasses.fields() per object: a
-        # 100,000-step DAG then takes seconds to pickle. A plain tuple is ~10x faster.
+        # The default for slotted dataclasses calls dataclasses.fields() per object, which
+        # would dominate pickling a big DAG; a plain tuple needs no such call.
         return (Ref, (self.step_id,))
 
 
@@ -380,8 +378,8 @@ class FlatStep:
     """One step of a :class:`FlatDag`: a node with its id and its upstream refs.
 
     Read-only by convention, not ``frozen``: a frozen dataclass sets each field through
-    ``object.__setattr__``, which made making the 200,000 steps of a big DAG (in
-    ``flatten`` and again on resume) cost ~0.4 s more.
+    a Python-level ``object.__setattr__`` call, for every step of a big DAG (made in
+    ``flatten`` and again on resume).
     """
 
     step_id: str
@@ -457,12 +455,12 @@ class FlatDag:
         return {s.step_id: s for s in self.steps}
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # The store keeps every run's DAG as a blob. Pickled object by object, a
-        # 100,000-step DAG takes seconds (a Python-level reduce per step and per Ref), so
-        # each step becomes a plain tuple and each Ref one shared marker, with the step
-        # ids the markers stand for listed beside, in the order _refs_to_slots visits them.
-        # The rows are pickled (and unpickled, in _flat_dag_blob) as one inner blob, so
-        # that both happen inside fewer_gc_passes().
+        # The store keeps every run's DAG as a blob. Pickled object by object, a big DAG
+        # pays a Python-level reduce per step and per Ref, so each step becomes a plain
+        # tuple and each Ref one shared marker, with the step ids the markers stand for
+        # listed beside, in the order _refs_to_slots visits them. The rows are pickled
+        # (and unpickled, in _flat_dag_blob) as one inner blob, so that both happen
+        # inside fewer_gc_passes().
         big = len(self.steps) >= 5_000
         with fewer_gc_passes(big):
             return (_flat_dag_blob, (codec.dumps((self._rows(), self.output)), big))
@@ -625,43 +623,6 @@ class _TolerantUnpickler(pickle.Unpickler):
         if key not in self._missing:
             self._missing[key] = type(name or module, (_Missing,), {"error": str(exc)})
         return self._missing[key]
-
-
-# The cyclic GC's full passes walk every live object. Building, pickling or running a
-# 100,000-step DAG allocates millions of objects that live on, and those passes took
-# ~40% of the time (docs/performance.md). Inside fewer_gc_passes() young collections (and
-# so full ones) are made rarer; the thresholds that were in force come back when the
-# last holder leaves, unless someone changed them meanwhile.
-_GC_THRESHOLD0 = 1_000_000
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_saved: tuple[int, int, int] | None = None
-
-
-@contextlib.contextmanager
-def fewer_gc_passes(enabled: bool = True) -> Iterator[None]:
-    """Run the block with the cyclic GC's first threshold raised to 1,000,000 (if ``enabled``).
-
-    Process-wide, for the time of the block: used around work on big DAGs and big runs.
-    """
-    global _gc_holders, _gc_saved
-    if not enabled:
-        yield
-        return
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_saved = gc.get_threshold()
-            gc.set_threshold(max(_gc_saved[0], _GC_THRESHOLD0), _gc_saved[1], _gc_saved[2])
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_saved is not None:
-                if gc.get_threshold()[0] == max(_gc_saved[0], _GC_THRESHOLD0):
-                    gc.set_threshold(*_gc_saved)
-                _gc_saved = None
 
 
 def flatten(root: StepNode, *, prefix: str = "") -> FlatDag:

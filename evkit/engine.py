@@ -57,6 +57,9 @@ class ActiveRun:
     # Set once a failure was raised to someone waiting for the run (a handle's result()
     # or await, get_output): it is then not logged as well (see RunHandle.__del__).
     outcome_retrieved: bool = False
+    # Why the run could not be registered (nothing of it is in the store); set before
+    # `registered`, so the starter can raise it at its call instead of returning a handle.
+    registration_error: Exception | None = None
     dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
 
     def snapshot(self) -> RunSnapshot:
@@ -199,8 +202,15 @@ class Engine:
         return active
 
     def _ended(self, workflow_id: str, task: asyncio.Task[object]) -> None:
-        active = self._active.pop(workflow_id, None)
-        if active is not None and active.execution is not None:
+        active = self._active.get(workflow_id)
+        if active is None or active.task is not task:
+            # A run that could not be registered: its starter got the error, and the id
+            # may already be another start's.
+            if not task.cancelled():
+                task.exception()
+            return
+        del self._active[workflow_id]
+        if active.execution is not None:
             self._finished[workflow_id] = active.execution
         self.services.release_run(workflow_id)
         if not task.cancelled():
@@ -219,6 +229,15 @@ class Engine:
                 raise WorkflowCancellationError(
                     f"Run {workflow_id!r} was cancelled before it started.", workflow_id=workflow_id
                 ) from None
+            raise
+        except WorkflowNotResumableError:
+            raise  # the handle reports it (an unknown or cancelled run), as documented
+        except Exception as exc:
+            if not active.registered.is_set():
+                # Nothing of the run is stored: its starter raises this at its call. The id
+                # is free at once, so that the starter may try again.
+                active.registration_error = exc
+                del self._active[workflow_id]
             raise
         finally:
             active.registered.set()  # never leave a starter waiting
@@ -280,8 +299,8 @@ class Engine:
         if _waits_on_inbox(dag):
             # Read the run's inbox now, while nothing is queued: the read then runs at
             # once. Started by the first wait instead, it would queue behind that wait's
-            # batch, which holds every other wait's row too (100,000 rows: ~1.3 s),
-            # and events sent meanwhile would wait for it.
+            # batch, which holds every other wait's row too (a big run's read would wait
+            # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
 

@@ -205,7 +205,7 @@ class StoreError(EvkitError):
 
 
 class StoreLockedError(StoreError):
-    """Another process has the store file open for writing."""
+    """Another process has the store file open for writing, or another open runtime of this one."""
 
 
 class StoreVersionError(StoreError):

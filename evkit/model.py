@@ -138,9 +138,9 @@ def record_maker(cls: type[R]) -> Callable[..., R]:
     """A fast positional constructor for the frozen, slotted dataclass ``cls``.
 
     ``make(*values)`` takes every field, in declaration order (defaults are not applied).
-    A frozen ``__init__`` sets each field through ``object.__setattr__``, ~0.25 us a
-    field; filling the slots directly is ~3x faster. For the records the engine makes per
-    step or per event (snapshots, contexts), where that was a visible part of big runs.
+    A frozen ``__init__`` sets each field through a Python-level ``object.__setattr__``
+    call; filling the slots directly skips those calls. For the records the engine makes
+    per step or per event (snapshots, contexts), where that cost grows with the run.
     """
     # Each slot's own setter (found through the MRO, for inherited fields too) fills it
     # without the frozen class's __setattr__.
@@ -217,8 +217,8 @@ class RunProgress:
 
     A :class:`RunSnapshot` carries a full record per step; a view of a run with thousands
     of waits shows every step's state but the details of one page of event steps only.
-    ``RunHandle.progress`` builds one from the engine's own bookkeeping; the first
-    snapshot of a 2,001-step run costs ~5-8 ms, this ~0.3 ms.
+    ``RunHandle.progress`` builds one from the engine's own bookkeeping, with records for
+    one page of event steps only, so its cost follows the page, not the run.
 
     Attributes:
         workflow_id: The run's id.

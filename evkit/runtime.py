@@ -5,6 +5,7 @@ kernel's, in a notebook); with no running loop, or with ``loop="thread"``, it ru
 own loop in a daemon thread. Blocking calls made on the engine's own loop thread (a
 notebook cell calling ``run()``) re-enter the loop with nest-asyncio2 (>= 1.7.3; the
 original nest_asyncio loses kernel messages with ipykernel 7 -- see docs/design.md).
+A store file has at most one open ``Runtime`` per process (see ``_claim_store``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import nest_asyncio2
 
 from evkit.clock import Clock, WallClock
 from evkit.engine import Engine
-from evkit.errors import RunStateError, StoreError
+from evkit.errors import RunStateError, StoreError, StoreLockedError
 from evkit.executors.base import StepExecutor
 from evkit.executors.local import LocalExecutor
 from evkit.store import StoreWriter
@@ -60,11 +61,51 @@ class LoopThread:
         self._thread.join()
 
 
+# DuckDB gives every connection a process makes to one file the same database, so a second
+# runtime on an open store would not fail to open: it would write beside the first, and a
+# run both resume would have its events checkpointed twice. One open runtime per file.
+_open_stores: dict[str, Runtime] = {}
+_open_stores_lock = threading.Lock()
+
+
+def _claim_store(key: str, runtime: Runtime) -> None:
+    """Make ``runtime`` the one open runtime of the file ``key`` in this process.
+
+    Waits while the previous holder is still closing (it may still be writing).
+
+    Raises:
+        StoreLockedError: Another runtime of this process has the file open.
+    """
+    while True:
+        with _open_stores_lock:
+            holder = _open_stores.get(key)
+            if holder is None:
+                _open_stores[key] = runtime
+                return
+            if not holder.closed:
+                raise StoreLockedError(
+                    f"Store {runtime.storage!r} is already open in this process ({holder!r}); a "
+                    "store has one runtime per process. Use that runtime (workflow.get_runtime() "
+                    "returns the one workflow.init() made), or close it first.",
+                    path=runtime.storage,
+                )
+            released = holder._released
+        released.wait()
+
+
+def _release_store(key: str, runtime: Runtime) -> None:
+    with _open_stores_lock:
+        if _open_stores.get(key) is runtime:
+            del _open_stores[key]
+    runtime._released.set()
+
+
 class Runtime:
     """The store, its engine and the loop the engine runs on; made by ``workflow.init()``.
 
     A context manager: exiting closes the store; runs still executing are left RUNNING
-    in the store (RESUMABLE later) -- it does not cancel them.
+    in the store (RESUMABLE later) -- it does not cancel them. A process has at most one
+    open runtime per store file: close it before opening another on the same file.
 
     Args:
         storage: Path of the DuckDB file.
@@ -74,7 +115,9 @@ class Runtime:
         executor: The default executor for step bodies (default: a local thread pool).
 
     Raises:
-        StoreLockedError, NotAStoreError, StoreVersionError: The file cannot be used.
+        StoreLockedError: Another process, or another open runtime of this process, has
+            the file open.
+        NotAStoreError, StoreVersionError, StoreError: The file cannot be used.
     """
 
     def __init__(
@@ -89,9 +132,19 @@ class Runtime:
         if loop not in _LOOP_MODES:
             raise ValueError(f"`loop` must be one of {', '.join(map(repr, _LOOP_MODES))}, got {loop!r}")
         self.storage = os.path.abspath(storage)
+        # Resolved, so that two spellings of one file (a symlink, "a/../b") are one store.
+        self.store_key = os.path.realpath(self.storage)
         self.loop_mode: LoopMode = loop
         self.clock = clock or WallClock()
-        self.writer = StoreWriter(self.storage)
+        self._closed = False
+        self._released = threading.Event()
+        _claim_store(self.store_key, self)
+        try:
+            self.writer = StoreWriter(self.storage)
+        except BaseException:
+            self._closed = True
+            _release_store(self.store_key, self)
+            raise
         default = executor or LocalExecutor()
         self._executors: dict[str, StepExecutor] = (
             {"local": LocalExecutor()} if default.name != "local" else {}
@@ -102,7 +155,6 @@ class Runtime:
         self._loop_thread: LoopThread | None = None
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<evkit.Runtime storage={self.storage!r} loop={self.loop_mode!r}>"
@@ -251,9 +303,12 @@ class Runtime:
             if not executors_closed:
                 self._close_executors_elsewhere()
         finally:
-            if self._loop_thread is not None:
-                self._loop_thread.stop()
-            self.writer.close()
+            try:
+                if self._loop_thread is not None:
+                    self._loop_thread.stop()
+                self.writer.close()
+            finally:
+                _release_store(self.store_key, self)
 
     def _close_executors_elsewhere(self) -> None:
         # No engine loop could close them (none was started, or we are on it and cannot
@@ -287,11 +342,14 @@ class Runtime:
         if engine is not None and not engine.loop.is_closed() and not self._closed:
             self._closed = True
             self._engine = None
-            await self._acall_engine(engine, engine.aclose)
-            # Joining threads blocks: do it off the running loop.
-            if self._loop_thread is not None:
-                await asyncio.to_thread(self._loop_thread.stop)
-            await asyncio.to_thread(self.writer.close)
+            try:
+                await self._acall_engine(engine, engine.aclose)
+                # Joining threads blocks: do it off the running loop.
+                if self._loop_thread is not None:
+                    await asyncio.to_thread(self._loop_thread.stop)
+                await asyncio.to_thread(self.writer.close)
+            finally:
+                _release_store(self.store_key, self)
         else:
             self.close()
 

@@ -27,8 +27,8 @@ class LocalExecutor:
     A lean pool rather than ``loop.run_in_executor``: a job is one queue entry and an
     asyncio future, and the results of bodies that finish together reach the loop in one
     wake-up. With ``ThreadPoolExecutor`` each body cost a ``concurrent.futures.Future``
-    (two locks), a chained asyncio future and a self-pipe write per result: about a
-    third of the time of a 100,000-step run (see docs/performance.md).
+    (two locks), a chained asyncio future and a self-pipe write per result, which
+    dominated big runs in profiles (see docs/performance.md).
 
     Args:
         max_workers: Threads at most (default: ``min(32, cpus + 4)``); started as needed.

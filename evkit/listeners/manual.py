@@ -156,7 +156,7 @@ class Inbox(Service):
         """
         sent_at = now()
         items = list(events)
-        # Random ids like uuid4().hex, from one urandom call (a syscall per id is ~8 us).
+        # Random ids like uuid4().hex, from one urandom call, not a syscall per id.
         random = os.urandom(16 * len(items)).hex()
         records = [
             InboxRecord(
@@ -266,7 +266,7 @@ class Inbox(Service):
                     event_id = next(iter(events))
                     blob = events.pop(event_id)
                     if not events:
-                        del index[key]  # an emptied dict keeps its table: ~230 bytes per key
+                        del index[key]  # an emptied dict keeps its hash table: drop it
                     self._claimed.add((workflow_id, event_id))
                     return event_id, codec.loads(blob)
             # Also while the run's index loads: _load_index wakes only the waits whose key

@@ -12,8 +12,8 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from evkit.dag import fewer_gc_passes
 from evkit.errors import EvkitError
+from evkit.gcscope import fewer_gc_passes
 from evkit.model import RunProgress
 from evkit.notebook import static, viewmodel
 from evkit.notebook.layout import Layout, layout_for
@@ -65,7 +65,7 @@ def run_widget(handle: RunHandle, *, min_interval_seconds: float | None = None) 
             started = time.monotonic()
             # The first state of a big run is thousands of new objects that all live on:
             # made under the normal GC thresholds they set off young collections and at
-            # times a full one (~60 ms with pandas and pyarrow loaded), more than the build.
+            # times a full one, which can cost more than the build.
             with fewer_gc_passes():
                 widget = RunWidget.from_progress(
                     handle.progress(), now=handle.runtime.clock.now(), layout_engine="layers"

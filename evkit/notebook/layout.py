@@ -1,7 +1,7 @@
 """Where each step of a run's DAG is drawn: graphviz ``dot`` if installed, else layers.
 
-``"auto"`` uses layers above :data:`DOT_MAX_NODES` steps: dot's time grows fast with size
-(0.3-0.5 s for 2,001 steps) and a big DAG reads as well in layers (6 ms for 2,001).
+``"auto"`` uses layers above :data:`DOT_MAX_NODES` steps: dot's time grows fast with size,
+and a big DAG reads as well in layers, which stay quick (docs/performance.md).
 
 Pure computation on step ids and their upstream ids; it draws nothing. Coordinates are
 pixels, left to right (sources on the left), origin top-left.
@@ -161,7 +161,7 @@ def _dot(binary: str, ids: list[str], edges: tuple[tuple[str, str], ...]) -> Lay
 
 
 def _layered(ids: list[str], edges: tuple[tuple[str, str], ...]) -> Layout:
-    # Plain loops, no generators: 2,001 steps take ~3 ms. (The JS port in run_widget.js
+    # Plain loops, no generators: this runs for every big DAG shown. (The JS port in run_widget.js
     # must stay in step with this.)
     upstream: dict[str, list[str]] = {step_id: [] for step_id in ids}
     for a, b in edges:

@@ -1,9 +1,9 @@
 """Binds a :class:`RunWidget` to a running :class:`~evkit.RunHandle`.
 
 Pushes the run's progress at most ~10 times a second and, for big runs, no more often
-than keeps its own work under ~5% of the loop; swaps dot's drawing in for the browser's
-quick layered one when the DAG suits dot (again when dynamic steps appear), turns the
-event table's pages, and carries "Send" clicks to the engine.
+than keeps its own work a small share of the loop (see COST_FACTOR); swaps dot's drawing
+in for the browser's quick layered one when the DAG suits dot (again when dynamic steps
+appear), turns the event table's pages, and carries "Send" clicks to the engine.
 
 Threading rule: every trait write happens on the engine loop's thread (the kernel's main
 thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
@@ -29,7 +29,9 @@ logger = logging.getLogger("evkit.notebook")
 DEFAULT_MIN_INTERVAL_SECONDS = 0.1
 
 COST_FACTOR = 20
-"""The next push waits at least this many times the last push's duration (<= ~5% of the loop)."""
+"""The next push waits at least this many times the last push's duration.
+
+So pushes take at most 1/COST_FACTOR of the loop's time."""
 
 
 class LiveRun:
@@ -177,8 +179,8 @@ class LiveRun:
         self._layout_task.add_done_callback(self._layout_done)
 
     async def _layout(self, progress: RunProgress) -> None:
-        # `dot` takes ~50 ms for 200 nodes: run it off the engine loop. Until it is back
-        # the browser shows its own layered layout.
+        # `dot` is slow enough even on mid-sized DAGs to stall the loop: run it off the
+        # engine loop. Until it is back the browser shows its own layered layout.
         layout = await asyncio.to_thread(layout_for, progress.shapes, engine=self._layout_engine)
         self.widget.set_layout(layout)
 

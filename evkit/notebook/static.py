@@ -18,8 +18,8 @@ _MAX_SVG_HEIGHT_PX = 600
 _FONT = "font-family:sans-serif;font-size:12px"
 
 MAX_DRAWN_STEPS = DOT_MAX_NODES
-"""Bigger DAGs get state counts instead of a drawing: an SVG of 2,001 boxes is ~900 KB
-stored in the notebook and ~30 ms to make, and no one reads it in a static page."""
+"""Bigger DAGs get state counts instead of a drawing: an SVG of thousands of boxes is big
+to store in the notebook and slow to make, and no one reads it in a static page."""
 
 
 def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:

@@ -36,7 +36,7 @@ EVENT_PAGE_ROWS = EVENT_PAGE_SIZE
 
 def _as_is(value: object, _widget: object) -> object:
     # ipywidgets' default to_json walks every value in Python looking for widgets to
-    # replace by references: ~3 ms per first state of a 2,001-step run. These traits
+    # replace by references, every step of a big run's state. These traits
     # hold plain JSON built here.
     return value
 
@@ -68,7 +68,7 @@ class RunWidget(anywidget.AnyWidget):
     """
 
     # Declared as traits here, read once: given as files, anywidget adds them (and its id)
-    # to each instance with add_traits, which makes a new class per widget (~1 ms).
+    # to each instance with add_traits, which makes a new class per widget, on every display.
     _esm = traitlets.Unicode((_ASSETS / "run_widget.js").read_text(encoding="utf-8")).tag(sync=True)
     _css = traitlets.Unicode((_ASSETS / "run_widget.css").read_text(encoding="utf-8")).tag(sync=True)
     _anywidget_id = traitlets.Unicode(f"{__name__}.RunWidget").tag(sync=True)
@@ -77,7 +77,7 @@ class RunWidget(anywidget.AnyWidget):
     status = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     version = traitlets.Int(0).tag(sync=True)
-    # Plain List/Dict traits: per-element validation cost 16 ms for a 2,001-step run, and
+    # Plain List/Dict traits: per-element validation walks every step of a big run, and
     # the values are built here, never taken from users.
     # nodes: {"id", "kind"} per step in topological order, plus "x", "y" (centre, px) when
     # Python laid the DAG out (dot); without them the browser lays it out in layers.
@@ -164,7 +164,7 @@ class RunWidget(anywidget.AnyWidget):
         """Send traits to the frontend without ipywidgets' search for binary buffers.
 
         Every trait of this widget is plain JSON (no bytes or memoryviews), and the search
-        walks each value in Python: 41 ms per first state of a 2,001-step run.
+        walks each value in Python, every step of a big run's first state.
         """
         state = self.get_state(key=key)
         if not state:

@@ -80,12 +80,19 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
         StoreLockedError: Another process has the file open.
         NotAStoreError: The file is not DuckDB, or is a DuckDB file of something else.
         StoreVersionError: The store was written by a newer evkit.
+        StoreError: The directory does not exist, or ``path`` is a directory.
     """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise StoreError(
             f"Store {path!r}: the directory {directory!r} does not exist. Create it, or pass "
             "another path to workflow.init(storage=...).",
+            path=path,
+        )
+    if os.path.isdir(path):
+        raise StoreError(
+            f"Store {path!r} is a directory, not a file. Pass the path of a file, e.g. "
+            f"workflow.init(storage={os.path.join(path, 'evkit.duckdb')!r}).",
             path=path,
         )
     _forget_empty_file(path)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from evkit.gcscope import fewer_gc_passes
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredEvent:
@@ -48,6 +50,7 @@ class StoredRun:
     events: dict[str, StoredEvent] = field(default_factory=dict)
 
 
+@fewer_gc_passes()  # a big run's checkpoints are hundreds of thousands of records, all kept
 def load_run(
     con: duckdb.DuckDBPyConnection, workflow_id: str, *, with_steps: bool = True
 ) -> StoredRun | None:

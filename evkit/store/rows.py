@@ -184,7 +184,7 @@ def run_status(
 # ---------------------------------------------------------------------- writing records
 
 # Below this many rows one multi-row INSERT ... VALUES is cheaper than building an Arrow
-# table (docs/performance.md, "Store writes").
+# table (docs/performance.md, "Where the fast paths are").
 _ARROW_THRESHOLD = 8
 # Arrow conversion happens in slices, so a huge batch never holds all its rows twice.
 _ARROW_SLICE_ROWS = 20_000

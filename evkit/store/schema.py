@@ -142,8 +142,9 @@ LEFT JOIN (
 # its checkpoint row, which also carries what the inbox row would have held (the inbox
 # hands it over: see evkit.listeners.manual). One row, one statement, one commit on the
 # path from send to step (the inbox row and the checkpoint were two INSERTs in one
-# transaction, ~1 ms more). inbox_events shows both kinds of sent event (its first part
-# repeats version 1's on purpose: each version's SQL stays whole, as it ran).
+# transaction, each with DuckDB's cost per statement). inbox_events shows both kinds of
+# sent event (its first part repeats version 1's on purpose: each version's SQL stays
+# whole, as it ran).
 _V2 = """
 ALTER TABLE event_log ADD COLUMN inbox_key VARCHAR;
 ALTER TABLE event_log ADD COLUMN inbox_sent_at TIMESTAMPTZ;
@@ -166,11 +167,10 @@ FROM event_log WHERE inbox_key IS NOT NULL;
 
 # Version 3: an event's checkpoint row goes to a narrow table of its own, the other event
 # rows to one without the checkpoint's columns. DuckDB's cost for a row grows with the
-# table's width, NULL columns included (~70-90 us a column after an idle pause): the
-# checkpoint, on the path from an event to its step, went from 18 columns to 11, ~0.6 ms
-# less from send to step in A/B runs (docs/performance.md). `event_log` becomes a view
-# with the old table's columns in their old order (version 2 added three after `seq`),
-# so users' queries and evkit's reads see the same rows as before. The checkpoint rows
+# table's width, NULL columns included: the checkpoint, on the path from an event to
+# its step, went from 18 columns to 11 (figures in docs/performance.md). `event_log`
+# becomes a view with the old table's columns in their old order (version 2 added three
+# after `seq`), so users' queries and evkit's reads see the same rows as before. The checkpoint rows
 # drop `event_id`, which is always `<workflow_id>/<step_id>`.
 _V3 = """
 CREATE TABLE event_checkpoint_log (

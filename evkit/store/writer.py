@@ -320,7 +320,7 @@ class WriteQueue:
             finally:
                 self._writing = None
                 # Let the rows go now, not when the next batch comes: after a big run's
-                # waits register, that would keep all their rows (~40 MB for 100,000).
+                # waits register, that would keep all their rows alive while the run waits.
                 del ops
 
     async def aclose(self) -> None:

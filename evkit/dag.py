@@ -22,7 +22,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, over
 
 from evkit import codec
 from evkit.errors import WorkflowDefinitionError
-from evkit.gcscope import fewer_gc_passes
+from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.listeners.base import EventListener
 from evkit.listeners.checks import check_listener_call, positional_range
 from evkit.model import StepKind, StepOptions
@@ -461,7 +461,7 @@ class FlatDag:
         # listed beside, in the order _refs_to_slots visits them. The rows are pickled
         # (and unpickled, in _flat_dag_blob) as one inner blob, so that both happen
         # inside fewer_gc_passes().
-        big = len(self.steps) >= 5_000
+        big = len(self.steps) >= BIG_RUN_STEPS
         with fewer_gc_passes(big):
             return (_flat_dag_blob, (codec.dumps((self._rows(), self.output)), big))
 

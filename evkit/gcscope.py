@@ -14,6 +14,10 @@ from collections.abc import Iterator
 
 # Inside the block a young collection waits for this many new objects instead of 700.
 _THRESHOLD0 = 1_000_000
+
+BIG_RUN_STEPS = 5_000
+"""From this many steps a DAG or a run is big enough for its synchronous sections (and a
+blocking wait for it) to run with fewer GC passes."""
 _lock = threading.Lock()
 _holders = 0
 _saved: tuple[int, int, int] | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 from evkit.errors import RunStateError, WorkflowCancellationError
+from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
 from evkit.runtime import running_loop
 
@@ -97,6 +98,12 @@ class RunHandle:
             WorkflowCancellationError: The run was cancelled.
             TimeoutError: ``timeout`` passed; the run goes on.
         """
+        # While you wait here the run does its work, within this call: a big one does it
+        # with fewer GC passes (the GC's thresholds are yours again when this returns).
+        with fewer_gc_passes(self._step_count() >= BIG_RUN_STEPS):
+            return self._result(timeout)
+
+    def _result(self, timeout: float | None) -> object:
         if running_loop() is self._engine_loop:
 
             async def wait(_: Engine) -> object:
@@ -119,6 +126,12 @@ class RunHandle:
         except Exception:
             self._active.outcome_retrieved = True
             raise
+
+    def _step_count(self) -> int:
+        """How many steps the run has (0 while a resume is still loading it)."""
+        execution = self._active.execution
+        dag = execution.dag if execution is not None else self._active.dag
+        return len(dag.steps) if dag is not None else 0
 
     def done(self) -> bool:
         """True once the run ended (in any way)."""

@@ -22,7 +22,7 @@ from evkit.execution.failures import failure_blob
 from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
-from evkit.gcscope import fewer_gc_passes
+from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import run_status
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from evkit.executors.base import StepExecutor
     from evkit.store import WriteQueue
 
-# A run of at least this many steps builds its bookkeeping with fewer GC passes (see
-# evkit.gcscope); the run itself keeps the user's GC settings.
-_BIG_RUN_STEPS = 5_000
 # Arguments passed as they are (containers are copied by resolve_refs, as a body may mutate them).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -83,7 +80,7 @@ class RunExecution:
         )
         self._tasks: dict[str, asyncio.Task[object]] = {}
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
-        with fewer_gc_passes(len(dag.steps) >= _BIG_RUN_STEPS):  # several objects per step, all kept
+        with fewer_gc_passes(len(dag.steps) >= BIG_RUN_STEPS):  # several objects per step, all kept
             self._tracker.add_steps(dag, self._results, self._events)
 
     @property

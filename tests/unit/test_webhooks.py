@@ -127,7 +127,8 @@ def test_stripe_timestamp_is_checked_only_once_the_signature_matched() -> None:
     # A forged request learns that its signature is wrong, not what time the server keeps.
     header = f"t={NOW - 10_000},v1={stripe_v1('whsec_forger', NOW - 10_000, b'{}')}"
     refusal = StripeSignature(secret=STRIPE_SECRET).check(header, b"{}", now=NOW)
-    assert refusal == SignatureRefusal(code="bad_signature", message=refusal.message)
+    assert refusal is not None
+    assert refusal.code == "bad_signature"
 
 
 def test_stripe_signature_tolerance_is_configurable() -> None:
@@ -255,10 +256,10 @@ def test_refusal_messages_never_show_the_secret_or_the_expected_signature() -> N
             r"^GitHubSignature: `secret` is empty; pass the webhook",
         ),
         (
-            lambda: StripeSignature(secret=None),
+            lambda: StripeSignature(secret=None),  # type: ignore[arg-type]
             TypeError,
             r"^StripeSignature: `secret` must be a str or bytes, got a NoneType\.$",
-        ),  # type: ignore[arg-type]
+        ),
         (
             lambda: StripeSignature(secret="s", tolerance_seconds=0),
             ValueError,

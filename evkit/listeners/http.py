@@ -516,12 +516,19 @@ class EventServer(Service):
     async def _post_event(self, request: web.Request) -> web.StreamResponse:
         workflow_id = request.match_info["workflow_id"]
         key = request.match_info["key"]
-        event_id = request.headers.get("Idempotency-Key")
+        rule = self._rule(request)
+        id_header = "Idempotency-Key"
+        event_id = request.headers.get(id_header)
+        if event_id is None and rule is not None and rule.event_id_header is not None:
+            # The sender's own delivery id (GitHub's X-GitHub-Delivery): a redelivery or a
+            # replay of a signed request is then a duplicate, not a second event.
+            id_header = rule.event_id_header
+            event_id = request.headers.get(id_header)
         if event_id is not None and not _valid_idempotency_key(event_id):
             return _error(
                 400,
                 "invalid_idempotency_key",
-                f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
+                f"The {id_header} header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
                 f"characters without spaces, got {event_id[:60]!r}. Nothing was stored.",
             )
         if len(key) > MAX_EVENT_KEY_CHARS:
@@ -545,7 +552,6 @@ class EventServer(Service):
             )
             timed_out.force_close()  # the rest of the body would be taken for the next request
             return timed_out
-        rule = self._rule(request)
         if rule is not None:
             # On the raw bytes, before any parsing: the sender signed exactly these.
             signatures = request.headers.getall(rule.header, [])

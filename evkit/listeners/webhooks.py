@@ -58,6 +58,9 @@ class WebhookSignature(ABC):
     """Who signs: the event's source becomes ``http:<name>``."""
     header: str
     """The request header that carries the signature."""
+    event_id_header: str | None
+    """A header with the sender's id of the event, used as its ``event_id`` when the request
+    has no ``Idempotency-Key``: a redelivery is then stored once (``None``: no such header)."""
 
     @abstractmethod
     def check(self, value: str, body: bytes, *, now: float) -> SignatureRefusal | None:
@@ -140,7 +143,9 @@ class GitHubSignature(WebhookSignature):
     """GitHub's webhook signature: ``X-Hub-Signature-256: sha256=<hex>``.
 
     The hex is the HMAC-SHA256 of the raw body with the webhook's secret (GitHub's
-    "Validating webhook deliveries"). ``repr`` shows ``secret=***``.
+    "Validating webhook deliveries"). The delivery's ``X-GitHub-Delivery`` id becomes the
+    event's ``event_id`` (unless the request has an ``Idempotency-Key``): a redelivery, or
+    a replay of a captured request, is stored once. ``repr`` shows ``secret=***``.
 
     Args:
         secret: The webhook's secret, as entered in GitHub's settings.
@@ -155,6 +160,7 @@ class GitHubSignature(WebhookSignature):
     secret: str | bytes = field(repr=False)
     name: str = "github"
     header: str = field(default="X-Hub-Signature-256", init=False)
+    event_id_header: str | None = field(default="X-GitHub-Delivery", init=False)
     _key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -207,6 +213,8 @@ class StripeSignature(WebhookSignature):
     tolerance_seconds: float = DEFAULT_STRIPE_TOLERANCE_SECONDS
     name: str = "stripe"
     header: str = field(default="Stripe-Signature", init=False)
+    # Stripe's event id is in the body, not a header; its timestamp bounds replays instead.
+    event_id_header: str | None = field(default=None, init=False)
     _key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -288,10 +296,13 @@ class HMACSignature(WebhookSignature):
         encoding: ``"hex"`` (either case) or ``"base64"`` (standard alphabet, padded).
         prefix: Text before the signature in the header, e.g. ``"sha256="`` (default none).
         name: The sender, stored as the event's source ``http:<name>`` (default ``hmac``).
+        event_id_header: A header with the sender's id of the event (e.g.
+            ``"X-Shopify-Webhook-Id"``), used as its ``event_id`` when the request has no
+            ``Idempotency-Key``, so a redelivery is stored once (default none).
 
     Raises:
         TypeError: ``secret`` is not a str or bytes, or ``prefix`` is not a str.
-        ValueError: ``secret`` is empty, ``header`` is not an HTTP header name,
+        ValueError: ``secret`` is empty, ``header`` or ``event_id_header`` is not an HTTP header name,
             ``encoding`` is neither ``"hex"`` nor ``"base64"``, or ``name`` is not 1 to 50
             letters, digits, ``_``, ``.`` or ``-``.
     """
@@ -301,16 +312,20 @@ class HMACSignature(WebhookSignature):
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str = ""
     name: str = "hmac"
+    event_id_header: str | None = None
     _key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_key", _secret_bytes(self.secret, "HMACSignature"))
-        header: object = self.header
-        if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
-            raise ValueError(
-                f"HMACSignature: `header` must be an HTTP header name such as 'X-Signature', "
-                f"got {self.header!r}."
-            )
+        headers: list[tuple[str, str, object]] = [("header", "X-Signature", self.header)]
+        if self.event_id_header is not None:
+            headers.append(("event_id_header", "X-Webhook-Id", self.event_id_header))
+        for option, example, header in headers:
+            if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
+                raise ValueError(
+                    f"HMACSignature: `{option}` must be an HTTP header name such as {example!r}, "
+                    f"got {header!r}."
+                )
         if self.encoding not in ("hex", "base64"):
             raise ValueError(f"HMACSignature: `encoding` must be 'hex' or 'base64', got {self.encoding!r}.")
         if not isinstance(self.prefix, str):
@@ -320,7 +335,7 @@ class HMACSignature(WebhookSignature):
     def __repr__(self) -> str:
         return (
             f"HMACSignature(secret=***, header={self.header!r}, encoding={self.encoding!r}, "
-            f"prefix={self.prefix!r}, name={self.name!r})"
+            f"prefix={self.prefix!r}, name={self.name!r}, event_id_header={self.event_id_header!r})"
         )
 
     def check(self, value: str, body: bytes, *, now: float) -> SignatureRefusal | None:

@@ -111,6 +111,42 @@ async def test_github_signed_events_are_stored_with_github_as_their_source(
     ]
 
 
+async def test_github_redelivery_with_the_same_delivery_id_is_stored_once(
+    aruntime: evkit.Runtime, session: aiohttp.ClientSession
+) -> None:
+    handle = workflow.run_async(collect.step(http_wait("push"), http_wait("push")), workflow_id="redeliver")
+    server = await serve_events_async(verify={"push": workflow.GitHubSignature(secret=GITHUB_SECRET)})
+    url = server.event_url("redeliver", "push")
+    delivery, next_delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958", "9d0e8d34-1c6f-4b3e-a5a4-5a3e0e2f1d11"
+    replies = []
+    # GitHub keeps a delivery's id when it redelivers it: the repeat is a duplicate.
+    for body, delivery_id in ((b'{"n": 1}', delivery), (b'{"n": 1}', delivery), (b'{"n": 2}', next_delivery)):
+        headers = {
+            "X-Hub-Signature-256": github_signature(GITHUB_SECRET, body),
+            "X-GitHub-Delivery": delivery_id,
+        }
+        status, reply, _ = await post(session, url, body, headers)
+        replies.append((status, reply["event_id"], reply["duplicate"]))
+    assert replies == [(202, delivery, False), (202, delivery, True), (202, next_delivery, False)]
+    assert await handle == ({"n": 1}, {"n": 2})
+    assert await rows("SELECT event_id, source FROM inbox_events ORDER BY sent_at") == [
+        (delivery, "http:github"),
+        (next_delivery, "http:github"),
+    ]
+    body = b"{}"
+    status, reply, _ = await post(
+        session,
+        url,
+        body,
+        {"X-Hub-Signature-256": github_signature(GITHUB_SECRET, body), "X-GitHub-Delivery": "not a guid"},
+    )
+    assert (status, reply["error"]) == (400, "invalid_idempotency_key")
+    assert reply["message"] == (
+        "The X-GitHub-Delivery header must be 1 to 200 printable ASCII characters without spaces, got "
+        "'not a guid'. Nothing was stored."
+    )
+
+
 async def test_githubs_test_vector_passes_verification_before_the_body_is_parsed(
     aruntime: evkit.Runtime, session: aiohttp.ClientSession
 ) -> None:

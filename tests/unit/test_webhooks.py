@@ -224,7 +224,8 @@ def test_reprs_show_no_secret() -> None:
     assert [repr(rule) for rule in rules] == [
         "GitHubSignature(secret=***, name='github')",
         "StripeSignature(secret=***, tolerance_seconds=300.0, name='stripe')",
-        "HMACSignature(secret=***, header='X-Sig', encoding='hex', prefix='', name='acme')",
+        "HMACSignature(secret=***, header='X-Sig', encoding='hex', prefix='', name='acme', "
+        "event_id_header=None)",
     ]
     assert secret not in repr({"*": rules[0], "pay": rules[1]})
     assert secret not in str(rules[2])
@@ -270,6 +271,12 @@ def test_refusal_messages_never_show_the_secret_or_the_expected_signature() -> N
             lambda: HMACSignature(secret="s", header="X Sig"),
             ValueError,
             r"^HMACSignature: `header` must be an HTTP header name such as 'X-Signature', got 'X Sig'\.$",
+        ),
+        (
+            lambda: HMACSignature(secret="s", header="X-Sig", event_id_header="Webhook Id"),
+            ValueError,
+            r"^HMACSignature: `event_id_header` must be an HTTP header name such as 'X-Webhook-Id', "
+            r"got 'Webhook Id'\.$",
         ),
         (
             lambda: HMACSignature(secret="s", header="X-Sig", encoding="base32"),  # type: ignore[arg-type]

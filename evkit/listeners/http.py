@@ -645,7 +645,8 @@ async def event_server(
 
     A wait (``explicit=False``) takes whatever server runs. ``serve_events``
     (``explicit=True``) gets the running one if it matches its options (port 0 matches
-    any port), replaces one a wait started, and refuses to replace another explicit one.
+    any port) or gives none (all defaults: "the server, whatever it is"), replaces one a
+    wait started, and refuses to replace another explicit one.
 
     Raises:
         RunStateError: Another explicitly started server runs with other options.
@@ -662,7 +663,10 @@ async def event_server(
             "body_timeout_seconds": body_timeout_seconds,
             "verify": verify,
         }
-        if not explicit or existing.matches(**wanted):  # type: ignore[arg-type]
+        # `serve_events()` with no options must find a server started with a token or rules,
+        # as its docs and the refusal below say: it asks for no particular options.
+        asks_nothing = {**wanted, "verify": verify or None} == _DEFAULT_OPTIONS
+        if not explicit or asks_nothing or existing.matches(**wanted):  # type: ignore[arg-type]
             existing.explicit = existing.explicit or explicit
             await existing.wait_started()
             return existing
@@ -692,6 +696,18 @@ async def event_server(
         server.close_nowait()
         raise
     return server
+
+
+_DEFAULT_OPTIONS: dict[str, object] = {
+    "host": DEFAULT_HOST,
+    "port": 0,
+    "token": None,
+    "max_body_bytes": DEFAULT_MAX_BODY_BYTES,
+    "header_timeout_seconds": DEFAULT_HEADER_TIMEOUT_SECONDS,
+    "body_timeout_seconds": DEFAULT_BODY_TIMEOUT_SECONDS,
+    "verify": None,
+}
+"""``serve_events``'s options when a call gives none."""
 
 
 # ---------------------------------------------------------------------- helpers

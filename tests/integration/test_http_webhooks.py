@@ -350,3 +350,15 @@ async def test_serve_events_with_the_same_rules_returns_the_running_server(arunt
     assert await serve_events_async(verify=same) is server
     with pytest.raises(evkit.RunStateError, match=r"^An event server already runs at .* with other options"):
         await serve_events_async(verify={"*": workflow.GitHubSignature(secret="rotated")})
+
+
+async def test_serve_events_without_options_returns_the_server_started_with_rules_or_a_token(
+    aruntime: evkit.Runtime,
+) -> None:
+    # As docs/sources.md says: `workflow.serve_events().url` tells you where the server is.
+    server = await serve_events_async(verify={"*": workflow.GitHubSignature(secret=GITHUB_SECRET)})
+    assert await serve_events_async() is server
+    await server.aclose()
+    with_token = await serve_events_async(token="a-token")
+    assert await serve_events_async() is with_token
+    assert await serve_events_async(verify={}) is with_token

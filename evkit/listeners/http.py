@@ -1,8 +1,9 @@
 """The HTTP inbox: a server on the engine's loop, and the listener that waits on it.
 
 The aiohttp server stores POSTed events in the durable inbox; :class:`HTTPListener`
-waits for them. It owns request validation, tokens and the JSON replies; storing, deduplicating and
-waking waits is the inbox's job (``evkit.listeners.manual``). It must not reply with
+waits for them. It owns request validation, tokens, which key needs which webhook
+signature (the schemes are ``evkit.listeners.webhooks``) and the JSON replies; storing,
+deduplicating and waking waits is the inbox's job (``evkit.listeners.manual``). It must not reply with
 success before the event is durable, and it never parses HTTP itself.
 """
 

@@ -76,6 +76,11 @@ from evkit.listeners.redis_streams import (
     RedisStreamListener as RedisStreamListener,
     StreamEntry as StreamEntry,
 )
+from evkit.listeners.webhooks import (
+    GitHubSignature as GitHubSignature,
+    HMACSignature as HMACSignature,
+    StripeSignature as StripeSignature,
+)
 from evkit.model import (
     RunProgress as RunProgress,
     RunSnapshot as RunSnapshot,
@@ -97,6 +102,8 @@ __all__ = [
     "EventTimeoutError",
     "EvkitError",
     "FakeClock",
+    "GitHubSignature",
+    "HMACSignature",
     "HTTPListener",
     "ManualListener",
     "NotAStoreError",
@@ -120,6 +127,7 @@ __all__ = [
     "StoreLockedError",
     "StoreVersionError",
     "StreamEntry",
+    "StripeSignature",
     "TimerListener",
     "WallClock",
     "WorkflowCancellationError",

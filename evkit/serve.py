@@ -6,6 +6,8 @@ It only validates options and carries the call to the engine's loop; the server 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from evkit.api import get_runtime
 from evkit.engine import Engine
 from evkit.listeners.http import (
@@ -16,6 +18,7 @@ from evkit.listeners.http import (
     event_server,
 )
 from evkit.listeners.http_connection import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS
+from evkit.listeners.webhooks import WebhookSignature
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EventServer", "serve_events", "serve_events_async"]
 
@@ -28,6 +31,7 @@ def serve_events(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    verify: Mapping[str, WebhookSignature] | None = None,
 ) -> EventServer:
     """Serve the HTTP event inbox: ``POST /events/{workflow_id}/{key}`` with a JSON body.
 
@@ -39,10 +43,10 @@ def serve_events(
 
     Args:
         host: The address to listen on. Anything but loopback (``127.0.0.1``, ``::1``,
-            ``localhost``) requires ``token``.
+            ``localhost``) requires ``token``, or a ``verify`` rule for ``"*"``.
         port: The port; 0 picks a free one (read it from ``.port`` or ``.url``).
         token: If set, every request must send ``Authorization: Bearer <token>``
-            (401 without it, 403 with a wrong one).
+            (401 without it, 403 with a wrong one), except to keys with a ``verify`` rule.
         max_body_bytes: Larger bodies get 413 and nothing is stored (default 1 MiB).
         header_timeout_seconds: A connection that has not sent a complete request line
             and headers this long after it opened (or after its previous reply) gets 408
@@ -50,19 +54,29 @@ def serve_events(
             stalled client cannot hold it.
         body_timeout_seconds: A request whose whole body has not arrived this long after
             its headers gets 408 and nothing is stored (default 30 s).
+        verify: Signed webhooks: a dict of event key (``"*"`` for every key without its
+            own rule) to how its sender signs, e.g. ``{"github":
+            workflow.GitHubSignature(secret=...)}``; also ``workflow.StripeSignature`` and
+            ``workflow.HMACSignature``. A request to such a key must carry a valid
+            signature of its raw body (401 and nothing stored otherwise) instead of the
+            token, and its event's source is stored as ``http:<rule name>``. Secrets are
+            kept in memory only: never stored, logged or shown in a repr.
 
     Returns:
         The server handle: ``.url``, ``.port``, ``.event_url(workflow_id, key)``,
         ``.close()``; closing the runtime closes it too.
 
     Raises:
+        TypeError: ``verify`` is not a dict of str to a signature rule.
         ValueError: A bad option (e.g. a timeout that is not a positive number), or a
-            non-loopback ``host`` without ``token``.
+            non-loopback ``host`` without ``token`` nor a ``"*"`` rule in ``verify``.
         RunStateError: Another server started with ``serve_events`` runs with other options.
         OSError: The address cannot be bound.
         ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
     """
-    check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
+    check_server_options(
+        host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds, verify
+    )
 
     async def start(engine: Engine) -> EventServer:
         return await event_server(
@@ -73,6 +87,8 @@ def serve_events(
             max_body_bytes=max_body_bytes,
             header_timeout_seconds=header_timeout_seconds,
             body_timeout_seconds=body_timeout_seconds,
+            verify=verify,
+            clock=engine.clock,
             explicit=True,
         )
 
@@ -87,15 +103,20 @@ async def serve_events_async(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    verify: Mapping[str, WebhookSignature] | None = None,
 ) -> EventServer:
     """Like :func:`serve_events`, awaitable from any loop.
 
     Raises:
-        ValueError: A bad option, or a non-loopback ``host`` without ``token``.
+        TypeError: ``verify`` is not a dict of str to a signature rule.
+        ValueError: A bad option, or a non-loopback ``host`` without ``token`` nor a
+            ``"*"`` rule in ``verify``.
         RunStateError: Another server started with ``serve_events`` runs with other options.
         OSError: The address cannot be bound.
     """
-    check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
+    check_server_options(
+        host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds, verify
+    )
 
     async def start(engine: Engine) -> EventServer:
         return await event_server(
@@ -106,6 +127,8 @@ async def serve_events_async(
             max_body_bytes=max_body_bytes,
             header_timeout_seconds=header_timeout_seconds,
             body_timeout_seconds=body_timeout_seconds,
+            verify=verify,
+            clock=engine.clock,
             explicit=True,
         )
 

@@ -47,6 +47,11 @@ from evkit.listeners.base import EventListener as EventListener, TimerListener a
 from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
+from evkit.listeners.webhooks import (
+    GitHubSignature as GitHubSignature,
+    HMACSignature as HMACSignature,
+    StripeSignature as StripeSignature,
+)
 from evkit.model import WorkflowStatus as WorkflowStatus
 from evkit.serve import serve_events as serve_events
 
@@ -67,10 +72,13 @@ __all__ = [
     "WAITING",
     "EventListener",
     "EventTimeoutError",
+    "GitHubSignature",
+    "HMACSignature",
     "HTTPListener",
     "ManualListener",
     "RedisStreamListener",
     "RunHandle",
+    "StripeSignature",
     "TimerListener",
     "WorkflowCancellationError",
     "WorkflowError",

@@ -1,8 +1,9 @@
 """The HTTP inbox: a server on the engine's loop, and the listener that waits on it.
 
 The aiohttp server stores POSTed events in the durable inbox; :class:`HTTPListener`
-waits for them. It owns request validation, tokens and the JSON replies; storing, deduplicating and
-waking waits is the inbox's job (``evkit.listeners.manual``). It must not reply with
+waits for them. It owns request validation, tokens, which key needs which webhook
+signature (the schemes are ``evkit.listeners.webhooks``) and the JSON replies; storing,
+deduplicating and waking waits is the inbox's job (``evkit.listeners.manual``). It must not reply with
 success before the event is durable, and it never parses HTTP itself.
 """
 
@@ -14,10 +15,12 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar, final
 from urllib.parse import quote
 
+from evkit.clock import Clock, WallClock
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
 from evkit.listeners.http_connection import (
@@ -29,6 +32,13 @@ from evkit.listeners.http_connection import (
     json_error as _error,
 )
 from evkit.listeners.manual import Inbox, ManualListener, SendResult
+from evkit.listeners.webhooks import (
+    ALL_KEYS,
+    SignatureRefusal,
+    WebhookSignature,
+    check_verify_option,
+    rule_for,
+)
 from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.services import Service, ServiceRegistry
 from evkit.store.service import StoreReads
@@ -71,7 +81,8 @@ class HTTPListener(ManualListener):
             OSError: The server could not listen.
         """
         check_event_key(key)
-        await event_server(get_event_context().services)
+        context = get_event_context()
+        await event_server(context.services, clock=context.clock)
         return await super().poll_for_event(key)
 
 
@@ -106,12 +117,14 @@ def check_server_options(
     max_body_bytes: object,
     header_timeout_seconds: object = DEFAULT_HEADER_TIMEOUT_SECONDS,
     body_timeout_seconds: object = DEFAULT_BODY_TIMEOUT_SECONDS,
-) -> None:
-    """Validate ``serve_events`` options before anything starts.
+    verify: object = None,
+) -> dict[str, WebhookSignature]:
+    """Validate ``serve_events`` options before anything starts; return the ``verify`` rules.
 
     Raises:
         TypeError: An option has the wrong type.
-        ValueError: An option is out of range, or a non-loopback ``host`` has no ``token``.
+        ValueError: An option is out of range, or a non-loopback ``host`` has neither a
+            ``token`` nor a ``verify`` rule for every key (``"*"``).
     """
     if not isinstance(host, str) or not host:
         raise TypeError(f"`host` must be a non-empty str such as '127.0.0.1', got {host!r}.")
@@ -127,12 +140,17 @@ def check_server_options(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise ValueError(f"`{name}` must be a positive finite number of seconds, got {value!r}.")
-    if token is None and not is_loopback(host):
+    rules = check_verify_option({} if verify is None else verify)
+    # A signature authenticates its request as well as a token does: a server whose every
+    # key needs one may face the internet without a token (webhook senders send none).
+    if token is None and ALL_KEYS not in rules and not is_loopback(host):
         raise ValueError(
             f"Binding the event server to {host!r} exposes it beyond this machine, so it needs a "
             "`token=`: every request must then send `Authorization: Bearer <token>`. Pass a long "
-            "random token (e.g. secrets.token_urlsafe(32)), or bind to '127.0.0.1'."
+            "random token (e.g. secrets.token_urlsafe(32)), or a `verify={'*': ...}` rule so that "
+            "every request must be signed, or bind to '127.0.0.1'."
         )
+    return rules
 
 
 @final
@@ -153,6 +171,9 @@ class EventServer(Service):
             closed (just closed if it sent nothing).
         body_timeout_seconds: A request whose body has not fully arrived this long after
             its headers gets 408 and nothing is stored.
+        verify: The signature rules by event key (``"*"``: every key without its own);
+            a request to a key with a rule must be signed (401 otherwise), and needs no
+            token. Their reprs show ``secret=***``.
         explicit: True if ``serve_events`` asked for it (False: a wait started it).
     """
 
@@ -166,9 +187,13 @@ class EventServer(Service):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
         body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+        verify: Mapping[str, WebhookSignature] | None = None,
+        clock: Clock | None = None,
         explicit: bool = False,
     ) -> None:
-        check_server_options(host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds)
+        rules = check_server_options(
+            host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds, verify
+        )
         self._services = services
         self._inbox = services.require(Inbox)
         self._store = services.require(StoreReads)
@@ -179,6 +204,9 @@ class EventServer(Service):
         self.max_body_bytes = max_body_bytes
         self.header_timeout_seconds = float(header_timeout_seconds)
         self.body_timeout_seconds = float(body_timeout_seconds)
+        self.verify: Mapping[str, WebhookSignature] = MappingProxyType(rules)
+        # Stripe's timestamps are checked against the engine's clock (a FakeClock in tests).
+        self._clock: Clock = clock if clock is not None else WallClock()
         self.explicit = explicit
         self._loop = asyncio.get_running_loop()
         self._runner: web.AppRunner | None = None
@@ -237,6 +265,7 @@ class EventServer(Service):
         max_body_bytes: int,
         header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
         body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+        verify: Mapping[str, WebhookSignature] | None = None,
     ) -> bool:
         """True if this server is what ``serve_events`` with these options asks for."""
         return (
@@ -246,6 +275,7 @@ class EventServer(Service):
             and max_body_bytes == self.max_body_bytes
             and header_timeout_seconds == self.header_timeout_seconds
             and body_timeout_seconds == self.body_timeout_seconds
+            and dict(verify or {}) == dict(self.verify)
         )
 
     def __enter__(self) -> EventServer:
@@ -378,7 +408,7 @@ class EventServer(Service):
         async def checks(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            denied = self._check_token(request)
+            denied = self._check_sender(request)
             if denied is not None:
                 return denied
             try:
@@ -415,6 +445,43 @@ class EventServer(Service):
 
         return checks
 
+    def _rule(self, request: web.Request) -> WebhookSignature | None:
+        """The signature rule of the request's event key (``None``: none, or no event route)."""
+        key = request.match_info.get("key")
+        return rule_for(self.verify, key) if key is not None and self.verify else None
+
+    def _check_sender(self, request: web.Request) -> web.StreamResponse | None:
+        """Refuse a request to a signed key without its signature header, else check the token.
+
+        Runs as soon as the headers have arrived; the signature itself is checked once the
+        body has arrived (``_post_event``). A signed key needs no token: webhook senders
+        cannot send one, and the signature authenticates the request.
+        """
+        rule = self._rule(request)
+        if rule is None:
+            return self._check_token(request)
+        if request.headers.get(rule.header) is None:
+            return self._refuse_signature(request, rule, rule.missing(request.match_info["key"]))
+        return None
+
+    def _refuse_signature(
+        self, request: web.Request, rule: WebhookSignature, refusal: SignatureRefusal
+    ) -> web.Response:
+        # DEBUG like the other refusals a client causes; the line names no secret nor signature.
+        logger.debug(
+            "evkit event server: refused %s %s: %s (signature rule %r)",
+            request.method,
+            request.path,
+            refusal.code,
+            rule.name,
+        )
+        return _error(
+            401,
+            refusal.code,
+            refusal.message,
+            headers={"WWW-Authenticate": f'Signature header="{rule.header}"'},
+        )
+
     def _check_token(self, request: web.Request) -> web.StreamResponse | None:
         if self._token is None:
             return None
@@ -450,12 +517,19 @@ class EventServer(Service):
     async def _post_event(self, request: web.Request) -> web.StreamResponse:
         workflow_id = request.match_info["workflow_id"]
         key = request.match_info["key"]
-        event_id = request.headers.get("Idempotency-Key")
+        rule = self._rule(request)
+        id_header = "Idempotency-Key"
+        event_id = request.headers.get(id_header)
+        if event_id is None and rule is not None and rule.event_id_header is not None:
+            # The sender's own delivery id (GitHub's X-GitHub-Delivery): a redelivery or a
+            # replay of a signed request is then a duplicate, not a second event.
+            id_header = rule.event_id_header
+            event_id = request.headers.get(id_header)
         if event_id is not None and not _valid_idempotency_key(event_id):
             return _error(
                 400,
                 "invalid_idempotency_key",
-                f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
+                f"The {id_header} header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
                 f"characters without spaces, got {event_id[:60]!r}. Nothing was stored.",
             )
         if len(key) > MAX_EVENT_KEY_CHARS:
@@ -479,13 +553,27 @@ class EventServer(Service):
             )
             timed_out.force_close()  # the rest of the body would be taken for the next request
             return timed_out
+        if rule is not None:
+            # On the raw bytes, before any parsing: the sender signed exactly these.
+            signatures = request.headers.getall(rule.header, [])
+            if len(signatures) == 1:
+                refusal = rule.check(signatures[0], body, now=self._clock.now())
+            else:
+                refusal = SignatureRefusal(
+                    code="bad_signature",
+                    message=f"The `{rule.header}` header was sent {len(signatures)} times; send it once. "
+                    "Nothing was stored.",
+                )
+            if refusal is not None:
+                return self._refuse_signature(request, rule, refusal)
+        source = "http" if rule is None else f"http:{rule.name}"
         payload, problem = _parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)
         # Shielded: a disconnecting client or a server shutdown must not cancel a write the
         # inbox shares with other events, nor leave a repeat unguarded (the store decides,
         # then we reply).
-        outcome = await asyncio.shield(self._accept(workflow_id, key, event_id, payload))
+        outcome = await asyncio.shield(self._accept(workflow_id, key, event_id, payload, source))
         if isinstance(outcome, SendResult):
             from aiohttp import web as aioweb
 
@@ -501,15 +589,15 @@ class EventServer(Service):
         return outcome
 
     async def _accept(
-        self, workflow_id: str, key: str, event_id: str | None, payload: object
+        self, workflow_id: str, key: str, event_id: str | None, payload: object, source: str
     ) -> SendResult | web.Response:
-        """Check the run and the Idempotency-Key, then store the event durably."""
+        """Check the run and the Idempotency-Key, then store the event durably, from ``source``."""
         if event_id is None:
             if not self._store.is_active(workflow_id):
                 refusal = _refuse_status(workflow_id, await self._store.stored_status(workflow_id))
                 if refusal is not None:
                     return refusal
-            return await self._inbox.send(workflow_id, key, payload, source="http")
+            return await self._inbox.send(workflow_id, key, payload, source=source)
         marker = (workflow_id, event_id)
         while (earlier := self._accepting.get(marker)) is not None:
             await earlier
@@ -534,7 +622,7 @@ class EventServer(Service):
                 if refusal is not None:
                     return refusal
             return await self._inbox.send(
-                workflow_id, key, payload, event_id=event_id, source="http", known_new=True
+                workflow_id, key, payload, event_id=event_id, source=source, known_new=True
             )
         finally:
             del self._accepting[marker]
@@ -550,13 +638,16 @@ async def event_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    verify: Mapping[str, WebhookSignature] | None = None,
+    clock: Clock | None = None,
     explicit: bool = False,
 ) -> EventServer:
     """The engine's event server, started if needed (runs on the engine's loop).
 
     A wait (``explicit=False``) takes whatever server runs. ``serve_events``
     (``explicit=True``) gets the running one if it matches its options (port 0 matches
-    any port), replaces one a wait started, and refuses to replace another explicit one.
+    any port) or gives none (all defaults: "the server, whatever it is"), replaces one a
+    wait started, and refuses to replace another explicit one.
 
     Raises:
         RunStateError: Another explicitly started server runs with other options.
@@ -571,8 +662,12 @@ async def event_server(
             "max_body_bytes": max_body_bytes,
             "header_timeout_seconds": header_timeout_seconds,
             "body_timeout_seconds": body_timeout_seconds,
+            "verify": verify,
         }
-        if not explicit or existing.matches(**wanted):  # type: ignore[arg-type]
+        # `serve_events()` with no options must find a server started with a token or rules,
+        # as its docs and the refusal below say: it asks for no particular options.
+        asks_nothing = {**wanted, "verify": verify or None} == _DEFAULT_OPTIONS
+        if not explicit or asks_nothing or existing.matches(**wanted):  # type: ignore[arg-type]
             existing.explicit = existing.explicit or explicit
             await existing.wait_started()
             return existing
@@ -591,6 +686,8 @@ async def event_server(
         max_body_bytes=max_body_bytes,
         header_timeout_seconds=header_timeout_seconds,
         body_timeout_seconds=body_timeout_seconds,
+        verify=verify,
+        clock=clock,
         explicit=explicit,
     )
     services.add(server)
@@ -600,6 +697,18 @@ async def event_server(
         server.close_nowait()
         raise
     return server
+
+
+_DEFAULT_OPTIONS: dict[str, object] = {
+    "host": DEFAULT_HOST,
+    "port": 0,
+    "token": None,
+    "max_body_bytes": DEFAULT_MAX_BODY_BYTES,
+    "header_timeout_seconds": DEFAULT_HEADER_TIMEOUT_SECONDS,
+    "body_timeout_seconds": DEFAULT_BODY_TIMEOUT_SECONDS,
+    "verify": None,
+}
+"""``serve_events``'s options when a call gives none."""
 
 
 # ---------------------------------------------------------------------- helpers

@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import io
+import operator
 import pickle
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -373,7 +374,7 @@ class Ref:
 
 
 @final
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class FlatStep:
     """One step of a :class:`FlatDag`: a node with its id and its upstream refs.
 
@@ -395,51 +396,18 @@ class FlatStep:
     default: object = NO_DEFAULT
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # As Ref.__reduce__: fields as a plain tuple (see there why).
-        return (
-            _flat_step,
-            (
-                self.step_id,
-                self.name,
-                self.kind,
-                self.func,
-                self.listener,
-                self.args,
-                self.kwargs,
-                self.options,
-                self.upstream,
-                self.timeout_seconds,
-                self.default,
-            ),
-        )
+        # As Ref.__reduce__: the fields as a plain tuple (see there why).
+        return (FlatStep, _step_fields(self))
 
 
-def _flat_step(
-    step_id: str,
-    name: str,
-    kind: StepKind,
-    func: Callable[..., object] | None,
-    listener: type[EventListener] | None,
-    args: tuple[object, ...],
-    kwargs: Mapping[str, object],
-    options: StepOptions,
-    upstream: tuple[str, ...],
-    timeout_seconds: float | None,
-    default: object,
-) -> FlatStep:
-    return FlatStep(
-        step_id=step_id,
-        name=name,
-        kind=kind,
-        func=func,
-        listener=listener,
-        args=args,
-        kwargs=kwargs,
-        options=options,
-        upstream=upstream,
-        timeout_seconds=timeout_seconds,
-        default=default,
-    )
+# A FlatStep's fields in declaration order, which is also FlatStep's positional order and
+# the order of a pickled FlatDag's rows (see FlatDag._rows).
+_FLAT_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(FlatStep))
+_step_fields = cast("Callable[[FlatStep], tuple[Any, ...]]", operator.attrgetter(*_FLAT_STEP_FIELDS))
+_ARGS_AT = _FLAT_STEP_FIELDS.index("args")
+_KWARGS_AT = _ARGS_AT + 1
+assert _FLAT_STEP_FIELDS[_KWARGS_AT] == "kwargs", "FlatDag._rows relies on kwargs following args"
+_flat_step = FlatStep  # the name pickles made before 0.2 refer to
 
 
 @final
@@ -469,26 +437,15 @@ class FlatDag:
         rows: list[tuple[object, ...]] = []
         for step in self.steps:
             refs: list[str] = []
-            args, kwargs = step.args, step.kwargs
+            fields = _step_fields(step)
             if step.upstream:
-                args = _refs_to_slots(args, refs)  # type: ignore[assignment]
-                kwargs = _refs_to_slots(dict(kwargs), refs)  # type: ignore[assignment]
-            rows.append(
-                (
-                    step.step_id,
-                    step.name,
-                    step.kind,
-                    step.func,
-                    step.listener,
-                    args,
-                    kwargs,
-                    step.options,
-                    step.upstream,
-                    step.timeout_seconds,
-                    step.default,
-                    tuple(refs),
+                fields = (
+                    *fields[:_ARGS_AT],
+                    _refs_to_slots(step.args, refs),
+                    _refs_to_slots(dict(step.kwargs), refs),
+                    *fields[_KWARGS_AT + 1 :],
                 )
-            )
+            rows.append((*fields, tuple(refs)))
         return rows
 
 
@@ -535,14 +492,13 @@ def _flat_dag_blob(blob: bytes, big: bool) -> FlatDag:
 def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
     # Rows come from _rows() through pickle: their fields have FlatStep's types.
     steps = []
-    for step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default, refs in rows:
+    for *fields, refs in rows:
+        step = FlatStep(*fields)
         if refs:
             slots = iter(refs)
-            args = _slots_to_refs(args, slots)
-            kwargs = _slots_to_refs(kwargs, slots)
-        steps.append(
-            _flat_step(step_id, name, kind, func, listener, args, kwargs, options, upstream, timeout, default)
-        )
+            step.args = _slots_to_refs(step.args, slots)  # type: ignore[assignment]
+            step.kwargs = _slots_to_refs(step.kwargs, slots)  # type: ignore[assignment]
+        steps.append(step)
     return FlatDag(steps=tuple(steps), output=output)
 
 

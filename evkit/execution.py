@@ -75,6 +75,14 @@ class _TimedOut(Exception):
     """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
 
 
+# What user code may raise that is not a failure of its step: the task's own cancellation,
+# and the close of a coroutine. Anything else a body or listener raises, BaseExceptions
+# such as SystemExit and KeyboardInterrupt included, fails its step: raised out of a task,
+# SystemExit and KeyboardInterrupt would stop the engine's loop (asyncio re-raises them
+# from the task into run_forever) and leave every other run hanging.
+_NOT_A_FAILURE = (asyncio.CancelledError, GeneratorExit)
+
+
 @dataclasses.dataclass(slots=True)
 class _StepView:
     """Mutable per-step bookkeeping behind the immutable snapshots."""
@@ -269,6 +277,10 @@ class RunExecution:
     async def execute(self) -> object:
         """Run to the end; return the output (checkpointed) or raise.
 
+        Every way out cancels and awaits the run's other step tasks (so none polls or
+        commits after the run ended) and records the run's final status, unless the
+        engine abandoned the run (shutdown: it stays RUNNING, so RESUMABLE later).
+
         Raises:
             WorkflowExecutionError: A step failed (``__cause__`` is its error).
             WorkflowCancellationError: The run was cancelled.
@@ -285,7 +297,9 @@ class RunExecution:
             raise WorkflowCancellationError(
                 f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
             ) from None
-        except Exception as exc:
+        except BaseException as exc:  # see _NOT_A_FAILURE: a BaseException fails the run too
+            if isinstance(exc, GeneratorExit):
+                raise
             await self._cancel_steps()
             error = (
                 exc
@@ -314,6 +328,18 @@ class RunExecution:
             ),
         )
         return output
+
+    @property
+    def finishing(self) -> bool:
+        """True once the run's outcome is decided: its output step ended, or it has a final status.
+
+        The engine's ``cancel`` leaves such a run alone: the run ends as it would have,
+        and the store, its handle and ``cancel`` all say so.
+        """
+        if self._status.is_final:
+            return True
+        output = self._tasks.get(self.dag.output)
+        return output is not None and output.done() and not output.cancelled()
 
     def _finish(self, status: WorkflowStatus) -> None:
         self._status = status
@@ -357,23 +383,36 @@ class RunExecution:
 
     async def _run_step(self, step_id: str) -> object:
         step = self._steps[step_id]
-        if not step.upstream or step_id in self._results or self._stored_checkpoint(step_id):
-            return await self._start(step, {})
-        if len(step.upstream) == 1:  # a chain: skip gather's extra future and callbacks
-            up = step.upstream[0]
-            if self._consumers.get(up) == 1 and not self._steps[up].upstream and up not in self._tasks:
-                # We are the only consumer of a source step (a wait, say): run it inside
-                # our task instead of a task of its own. That is a task and a wake-up less
-                # per wait of a fan-in, and ~15% of the memory of a 100,000-wait run.
-                # (Sources only, so inlining never nests deeper than one level.) It is
-                # registered under our task, so cancelling the run still reaches it.
-                self._tasks[up] = self._tasks[step_id]
-                values = [await self._start(self._steps[up], {})]
+        try:
+            if not step.upstream or step_id in self._results or self._stored_checkpoint(step_id):
+                return await self._start(step, {})
+            if len(step.upstream) == 1:  # a chain: skip gather's extra future and callbacks
+                up = step.upstream[0]
+                if self._consumers.get(up) == 1 and not self._steps[up].upstream and up not in self._tasks:
+                    # We are the only consumer of a source step (a wait, say): run it inside
+                    # our task instead of a task of its own. That is a task and a wake-up less
+                    # per wait of a fan-in, and ~15% of the memory of a 100,000-wait run.
+                    # (Sources only, so inlining never nests deeper than one level.) It is
+                    # registered under our task, so cancelling the run still reaches it.
+                    self._tasks[up] = self._tasks[step_id]
+                    values = [await self._start(self._steps[up], {})]
+                else:
+                    values = [await self._task_for(up)]
             else:
-                values = [await self._task_for(up)]
-        else:
-            values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
-        return await self._start(step, dict(zip(step.upstream, values, strict=True)))
+                values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
+            return await self._start(step, dict(zip(step.upstream, values, strict=True)))
+        except (Exception, *_NOT_A_FAILURE):
+            raise
+        except BaseException as exc:
+            # A BaseException from user code that the step's own handlers do not catch (a
+            # listener's source_id, a value's __reduce__): it fails the step, not the loop.
+            raise StepFailedError(
+                f"Step {step_id!r} of run {self.workflow_id!r} raised {exc!r}. A "
+                f"{type(exc).__name__} raised inside a step fails its run; the engine and "
+                "other runs go on.",
+                workflow_id=self.workflow_id,
+                step=step_id,
+            ) from exc
 
     def _stored_checkpoint(self, step_id: str) -> bool:
         stored = self._events.get(step_id)
@@ -432,19 +471,27 @@ class RunExecution:
                     self._log_step(step, "cancelled", attempt)
                 self._set_state(step.step_id, "cancelled")
                 raise
-            except Exception as exc:
+            except BaseException as exc:  # not only Exception: see _NOT_A_FAILURE
                 self._busy -= 1
+                if isinstance(exc, GeneratorExit):
+                    raise
                 view.error = _one_line(exc)
                 self._log_step(step, "failed", attempt, error=view.error)
-                if attempt <= options.max_retries and _retryable(exc, options.retry_exceptions):
+                # A SystemExit or KeyboardInterrupt fails the step at once: not retried, not caught.
+                failure = exc if isinstance(exc, Exception) else None
+                if (
+                    failure is not None
+                    and attempt <= options.max_retries
+                    and _retryable(failure, options.retry_exceptions)
+                ):
                     self._set_state(step.step_id, "pending")
                     await self._clock.sleep_until(
                         self._clock.now() + options.retry_backoff_seconds * 2 ** (attempt - 1)
                     )
                     continue
                 self._set_state(step.step_id, "failed")
-                if options.catch_exceptions:
-                    return self._record_success(step, (None, exc), attempt)
+                if failure is not None and options.catch_exceptions:
+                    return self._record_success(step, (None, failure), attempt)
                 raise StepFailedError(
                     f"Step {step.step_id!r} of run {self.workflow_id!r} failed after {attempt} "
                     f"attempt(s): {exc!r}",
@@ -497,6 +544,12 @@ class RunExecution:
         try:
             blob = codec.dumps(value)
         except TypeError as exc:
+            # The step's last row said `running`: record that it failed, and why, so the
+            # steps view and get_metadata agree with the run's FAILED status.
+            view = self._views[step.step_id]
+            view.error = _one_line(exc)
+            self._log_step(step, "failed", attempt, error=view.error)
+            self._set_state(step.step_id, "failed")
             raise StepFailedError(
                 f"Step {step.step_id!r} of run {self.workflow_id!r} returned a value of type "
                 f"{type(value).__qualname__} that cannot be checkpointed: {exc.__cause__ or exc}. "
@@ -592,7 +645,9 @@ class RunExecution:
                 self._fail_event(step, attempt, error)
                 raise error from None
             event, timed_out = step.default, True
-        except Exception as exc:
+        except _NOT_A_FAILURE:
+            raise
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _NOT_A_FAILURE
             self._fail_event(step, attempt, exc)
             raise StepFailedError(
                 f"Listener {step.listener.__qualname__} of event step {step.step_id!r} in run "
@@ -719,9 +774,9 @@ class RunExecution:
             # Most listeners keep the base class's no-op: skip its coroutine (one per event).
             if call_listener and type(listener).event_checkpointed is not EventListener.event_checkpointed:
                 await listener.event_checkpointed(event)
-        except asyncio.CancelledError:
+        except _NOT_A_FAILURE:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see _NOT_A_FAILURE
             self._fail_event(step, attempt, exc)
             raise StepFailedError(
                 f"Listener {type(listener).__qualname__} of event step {step.step_id!r} in run "
@@ -800,7 +855,9 @@ async def _expire(clock: Clock, deadline: float, scope: asyncio.Timeout) -> None
 async def _call_cleanup(listener: EventListener, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
     try:
         await listener.poll_cancelled(*args, **kwargs)
-    except Exception:  # a failing cleanup must not hide the cancellation
+    except _NOT_A_FAILURE:
+        raise
+    except BaseException:  # a failing cleanup must not hide the cancellation (nor stop the loop)
         logger.exception(
             "poll_cancelled of %s raised; the wait is cancelled anyway", type(listener).__qualname__
         )

@@ -6,9 +6,10 @@ and the engine must live on."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -49,19 +50,19 @@ def collect(*values: object) -> tuple[object, ...]:
 def test_cancel_after_successful_changes_nothing_and_says_so(runtime: evkit.Runtime) -> None:
     handle = workflow.run_async(add.step(1, 2), workflow_id="done")
     assert handle.result(timeout=10) == 3
-    assert workflow.cancel("done") is workflow.SUCCESSFUL
-    assert handle.cancel() is workflow.SUCCESSFUL
+    said = (workflow.cancel("done"), handle.cancel())
     assert workflow.get_status("done") is workflow.SUCCESSFUL
     assert workflow.get_output("done") == 3
     assert handle.result(timeout=10) == 3
     assert workflow.resume("done") == 3  # a finished run's resume gives its stored output
     assert evkit.sql("SELECT status FROM run_status_log WHERE status = 'CANCELED'").fetchall() == []
+    assert said == (workflow.SUCCESSFUL, workflow.SUCCESSFUL)
 
 
 def test_cancel_after_failed_changes_nothing_and_says_so(runtime: evkit.Runtime) -> None:
     with pytest.raises(workflow.WorkflowExecutionError):
         always_fails.step().run(workflow_id="broken")
-    assert workflow.cancel("broken") is workflow.FAILED
+    said = workflow.cancel("broken")
     assert workflow.get_status("broken") is workflow.FAILED
     with pytest.raises(workflow.WorkflowExecutionError, match=r"^Run 'broken' failed: ") as info:
         workflow.get_output("broken")
@@ -70,6 +71,7 @@ def test_cancel_after_failed_changes_nothing_and_says_so(runtime: evkit.Runtime)
     with pytest.raises(workflow.WorkflowExecutionError, match=r"failed after 2 attempt\(s\): ValueError"):
         workflow.resume("broken")
     assert workflow.list_all() == [("broken", workflow.FAILED)]
+    assert said is workflow.FAILED
 
 
 def test_cancel_of_a_cancelled_or_resumable_run_records_canceled_once(store_path: str) -> None:
@@ -79,10 +81,10 @@ def test_cancel_of_a_cancelled_or_resumable_run_records_canceled_once(store_path
     runtime = workflow.init(storage=store_path, loop="thread")
     try:
         assert workflow.get_status("left") is workflow.RESUMABLE
-        assert workflow.cancel("left") is workflow.CANCELED
-        assert workflow.cancel("left") is workflow.CANCELED
+        said = (workflow.cancel("left"), workflow.cancel("left"))
         assert workflow.get_status("left") is workflow.CANCELED
         assert evkit.sql("SELECT count(*) FROM run_status_log WHERE status = 'CANCELED'").fetchall() == [(1,)]
+        assert said == (workflow.CANCELED, workflow.CANCELED)
     finally:
         workflow.shutdown()
     assert runtime.closed
@@ -151,12 +153,15 @@ async def test_cancel_racing_the_event_that_ends_the_run_agrees_with_the_store_a
     stored = dict(await asyncio.to_thread(workflow.list_all))
     outcomes: Counter[object] = Counter()
     for workflow_id, said, output, status, committed in results:
-        outcome = (said, output, stored[workflow_id], status, committed)
-        if said is workflow.SUCCESSFUL:
-            event = f"event {workflow_id.removeprefix('race-')}"
-            assert outcome == (said, event, said, said, True), f"run {workflow_id}"
+        # The handle's output, the store, the handle's status and the source agree...
+        if output == f"event {workflow_id.removeprefix('race-')}":
+            expected: tuple[object, ...] = (workflow.SUCCESSFUL, workflow.SUCCESSFUL, True)
         else:
-            assert outcome == (workflow.CANCELED, "cancelled", said, said, False), f"run {workflow_id}"
+            assert output == "cancelled", f"run {workflow_id}"
+            expected = (workflow.CANCELED, workflow.CANCELED, False)
+        assert (stored[workflow_id], status, committed) == expected, f"run {workflow_id}"
+        # ...and so does what cancel said.
+        assert said is expected[0], f"run {workflow_id}"
         outcomes[said] += 1
     # Both sides of the race were reached.
     assert outcomes[workflow.SUCCESSFUL] >= 40
@@ -175,7 +180,7 @@ class ThreadGate(workflow.EventListener):
 
     gates: ClassVar[dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[str]]]] = {}
     waiting: ClassVar[dict[str, threading.Event]] = {}
-    committed: ClassVar[set[str]] = set()
+    committed: ClassVar[dict[str, threading.Event]] = {}
 
     async def poll_for_event(self, key: str) -> str:
         future = asyncio.get_running_loop().create_future()
@@ -184,39 +189,58 @@ class ThreadGate(workflow.EventListener):
         return await asyncio.shield(future)
 
     async def event_checkpointed(self, event: object) -> None:
-        ThreadGate.committed.add(workflow.get_event_context().workflow_id)
+        ThreadGate.committed[workflow.get_event_context().workflow_id].set()
 
 
-def _cancel_at(start: threading.Barrier, handle: evkit.RunHandle) -> workflow.WorkflowStatus:
-    start.wait(10)
-    return handle.cancel()
+def _cancel_after(ready: Callable[[], object], handle: evkit.RunHandle, said: list[object]) -> None:
+    ready()
+    said.append(handle.cancel())
+
+
+def _ended(handle: evkit.RunHandle) -> None:
+    with contextlib.suppress(workflow.WorkflowCancellationError):
+        handle.result(timeout=10)
 
 
 @pytest.mark.slow
 def test_cancel_from_another_thread_racing_the_event_agrees_with_the_store(runtime: evkit.Runtime) -> None:
-    ThreadGate.gates, ThreadGate.waiting, ThreadGate.committed = {}, {}, set()
-    with concurrent.futures.ThreadPoolExecutor(1) as canceller:
-        for i in range(100):
-            workflow_id = f"race-{i}"
-            ThreadGate.waiting[workflow_id] = threading.Event()
-            node = workflow.wait_for_event(ThreadGate, workflow_id)
-            handle = workflow.run_async(node, workflow_id=workflow_id)
-            assert ThreadGate.waiting[workflow_id].wait(10)
-            loop, future = ThreadGate.gates[workflow_id]
-            start = threading.Barrier(2)
-            cancelled = canceller.submit(_cancel_at, start, handle)
+    ThreadGate.gates, ThreadGate.waiting, ThreadGate.committed = {}, {}, {}
+    for i in range(120):
+        workflow_id = f"race-{i}"
+        ThreadGate.waiting[workflow_id] = threading.Event()
+        committed = ThreadGate.committed[workflow_id] = threading.Event()
+        node = workflow.wait_for_event(ThreadGate, workflow_id)
+        handle = workflow.run_async(node, workflow_id=workflow_id)
+        assert ThreadGate.waiting[workflow_id].wait(10)
+        loop, future = ThreadGate.gates[workflow_id]
+        # The cancel comes together with the event, just after its commit, or after the run.
+        start = threading.Barrier(2)
+        ready: Callable[[], object] = [
+            lambda start=start: start.wait(10),
+            lambda committed=committed: committed.wait(10),
+            lambda handle=handle: _ended(handle),
+        ][i % 3]
+        said: list[object] = []
+        # A daemon thread: if cancel ever hangs, the test fails instead of hanging at exit.
+        canceller = threading.Thread(target=_cancel_after, args=(ready, handle, said), daemon=True)
+        canceller.start()
+        if i % 3 == 0:
             start.wait(10)
-            loop.call_soon_threadsafe(future.set_result, f"event {i}")
-            said = cancelled.result(10)
-            try:
-                output = handle.result(timeout=10)
-            except workflow.WorkflowCancellationError:
-                output = "cancelled"
-            outcome = (said, output, workflow.get_status(workflow_id), workflow_id in ThreadGate.committed)
-            if said is workflow.SUCCESSFUL:
-                assert outcome == (said, f"event {i}", said, True), f"run {workflow_id}"
-            else:
-                assert outcome == (workflow.CANCELED, "cancelled", said, False), f"run {workflow_id}"
+        loop.call_soon_threadsafe(future.set_result, f"event {i}")
+        canceller.join(10)
+        assert said, f"cancel of run {workflow_id} did not return"
+        try:
+            output = handle.result(timeout=10)
+        except workflow.WorkflowCancellationError:
+            output = "cancelled"
+        if output == f"event {i}":
+            expected: tuple[object, ...] = (workflow.SUCCESSFUL, True)
+        else:
+            assert output == "cancelled", f"run {workflow_id}"
+            expected = (workflow.CANCELED, False)
+        stored = workflow.get_status(workflow_id)
+        assert (stored, committed.is_set()) == expected, f"run {workflow_id}"
+        assert said[0] is expected[0], f"run {workflow_id}"
 
 
 # ---------------------------------------------------------------------- BaseException from a listener

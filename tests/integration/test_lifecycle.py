@@ -74,6 +74,7 @@ def test_cancel_after_failed_changes_nothing_and_says_so(runtime: evkit.Runtime)
     assert said is workflow.FAILED
 
 
+@pytest.mark.slow  # two runtimes, one after the other
 def test_cancel_of_a_cancelled_or_resumable_run_records_canceled_once(store_path: str) -> None:
     workflow.init(storage=store_path, loop="thread")
     workflow.run_async(workflow.wait_for_event(workflow.ManualListener, key="k"), workflow_id="left")

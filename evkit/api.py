@@ -357,14 +357,25 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, RunHandle]]:
     return [(wid, resume_async(wid)) for wid, status in list_all() if status in wanted]
 
 
-def cancel(workflow_id: str) -> None:
-    """Cancel a run (see ``RunHandle.cancel``); a run that is not live is marked CANCELED.
+def cancel(workflow_id: str) -> WorkflowStatus:
+    """Cancel a run unless it already finished; return the status it ends with.
+
+    A live run's waits are cancelled (cleanup hooks awaited) and CANCELED is recorded; a
+    RESUMABLE run is marked CANCELED. A finished run is left as it is (as Ray's
+    ``workflow.cancel`` does not raise for it): its status, output and error stay, and
+    the returned status says how it had ended. A cancel that races the end of a live run
+    either wins (CANCELED) or loses (the run's own SUCCESSFUL or FAILED); the store,
+    ``get_output`` and the run's handle always agree with what it returns.
+
+    Returns:
+        ``WorkflowStatus.CANCELED`` if the run is cancelled (now or earlier);
+        ``SUCCESSFUL`` or ``FAILED`` if it had already finished.
 
     Raises:
         WorkflowNotFoundError: The store has no such run.
     """
     workflow_id = _check_id(workflow_id)
-    get_runtime().call(lambda engine: engine.cancel(workflow_id))
+    return get_runtime().call(lambda engine: engine.cancel(workflow_id))
 
 
 def delete(workflow_id: str) -> None:
@@ -453,7 +464,8 @@ def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, obje
     Returns:
         For a run: ``{"workflow_id", "status", "user_metadata", "stats": {"start_time",
         "end_time"}}``; for a step: ``{"workflow_id", "step_id", "state", "attempts",
-        "step_options", "user_metadata", "stats"}``.
+        "error", "step_options", "user_metadata", "stats"}`` (``error``: the step's last
+        error as one line, or ``None``).
 
     Raises:
         WorkflowNotFoundError: The run (or the step in it) is unknown.
@@ -490,6 +502,7 @@ def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, obje
             "step_id": step_id,
             "state": (stats or {}).get("state"),
             "attempts": (stats or {}).get("attempts", 0),
+            "error": (stats or {}).get("error"),
             "step_options": {
                 "max_retries": options.max_retries,
                 "catch_exceptions": options.catch_exceptions,

@@ -20,7 +20,6 @@ from evkit.clock import Clock
 from evkit.dag import FlatDag, MissingCode, find_missing_code
 from evkit.errors import (
     RunStateError,
-    WorkflowCancellationError,
     WorkflowNotFoundError,
     WorkflowNotResumableError,
     WorkflowStillActiveError,
@@ -224,12 +223,6 @@ class Engine:
         active = self._active[workflow_id]
         try:
             return await self._load_and_execute(active, dag, metadata)
-        except asyncio.CancelledError:
-            if active.cancel_requested and active.execution is None:
-                raise WorkflowCancellationError(
-                    f"Run {workflow_id!r} was cancelled before it started.", workflow_id=workflow_id
-                ) from None
-            raise
         except WorkflowNotResumableError:
             raise  # the handle reports it (an unknown or cancelled run), as documented
         except Exception as exc:
@@ -295,6 +288,8 @@ class Engine:
             execution.subscribe(callback)
             callback()
         if active.cancel_requested:
+            # cancel() came while the run loaded (it does not interrupt a load, so a
+            # finished run that was loaded keeps its status): cancel it now it can record it.
             active.task.cancel()
         if _waits_on_inbox(dag):
             # Read the run's inbox now, while nothing is queued: the read then runs at
@@ -367,33 +362,50 @@ class Engine:
             return active.execution
         return self._finished.get(workflow_id)
 
-    async def cancel(self, workflow_id: str) -> None:
-        """Cancel a run: its waits are cancelled (cleanup hooks awaited), CANCELED recorded.
+    async def cancel(self, workflow_id: str) -> WorkflowStatus:
+        """Cancel a run unless it already finished; return the status it ends with.
 
-        A run that is not live just gets CANCELED in the store.
+        A live run's waits are cancelled (cleanup hooks awaited) and CANCELED is recorded.
+        A run that is not live (RESUMABLE) just gets CANCELED in the store. A finished
+        run is left as it is: its status, output and error never change. A cancel that
+        comes after a live run's outcome was decided (its output step ended) loses the
+        race the same way: the run finishes SUCCESSFUL or FAILED, as it would have.
+
+        Returns:
+            ``CANCELED`` if the run is cancelled (by this call or an earlier one);
+            ``SUCCESSFUL`` or ``FAILED`` if it had already finished, and nothing changed.
 
         Raises:
             WorkflowNotFoundError: The store has no such run.
         """
         active = self._active.get(workflow_id)
         if active is not None:
-            active.cancel_requested = True
-            if active.execution is not None:
-                active.execution.cancel_requested = True
-            active.task.cancel()
+            execution = active.execution
+            if not active.task.done() and not (execution is not None and execution.finishing):
+                active.cancel_requested = True
+                if execution is not None:
+                    execution.cancel_requested = True
+                    active.task.cancel()
+                # else: loading; _load_and_execute cancels the run once it exists (it
+                # may also find the run finished in the store: then it stays finished).
             await asyncio.wait([active.task])  # its outcome goes to the run's handle
-            if active.execution is not None:
-                return
-            # Cancelled while loading: nothing ran; if the run is stored, it must say CANCELED.
-            if await self.queue.read(run_exists, workflow_id):
-                await self.queue.append(run_status(workflow_id, "CANCELED"))
-            return
-        if not await self.queue.read(run_exists, workflow_id):
+            if active.execution is not None and active.execution.status.is_final:
+                return active.execution.status
+            # It ended without executing (it loaded a finished run, or failed to load), or
+            # was abandoned: the store says how it stands.
+        stored = await self.load(workflow_id)
+        if stored is None:
             raise WorkflowNotFoundError(
                 f"Run {workflow_id!r} is not in store {self.writer.path!r}; nothing to cancel.",
                 workflow_id=workflow_id,
             )
+        if workflow_id in self._active:  # resumed while the store was read
+            return await self.cancel(workflow_id)
+        status = WorkflowStatus(stored.status)
+        if status.is_final:
+            return status
         await self.queue.append(run_status(workflow_id, "CANCELED"))
+        return WorkflowStatus.CANCELED
 
     async def delete(self, workflow_id: str) -> None:
         """Delete everything the store holds about a finished or resumable run.
@@ -452,6 +464,8 @@ class Engine:
             self._watchdog.stop()
         for active in list(self._active.values()):
             if active.execution is not None:
+                if active.execution.finishing:
+                    continue  # its outcome is decided: let it record it (awaited below)
                 active.execution.abandoned = True
             active.task.cancel()
         await asyncio.gather(*(a.task for a in list(self._active.values())), return_exceptions=True)

@@ -208,13 +208,23 @@ class RunHandle:
             WorkflowStatus.CANCELED if isinstance(exc, WorkflowCancellationError) else WorkflowStatus.FAILED
         )
 
-    def cancel(self) -> None:
-        """Cancel the run: waits are cancelled, cleanup hooks awaited, CANCELED recorded."""
-        self._runtime.call(lambda engine: engine.cancel(self.workflow_id))
+    def cancel(self) -> WorkflowStatus:
+        """Cancel the run unless it already finished; return the status it ends with.
 
-    async def cancel_async(self) -> None:
+        Waits are cancelled, cleanup hooks awaited, and CANCELED is recorded. Like
+        ``concurrent.futures.Future.cancel()``, a cancel that comes too late does nothing:
+        a run that already finished, or whose output step already ended, keeps its
+        status and output, and :meth:`result` returns (or raises) as it would have.
+
+        Returns:
+            ``WorkflowStatus.CANCELED`` if the run is cancelled; ``SUCCESSFUL`` or
+            ``FAILED`` if it had already finished (then nothing changed).
+        """
+        return self._runtime.call(lambda engine: engine.cancel(self.workflow_id))
+
+    async def cancel_async(self) -> WorkflowStatus:
         """Like :meth:`cancel`, awaitable."""
-        await self._runtime.acall(lambda engine: engine.cancel(self.workflow_id))
+        return await self._runtime.acall(lambda engine: engine.cancel(self.workflow_id))
 
     def snapshot(self) -> RunSnapshot:
         """An immutable picture of the run now (see ``RunSnapshot``)."""

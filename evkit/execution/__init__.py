@@ -4,6 +4,7 @@
 - :mod:`~evkit.execution.events`: the event contract (poll, checkpoint, commit);
 - :mod:`~evkit.execution.functions`: function steps (executors, retries, continuations);
 - :mod:`~evkit.execution.tracker`: step states, snapshots and subscribers;
+- :mod:`~evkit.execution.deadlines`: a poll bounded by its wait's timeout;
 - :mod:`~evkit.execution.failures`: a failed run's error, kept in and rebuilt from the store;
 - :mod:`~evkit.execution.scope`: what those parts share.
 """

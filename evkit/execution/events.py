@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from evkit import codec
 from evkit.context import EventContext, set_context
 from evkit.dag import NO_DEFAULT, FlatStep
 from evkit.errors import EventTimeoutError, StepFailedError
+from evkit.execution.deadlines import TimedOut, poll_until
+from evkit.execution.failures import CODE_MISTAKES, NOT_A_FAILURE, one_line
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import StepView
 from evkit.listeners.base import EventListener
@@ -33,9 +34,6 @@ from evkit.store import now
 from evkit.store.reads import StoredEvent
 from evkit.store.rows import EventCheckpointRecord, EventCommitRecord, EventStateRecord
 
-if TYPE_CHECKING:
-    from evkit.clock import Clock
-
 logger = logging.getLogger("evkit")
 
 # The source_id of a checkpoint that holds a wait's `default` after its timeout: nothing
@@ -43,14 +41,6 @@ logger = logging.getLogger("evkit")
 TIMEOUT_DEFAULT_SOURCE = "evkit:timeout-default"
 
 _make_event_context = record_maker(EventContext)  # one per wait: see record_maker
-
-# What a listener's poll raises when its code is wrong (a plain `def poll_for_event` gives a
-# TypeError at the await): polling again cannot help, so the error does not suggest a resume.
-_CODE_MISTAKES = (TypeError, AttributeError, NameError, NotImplementedError, ImportError, SyntaxError)
-
-
-class _TimedOut(Exception):
-    """The wait's own ``timeout_seconds`` passed (not a TimeoutError from the listener)."""
 
 
 class EventSteps:
@@ -98,15 +88,17 @@ class EventSteps:
                 if view.timeout_at is None:
                     event = await listener.poll_for_event(*args, **kwargs)
                 else:
-                    event = await _poll_until(scope.clock, listener, args, kwargs, view.timeout_at)
+                    event = await poll_until(scope.clock, listener, args, kwargs, view.timeout_at)
             finally:
                 tracker.waiting -= 1
         except asyncio.CancelledError:
             await self._cancelled(step, listener, args, kwargs, attempt)
             raise
-        except _TimedOut:
+        except TimedOut:
             event, timed_out = self._timeout_default(step, attempt), True
-        except Exception as exc:
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see NOT_A_FAILURE
             raise self._poll_failed(step, attempt, exc) from exc
         received_at = now()
         tracker.busy += 1
@@ -202,7 +194,7 @@ class EventSteps:
             raise error from None
         return step.default
 
-    def _poll_failed(self, step: FlatStep, attempt: int, exc: Exception) -> StepFailedError:
+    def _poll_failed(self, step: FlatStep, attempt: int, exc: BaseException) -> StepFailedError:
         """Record that the listener raised while polling; the error to raise for it.
 
         It says "resume" only when polling again can help: not for a mistake in the
@@ -210,7 +202,7 @@ class EventSteps:
         """
         self._fail(step, attempt, exc)
         workflow_id = self._scope.workflow_id
-        if isinstance(exc, _CODE_MISTAKES):
+        if isinstance(exc, CODE_MISTAKES):
             advice = (
                 "This looks like a mistake in the listener's code, which polling again would "
                 f"repeat: fix {listener_name(step)}.poll_for_event, then run the workflow "
@@ -289,9 +281,9 @@ class EventSteps:
         try:
             if call_listener and _commits_at_source(listener):
                 await listener.event_checkpointed(event)
-        except asyncio.CancelledError:
+        except NOT_A_FAILURE:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: see NOT_A_FAILURE
             self._fail(step, attempt, exc)
             raise StepFailedError(
                 f"Listener {type(listener).__qualname__} of event step {step.step_id!r} in run "
@@ -360,35 +352,12 @@ def _commits_at_source(listener: EventListener) -> bool:
     return type(listener).event_checkpointed is not EventListener.event_checkpointed
 
 
-async def _poll_until(
-    clock: Clock,
-    listener: EventListener,
-    args: tuple[object, ...],
-    kwargs: dict[str, object],
-    timeout_at: float,
-) -> object:
-    try:
-        async with asyncio.timeout(None) as scope:
-            expiry = asyncio.get_running_loop().create_task(_expire(clock, timeout_at, scope))
-            try:
-                return await listener.poll_for_event(*args, **kwargs)
-            finally:
-                expiry.cancel()
-    except TimeoutError:
-        if scope.expired():
-            raise _TimedOut from None
-        raise
-
-
-async def _expire(clock: Clock, deadline: float, scope: asyncio.Timeout) -> None:
-    await clock.sleep_until(deadline)
-    scope.reschedule(asyncio.get_running_loop().time())
-
-
 async def _call_cleanup(listener: EventListener, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
     try:
         await listener.poll_cancelled(*args, **kwargs)
-    except Exception:  # a failing cleanup must not hide the cancellation
+    except NOT_A_FAILURE:
+        raise
+    except BaseException:  # a failing cleanup must not hide the cancellation (nor stop the loop)
         logger.exception(
             "poll_cancelled of %s raised; the wait is cancelled anyway", type(listener).__qualname__
         )
@@ -397,9 +366,3 @@ async def _call_cleanup(listener: EventListener, args: tuple[object, ...], kwarg
 def listener_name(step: FlatStep) -> str:
     """The step's listener class, as error messages name it."""
     return step.listener.__qualname__ if step.listener is not None else "?"
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: message``, first line only (for the store's error columns and snapshots)."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,4 +1,4 @@
-"""How a failed run's error is kept in the store, and rebuilt from it.
+"""What fails a step, and how a failed run's error is kept in the store and rebuilt from it.
 
 The error a run raised live and the one ``get_output`` raises later from the store are
 the same: a :class:`~evkit.errors.StepFailedError` with the same message, ``workflow_id``,
@@ -7,8 +7,27 @@ the same: a :class:`~evkit.errors.StepFailedError` with the same message, ``work
 
 from __future__ import annotations
 
+import asyncio
+
 from evkit import codec
 from evkit.errors import StepFailedError, WorkflowExecutionError
+
+NOT_A_FAILURE = (asyncio.CancelledError, GeneratorExit)
+"""What user code may raise that is not a failure of its step: the task's own cancellation,
+and the close of a coroutine. Anything else a body or listener raises, ``SystemExit`` and
+``KeyboardInterrupt`` included, fails its step: raised out of a task, those two would stop
+the engine's loop (asyncio re-raises them from the task into ``run_forever``) and leave
+every other run hanging."""
+
+# What a listener's poll raises when its code is wrong (a plain `def poll_for_event` gives a
+# TypeError at the await): polling again cannot help, so the error does not suggest a resume.
+CODE_MISTAKES = (TypeError, AttributeError, NameError, NotImplementedError, ImportError, SyntaxError)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message``, first line only (for the store's error columns and snapshots)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def failure_blob(error: WorkflowExecutionError) -> bytes:

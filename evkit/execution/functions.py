@@ -15,7 +15,7 @@ from evkit import codec
 from evkit.context import StepContext, set_context
 from evkit.dag import FlatDag, FlatStep, StepNode, flatten
 from evkit.errors import StepFailedError, WorkerLostError
-from evkit.execution.events import one_line
+from evkit.execution.failures import one_line
 from evkit.execution.scope import RunScope
 from evkit.executors.base import StepCall
 from evkit.model import record_maker
@@ -89,18 +89,26 @@ class FunctionSteps:
                     self._log(step, "cancelled", attempt)
                 tracker.set_state(step.step_id, "cancelled")
                 raise
-            except Exception as exc:
+            except BaseException as exc:  # not only Exception: see NOT_A_FAILURE
                 tracker.busy -= 1
+                if isinstance(exc, GeneratorExit):
+                    raise
                 view.error = one_line(exc)
                 self._log(step, "failed", attempt, error=view.error)
-                if attempt <= options.max_retries and _retryable(exc, options.retry_exceptions):
+                # A SystemExit or KeyboardInterrupt fails the step at once: not retried, not caught.
+                failure = exc if isinstance(exc, Exception) else None
+                if (
+                    failure is not None
+                    and attempt <= options.max_retries
+                    and _retryable(failure, options.retry_exceptions)
+                ):
                     tracker.set_state(step.step_id, "pending")
                     clock = self._scope.clock
                     await clock.sleep_until(clock.now() + options.retry_backoff_seconds * 2 ** (attempt - 1))
                     continue
                 tracker.set_state(step.step_id, "failed")
-                if options.catch_exceptions:
-                    return self.record_success(step, (None, exc), attempt)
+                if failure is not None and options.catch_exceptions:
+                    return self.record_success(step, (None, failure), attempt)
                 raise StepFailedError(
                     f"Step {step.step_id!r} of run {self._scope.workflow_id!r} failed after {attempt} "
                     f"attempt(s): {exc!r}",
@@ -126,6 +134,12 @@ class FunctionSteps:
         try:
             blob = codec.dumps(value)
         except TypeError as exc:
+            # The step's last row said `running`: record that it failed, and why, so the
+            # steps view and get_metadata agree with the run's FAILED status.
+            view = self._scope.tracker.views[step.step_id]
+            view.error = one_line(exc)
+            self._log(step, "failed", attempt, error=view.error)
+            self._scope.tracker.set_state(step.step_id, "failed")
             raise StepFailedError(
                 f"Step {step.step_id!r} of run {self._scope.workflow_id!r} returned a value of type "
                 f"{type(value).__qualname__} that cannot be checkpointed: {exc.__cause__ or exc}. "

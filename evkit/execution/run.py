@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from evkit import codec
 from evkit.dag import FlatDag, FlatStep, Ref, resolve_refs
 from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellationError, WorkflowExecutionError
-from evkit.execution.events import EventSteps, one_line
-from evkit.execution.failures import failure_blob
+from evkit.execution.events import EventSteps
+from evkit.execution.failures import NOT_A_FAILURE, failure_blob, one_line
 from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
@@ -131,6 +131,10 @@ class RunExecution:
     async def execute(self) -> object:
         """Run to the end; return the output (checkpointed) or raise.
 
+        Every way out cancels and awaits the run's other step tasks (so none polls or
+        commits after the run ended) and records the run's final status, unless the
+        engine abandoned the run (shutdown: it stays RUNNING, so RESUMABLE later).
+
         Raises:
             StepFailedError: A step failed (``__cause__`` is its error); a
                 ``WorkflowExecutionError``.
@@ -148,7 +152,9 @@ class RunExecution:
             raise WorkflowCancellationError(
                 f"Run {self.workflow_id!r} was cancelled.", workflow_id=self.workflow_id
             ) from None
-        except Exception as exc:
+        except BaseException as exc:  # a SystemExit fails the run too: see NOT_A_FAILURE
+            if isinstance(exc, GeneratorExit):
+                raise
             await self._cancel_steps()
             error = (
                 exc
@@ -172,6 +178,18 @@ class RunExecution:
         )
         return output
 
+    @property
+    def finishing(self) -> bool:
+        """True once the run's outcome is decided: its output step ended, or it has a final status.
+
+        The engine's ``cancel`` leaves such a run alone: the run ends as it would have,
+        and the store, its handle and ``cancel`` all say so.
+        """
+        if self._tracker.status.is_final:
+            return True
+        output = self._tasks.get(self.dag.output)
+        return output is not None and output.done() and not output.cancelled()
+
     async def _cancel_steps(self) -> None:
         pending = [task for task in self._tasks.values() if not task.done()]
         for task in pending:
@@ -189,23 +207,36 @@ class RunExecution:
         return task
 
     async def _run_step(self, step_id: str) -> object:
-        steps = self._tracker.steps
-        step = steps[step_id]
-        if not step.upstream or step_id in self._results or self._stored_checkpoint(step_id):
-            return await self._start(step, {})
-        if len(step.upstream) == 1:
-            up = step.upstream[0]
-            if self._runs_inline(up):
-                # The only consumer of a source step (a wait, say) runs it inside its own
-                # task: a task less per wait of a fan-in. It is registered under our task,
-                # so cancelling the run still reaches it.
-                self._tasks[up] = self._tasks[step_id]
-                values = [await self._start(steps[up], {})]
+        try:
+            steps = self._tracker.steps
+            step = steps[step_id]
+            if not step.upstream or step_id in self._results or self._stored_checkpoint(step_id):
+                return await self._start(step, {})
+            if len(step.upstream) == 1:
+                up = step.upstream[0]
+                if self._runs_inline(up):
+                    # The only consumer of a source step (a wait, say) runs it inside its own
+                    # task: a task less per wait of a fan-in. It is registered under our task,
+                    # so cancelling the run still reaches it.
+                    self._tasks[up] = self._tasks[step_id]
+                    values = [await self._start(steps[up], {})]
+                else:
+                    values = [await self._task_for(up)]  # a chain: no gather for one upstream
             else:
-                values = [await self._task_for(up)]  # a chain: no gather for one upstream
-        else:
-            values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
-        return await self._start(step, dict(zip(step.upstream, values, strict=True)))
+                values = await asyncio.gather(*[self._task_for(u) for u in step.upstream])
+            return await self._start(step, dict(zip(step.upstream, values, strict=True)))
+        except (Exception, *NOT_A_FAILURE):
+            raise
+        except BaseException as exc:
+            # A BaseException from user code that the step's own handlers do not catch (a
+            # listener's source_id, a value's __reduce__): it fails the step, not the loop.
+            raise StepFailedError(
+                f"Step {step_id!r} of run {self.workflow_id!r} raised {exc!r}. A "
+                f"{type(exc).__name__} raised inside a step fails its run; the engine and "
+                "other runs go on.",
+                workflow_id=self.workflow_id,
+                step=step_id,
+            ) from exc
 
     def _runs_inline(self, up: str) -> bool:
         """True when step ``up`` is a source step only one step consumes, not yet started.

@@ -132,21 +132,24 @@ def list_statuses(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 
 
 def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str) -> dict[str, object] | None:
-    """Start and end times of a step (function or event), or ``None`` if it never ran."""
+    """Start and end times, state, attempts and last error of a step, or ``None`` if it never ran."""
     row = con.execute(
         """
         SELECT min(recorded_at),
                max(recorded_at) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled', 'committed')),
-               arg_max(state, seq), max(attempt)
-        FROM (SELECT recorded_at, state, attempt, seq FROM step_log WHERE workflow_id = $1 AND step_id = $2
+               arg_max(state, seq), max(attempt),
+               arg_max(error_text, seq) FILTER (WHERE error_text IS NOT NULL)
+        FROM (SELECT recorded_at, state, attempt, seq, error_text FROM step_log
+              WHERE workflow_id = $1 AND step_id = $2
               UNION ALL
-              SELECT recorded_at, state, attempt, seq FROM event_log WHERE workflow_id = $1 AND step_id = $2)
+              SELECT recorded_at, state, attempt, seq, error_text FROM event_log
+              WHERE workflow_id = $1 AND step_id = $2)
         """,
         [workflow_id, step_id],
     ).fetchone()
     if row is None or row[0] is None:
         return None
-    return {"start_time": row[0], "end_time": row[1], "state": row[2], "attempts": row[3]}
+    return {"start_time": row[0], "end_time": row[1], "state": row[2], "attempts": row[3], "error": row[4]}
 
 
 def unclaimed_inbox_of_run(con: duckdb.DuckDBPyConnection, workflow_id: str) -> list[tuple[str, str, bytes]]:

@@ -74,4 +74,4 @@ def test_a_failed_step_shows_only_the_users_frames(
     assert "File " not in text  # every frame shown is a cell's ("Cell In[...]")
     # The full traceback is kept for %tb and %debug.
     full = "".join(traceback.format_exception(sys.last_value))
-    assert "evkit/execution.py" in full
+    assert "evkit/execution/" in full

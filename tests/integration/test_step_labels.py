@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,17 +13,6 @@ import evkit
 from evkit import workflow
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
-
-
-@pytest.fixture
-def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process's local zone is UTC+05:30 (no daylight saving): "local time" must
-    visibly differ from UTC, whatever zone the machine running the tests is in."""
-    monkeypatch.setenv("TZ", "IST-05:30")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @workflow.step
@@ -38,7 +25,7 @@ async def rows(query: str) -> list[tuple[object, ...]]:
     return await asyncio.to_thread(lambda: evkit.sql(query).fetchall())
 
 
-@pytest.mark.usefixtures("india_time")
+@pytest.mark.usefixtures("india_local_time")
 async def test_waits_are_labelled_by_key_and_deadline_and_timer_args_read_as_local_times(
     aruntime: evkit.Runtime, fake_clock: evkit.FakeClock
 ) -> None:

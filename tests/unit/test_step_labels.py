@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,19 +17,6 @@ from evkit.listeners.http import HTTPListener
 from evkit.listeners.manual import ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus, step_label
-
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
-
-
-@pytest.fixture
-def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process's local zone is UTC+05:30 (no daylight saving): "local time" must
-    visibly differ from UTC, whatever zone the machine running the tests is in."""
-    monkeypatch.setenv("TZ", "IST-05:30")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @workflow.step
@@ -105,7 +90,7 @@ def test_a_redis_stream_wait_is_labelled_by_its_stream() -> None:
     assert positional == keywords == WaitDescription(label="orders")
 
 
-@pytest.mark.usefixtures("india_time")
+@pytest.mark.usefixtures("india_local_time")
 def test_a_timers_arguments_read_as_a_local_time_with_its_offset() -> None:
     deadline = dt.datetime(2026, 12, 7, 19, 3, 48, 126000, tzinfo=dt.UTC).timestamp()
 

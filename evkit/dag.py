@@ -192,16 +192,16 @@ class EventNode(StepNode):
         *,
         timeout_seconds: float | None,
         default: object,
-        default_name: str | None = None,
     ) -> None:
         super().__init__(_event_placeholder, args, kwargs, options)
         self.kind = "event"
         self.listener = listener
         self.timeout_seconds = timeout_seconds
         self.default = default
-        # The name when the user gives none (``sleep``'s), which is not a label: views
-        # show a user's ``name=`` over what the listener says of a wait, and this under it.
-        self.default_name = default_name
+        # The name when the user gives none (``sleep`` sets it), kept out of the options:
+        # views show an options name (the user's ``name=``) over what the listener says of
+        # a wait, and this one under it.
+        self.default_name: str | None = None
 
     @property
     def name(self) -> str:

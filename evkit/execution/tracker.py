@@ -144,13 +144,15 @@ class RunTracker:
 
     def label_changed(self, step_id: str) -> None:
         """Take the step's label anew from its view (after its wait was described)."""
+        self._snapshots.pop(step_id, None)
         label = self._label_of(self.steps[step_id], self.views[step_id])
+        if label == self._labels.get(step_id):
+            return  # the usual case on a retry or for listeners that say nothing: no copy
         if label is None:
-            self._labels.pop(step_id, None)
+            del self._labels[step_id]
         else:
             self._labels[step_id] = label
         self._labels_shown = None
-        self._snapshots.pop(step_id, None)
 
     def finish(self, status: WorkflowStatus, *, error: str | None = None) -> None:
         """Record the run's final status."""

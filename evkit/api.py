@@ -564,19 +564,26 @@ async def _sleep_deadline(seconds: float) -> float:
     return current_clock().now() + seconds
 
 
-def sleep(seconds: float) -> EventNode:
+def sleep(seconds: float, *, name: str | None = None) -> EventNode:
     """An event step that finishes ``seconds`` after it starts (a durable timer).
 
     The deadline is fixed when the step starts and kept in the store: after a restart the
     timer waits only what is left.
 
+    Args:
+        seconds: How long to wait, from when the step starts.
+        name: What the views call the step, and its id in the run (made unique); without
+            it they show the deadline as a local time and the id is ``sleep``.
+
     Raises:
         ValueError: ``seconds`` is negative or not a number.
+        WorkflowDefinitionError: ``name`` is empty or holds a '/'.
     """
     if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:  # type: ignore[redundant-expr]  # callers need not obey the types
         raise ValueError(f"`seconds` must be a number >= 0, got {seconds!r}.")
-    node = wait_for_event(TimerListener, _sleep_deadline.step(float(seconds)))
-    return node.with_options(name="sleep")  # type: ignore[return-value]
+    node = wait_for_event(TimerListener, _sleep_deadline.step(float(seconds)), name=name)
+    node.default_name = "sleep"
+    return node
 
 
 def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: str | None = None) -> str:

@@ -182,7 +182,7 @@ def _all_slots(cls: type) -> list[str]:
 class EventNode(StepNode):
     """A step that finishes when its listener's event arrives (``wait_for_event``)."""
 
-    __slots__ = ("default", "listener", "timeout_seconds")
+    __slots__ = ("default", "default_name", "listener", "timeout_seconds")
 
     def __init__(
         self,
@@ -199,11 +199,15 @@ class EventNode(StepNode):
         self.listener = listener
         self.timeout_seconds = timeout_seconds
         self.default = default
+        # The name when the user gives none (``sleep`` sets it), kept out of the options:
+        # views show an options name (the user's ``name=``) over what the listener says of
+        # a wait, and this one under it.
+        self.default_name: str | None = None
 
     @property
     def name(self) -> str:
-        """The step's name: the option, else the listener class name."""
-        return self.options.name or self.listener.__name__
+        """The step's name: the ``name=`` given, else a default, else the listener class name."""
+        return self.options.name or self.default_name or self.listener.__name__
 
 
 def _event_placeholder(*args: object, **kwargs: object) -> object:  # pragma: no cover - never called
@@ -309,6 +313,7 @@ def wait_for_event(
     *args: object,
     timeout_seconds: float | None = None,
     default: object = NO_DEFAULT,
+    name: str | None = None,
     **kwargs: object,
 ) -> EventNode:
     """Make an event step: it finishes when its listener's event is checkpointed and committed.
@@ -321,6 +326,13 @@ def wait_for_event(
         timeout_seconds: Give up after this long (counted from when the wait starts,
             kept as an absolute deadline across restarts).
         default: Returned (and checkpointed) on timeout instead of raising.
+        name: What the widget, the static view and the store call the step
+            (``name="approval"``), as ``@workflow.step(name=...)`` does for a function:
+            its id in the run is this name, made unique (``approval``, ``approval_1``...).
+            Without it the views show what the listener says of the wait (a key, a
+            stream, a timer's deadline) and the id starts with the listener class name.
+            Like ``timeout_seconds`` and ``default`` it is not passed on: pass a poll
+            argument called ``name`` positionally.
         **kwargs: Passed to ``poll_for_event``.
 
     Returns:
@@ -330,8 +342,8 @@ def wait_for_event(
         WorkflowDefinitionError: ``listener`` is not an ``EventListener`` subclass, it cannot
             be pickled, its constructor needs arguments, its ``poll_for_event`` (or another
             hook it overrides) is not an ``async def``, the arguments do not fit
-            ``poll_for_event``, or ``timeout_seconds`` is not positive. (It is also a
-            ``TypeError``.)
+            ``poll_for_event``, ``timeout_seconds`` is not positive, or ``name`` is empty or
+            holds a '/'. (It is also a ``TypeError``.)
     """
     if not (isinstance(listener, type) and issubclass(listener, EventListener)):  # type: ignore[redundant-expr]
         raise WorkflowDefinitionError(
@@ -350,11 +362,12 @@ def wait_for_event(
         ) from exc
     if timeout_seconds is not None and not timeout_seconds > 0:
         raise WorkflowDefinitionError(f"`timeout_seconds` must be positive, got {timeout_seconds!r}.")
+    options = _EVENT_OPTIONS
+    if name is not None:
+        options = make_options(options, {"name": name}, where=f"wait_for_event({listener.__qualname__}, ...)")
     # Mistakes a resume cannot fix fail here, where they are written, not in the run.
     check_listener_call(listener, args, kwargs)
-    return EventNode(
-        listener, args, dict(kwargs), _EVENT_OPTIONS, timeout_seconds=timeout_seconds, default=default
-    )
+    return EventNode(listener, args, dict(kwargs), options, timeout_seconds=timeout_seconds, default=default)
 
 
 # ---------------------------------------------------------------------------- flat DAGs

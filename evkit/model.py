@@ -117,6 +117,10 @@ class StepSnapshot:
         error: A one-line description of the failure, if the step failed.
         inbox_key: For an event step waiting on the inbox (``ManualListener`` and its
             subclasses): the ``key`` that ``workflow.send_event`` delivers to.
+        label: For an event step, what identifies it to the user: its ``name=``, else
+            what its listener says of the wait once it starts (a key, a stream), else
+            ``None``, and then views show its ``deadline`` as a local time if it has one
+            (a timer), else its id (see :func:`step_label`).
     """
 
     step_id: str
@@ -132,6 +136,19 @@ class StepSnapshot:
     timeout_at: dt.datetime | None = None
     error: str | None = None
     inbox_key: str | None = None
+    label: str | None = None
+
+
+StepLabel = str | dt.datetime
+"""What a view writes for a step instead of its id: text the user wrote (a ``name=``, a
+key, a stream), or a time (a timer's deadline) that the view shows in its own time zone."""
+
+
+def step_label(step: StepSnapshot) -> StepLabel | None:
+    """The label views show for ``step``: its ``label``, else its deadline, else ``None``."""
+    if step.label is not None:
+        return step.label
+    return step.deadline if step.kind == "event" else None
 
 
 def record_maker(cls: type[R]) -> Callable[..., R]:
@@ -234,6 +251,8 @@ class RunProgress:
         event_total: How many event steps the run has.
         started_at: When the run started (or resumed).
         error: A one-line description of the failure, if the run failed.
+        labels: ``step_id -> label`` (see :func:`step_label`) of the steps that have one,
+            for the text of their nodes. The same object while no label changes.
     """
 
     workflow_id: str
@@ -246,6 +265,7 @@ class RunProgress:
     event_total: int
     started_at: dt.datetime | None = None
     error: str | None = None
+    labels: Mapping[str, StepLabel] = field(default_factory=dict)
 
     @classmethod
     def of_snapshot(
@@ -271,6 +291,7 @@ class RunProgress:
             event_total=len(events),
             started_at=snapshot.started_at,
             error=snapshot.error,
+            labels={s.step_id: label for s in snapshot.steps if (label := step_label(s)) is not None},
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -48,3 +49,14 @@ async def aruntime(store_path: str, fake_clock: evkit.FakeClock) -> AsyncIterato
     yield rt
     await rt.aclose()
     assert rt.writer.closed
+
+
+@pytest.fixture
+def india_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local zone is UTC+05:30 ("IST", no daylight saving), so a "local
+    time" visibly differs from UTC whatever zone the machine running the tests is in."""
+    monkeypatch.setenv("TZ", "IST-05:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

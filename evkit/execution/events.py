@@ -143,7 +143,7 @@ class EventSteps:
         kwargs: dict[str, object],
         stored: StoredEvent | None,
     ) -> None:
-        """What the store and the widget show of the wait: its deadlines, arguments, key.
+        """What the store and the widget show of the wait: its deadlines, arguments, key, label.
 
         Deadlines are fixed when the wait first starts: a later attempt (after a restart)
         takes the stored ones, so it waits only what is left.
@@ -156,11 +156,15 @@ class EventSteps:
             view.timeout_at = now + step.timeout_seconds
         description = step.listener.describe_wait(args, kwargs, now=now)
         view.inbox_key = description.inbox_key
+        view.label = description.label
         if stored is not None and stored.deadline is not None:
             view.deadline = stored.deadline.timestamp()
         else:
             view.deadline = description.deadline
-        view.args_text = codec.readable({"args": list(args), "kwargs": kwargs} if kwargs else list(args))
+        view.args_text = description.args_text or codec.readable(
+            {"args": list(args), "kwargs": kwargs} if kwargs else list(args)
+        )
+        self._scope.tracker.label_changed(step.step_id)
 
     async def _cancelled(
         self,

@@ -22,6 +22,7 @@ from evkit.model import (
     STEP_STATES,
     RunProgress,
     RunSnapshot,
+    StepLabel,
     StepShape,
     StepSnapshot,
     StepState,
@@ -44,6 +45,7 @@ class StepView:
     args_text: str | None = None
     error: str | None = None
     inbox_key: str | None = None
+    label: str | None = None  # what the listener says of the wait (describe_wait)
 
 
 class StateTimes:
@@ -99,6 +101,10 @@ class RunTracker:
         self._snapshots: dict[str, StepSnapshot] = {}  # see step_snapshot()
         self._times = StateTimes()
         self._shapes: tuple[tuple[StepShape, ...], list[str]] | None = None  # see progress()
+        # The labels of the steps that have one; progress() hands out a copy, made again
+        # only after a label changed, so a view can tell by identity that none did.
+        self._labels: dict[str, StepLabel] = {}
+        self._labels_shown: dict[str, StepLabel] | None = None
         self._notify_scheduled = False
 
     # ------------------------------------------------------------------ changes
@@ -116,6 +122,9 @@ class RunTracker:
             view = StepView(len(self.order), attempts=self._prior_attempts.get(step.step_id, 0))
             self.order.append(step.step_id)
             self.views[step.step_id] = view
+            if step.kind == "event" and step.options.name is not None:
+                self._labels[step.step_id] = step.options.name
+                self._labels_shown = None
             if step.step_id in results:
                 view.state = "committed" if step.kind == "event" else "done"
             elif (stored := events.get(step.step_id)) is not None:
@@ -132,6 +141,18 @@ class RunTracker:
         self._times.arrays[state][view.index] = time.time()
         self._snapshots.pop(step_id, None)
         self.changed()
+
+    def label_changed(self, step_id: str) -> None:
+        """Take the step's label anew from its view (after its wait was described)."""
+        self._snapshots.pop(step_id, None)
+        label = self._label_of(self.steps[step_id], self.views[step_id])
+        if label == self._labels.get(step_id):
+            return  # the usual case on a retry or for listeners that say nothing: no copy
+        if label is None:
+            del self._labels[step_id]
+        else:
+            self._labels[step_id] = label
+        self._labels_shown = None
 
     def finish(self, status: WorkflowStatus, *, error: str | None = None) -> None:
         """Record the run's final status."""
@@ -212,7 +233,22 @@ class RunTracker:
             event_total=len(event_ids),
             started_at=as_datetime(self._started_at),
             error=self.error,
+            labels=self._shown_labels(),
         )
+
+    def _shown_labels(self) -> dict[str, StepLabel]:
+        if self._labels_shown is None:
+            self._labels_shown = dict(self._labels)
+        return self._labels_shown
+
+    @staticmethod
+    def _label_of(step: FlatStep, view: StepView) -> StepLabel | None:
+        # A name the user gave wins over what the listener says; a timer says its deadline.
+        if step.kind != "event":
+            return None
+        if step.options.name is not None or view.label is not None:
+            return step.options.name or view.label
+        return as_datetime(view.deadline) if view.deadline is not None else None
 
     def step_snapshot(self, step_id: str) -> StepSnapshot:
         """The step's record, reused until its view changes (``set_state`` drops it).
@@ -238,6 +274,7 @@ class RunTracker:
             as_datetime(view.timeout_at) if view.timeout_at is not None else None,
             view.error,
             view.inbox_key,
+            (step.options.name or view.label) if step.kind == "event" else None,
         )
         return record
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from evkit import codec
 from evkit.context import current_clock
 
 Event = object
@@ -23,13 +24,22 @@ class WaitDescription:
     """What one wait says of itself, for the store's ``waiting`` row and the live view.
 
     Attributes:
-        deadline: When the wait fires by itself (epoch seconds), shown as "time left".
+        deadline: When the wait fires by itself (epoch seconds), shown as "time left",
+            and as the step's label (a local time) when it has no other.
         inbox_key: The inbox key it takes its event from (``send_event``'s key), shown
             with a form to send to it.
+        label: What tells this wait apart for the user (a key, a stream, a topic): the
+            step's text in the widget, the static view and their event tables, unless
+            the step has a ``name=``.
+        args_text: How the store (``args`` of the ``events`` view) and the views show the
+            poll's arguments, when their JSON would not read well (a timer's deadline as
+            a local time); ``None``: their JSON.
     """
 
     deadline: float | None = None
     inbox_key: str | None = None
+    label: str | None = None
+    args_text: str | None = None
 
 
 NOTHING_TO_DESCRIBE = WaitDescription()
@@ -69,7 +79,8 @@ class EventListener:
                 tests), for deadlines relative to it (a schedule's next fire).
 
         Returns:
-            Its deadline and inbox key, each ``None`` if it has none.
+            Its deadline, inbox key, label and readable arguments, each ``None`` if it
+            has none.
         """
         return NOTHING_TO_DESCRIBE
 
@@ -125,13 +136,28 @@ class TimerListener(EventListener):
     def describe_wait(
         cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
     ) -> WaitDescription:
-        """The timer's deadline: its first argument."""
+        """The timer's deadline (its first argument); its arguments show it as a local time.
+
+        The deadline is the step's label, formatted where it is shown (the widget's
+        browser has its own time zone), so ``label`` stays ``None``.
+        """
         timestamp = args[0] if args else kwargs.get("timestamp")
         if timestamp is None:
             return NOTHING_TO_DESCRIBE
-        return WaitDescription(deadline=float(timestamp))  # type: ignore[arg-type]
+        deadline = float(timestamp)  # type: ignore[arg-type]
+        when = local_iso(deadline)
+        readable = codec.readable([when] if args else {"args": [], "kwargs": {"timestamp": when}})
+        return WaitDescription(deadline=deadline, args_text=readable)
 
     @staticmethod
     def deadline_of(timestamp: float) -> dt.datetime:
         """The deadline as a UTC datetime (for the ``events`` view and the widget)."""
         return dt.datetime.fromtimestamp(float(timestamp), tz=dt.UTC)
+
+
+def local_iso(timestamp: float) -> str:
+    """Epoch seconds as an ISO time in this machine's time zone, with its offset.
+
+    ``2026-12-07T19:03:48.126+01:00``: what a person reads, and still one instant.
+    """
+    return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")

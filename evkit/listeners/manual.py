@@ -361,9 +361,9 @@ class ManualListener(EventListener):
     def describe_wait(
         cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
     ) -> WaitDescription:
-        """The ``key`` the wait takes its event from."""
+        """The ``key`` the wait takes its event from, which is also its label."""
         key = kwargs.get("key", args[0] if args else None)
-        return WaitDescription(inbox_key=key) if isinstance(key, str) else NOTHING_TO_DESCRIBE
+        return WaitDescription(inbox_key=key, label=key) if isinstance(key, str) else NOTHING_TO_DESCRIBE
 
     async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
         """Return the payload of the oldest event sent to this run under ``key``."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar, final
 from urllib.parse import urlsplit, urlunsplit
 
 from evkit.context import get_event_context
-from evkit.listeners.base import EventListener
+from evkit.listeners.base import NOTHING_TO_DESCRIBE, EventListener, WaitDescription
 from evkit.services import Service, ServiceRegistry
 from evkit.store.service import StoreReads
 
@@ -68,6 +68,14 @@ class RedisStreamListener(EventListener):
     acknowledged without being delivered twice. Keep the consumer name stable: it is how
     a resumed run finds the entries its crashed predecessor read.
     """
+
+    @classmethod
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
+        """The stream the wait reads, which is its label."""
+        stream = kwargs.get("stream", args[1] if len(args) > 1 else None)
+        return WaitDescription(label=stream) if isinstance(stream, str) and stream else NOTHING_TO_DESCRIBE
 
     async def poll_for_event(  # type: ignore[override]
         self, url: str, stream: str, group: str, consumer: str

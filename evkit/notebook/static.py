@@ -45,7 +45,7 @@ def render_svg(progress: RunProgress, layout: Layout) -> str:
     parts.append('<g fill="none" stroke="#888">')
     parts += [f'<path d="{edge_path(layout.positions[a], layout.positions[b])}"/>' for a, b in layout.edges]
     parts.append('</g><g stroke="#555" font-family="sans-serif" font-size="12" text-anchor="middle">')
-    for node in viewmodel.node_boxes(layout, progress.shapes):
+    for node in viewmodel.node_boxes(layout, progress.shapes, progress.labels):
         step_id = escape(str(node["id"]))
         state = states.get(str(node["id"]), "pending")
         cx, cy = float(node["x"]), float(node["y"])  # type: ignore[arg-type]
@@ -82,7 +82,16 @@ def render_table(progress: RunProgress, *, now: float) -> str:
     rows = viewmodel.event_rows(progress, now=now)
     if not rows:
         return ""
-    head = ["step", "listener", "args", "state", "attempts", *viewmodel.EVENT_TIME_COLUMNS, "time left"]
+    head = [
+        "step",
+        "label",
+        "listener",
+        "args",
+        "state",
+        "attempts",
+        *viewmodel.EVENT_TIME_COLUMNS,
+        "time left",
+    ]
     out = [
         f'<table class="evkit-events" border="1" cellpadding="3" style="border-collapse:collapse;{_FONT}">'
     ]
@@ -94,6 +103,7 @@ def render_table(progress: RunProgress, *, now: float) -> str:
         state = str(row["state"])
         values = [
             escape(str(row["step"])),
+            escape(str(row["label"])),
             escape(str(row["listener"])),
             f"<code>{escape(_clip(str(row['args'])))}</code>",
             f'<span style="background:{viewmodel.STATE_COLORS[state]};padding:0 4px">{state}</span>',

@@ -7,9 +7,9 @@ live widget and the static picture so both show the same thing. No widget, no I/
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from evkit.model import RunProgress, StepShape, StepSnapshot
+from evkit.model import RunProgress, StepLabel, StepShape, StepSnapshot, step_label
 from evkit.notebook.layout import Layout
 
 # The colour of each StepState; the widget's CSS (run_widget.css) uses the same values.
@@ -36,16 +36,59 @@ def label(step_id: str) -> str:
     return step_id if len(step_id) <= _LABEL_CHARS else "…" + step_id[-(_LABEL_CHARS - 1) :]
 
 
-def node_boxes(layout: Layout, shapes: Iterable[StepShape] = ()) -> list[dict[str, object]]:
+def node_text(step_id: str, step_label: StepLabel | None = None) -> str:
+    """The text of a node: its label (shortened at the end), else its id (see :func:`label`)."""
+    if step_label is None:
+        return label(step_id)
+    text = label_text(step_label)
+    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
+
+
+def label_text(step_label: StepLabel) -> str:
+    """A label as Python shows it: text as it is, a time in this machine's time zone."""
+    return local_time_text(step_label) if isinstance(step_label, dt.datetime) else step_label
+
+
+def local_time_text(when: dt.datetime) -> str:
+    """``"Dec 07 19:03:48 CET"``: a time of day in this machine's time zone, named.
+
+    The static picture may be read elsewhere (an HTML export), hence the zone's name.
+    """
+    return when.astimezone().strftime("%b %d %H:%M:%S %Z").rstrip()
+
+
+def labels_json(labels: Mapping[str, StepLabel]) -> dict[str, object]:
+    """Labels for the browser: text as it is, a time as ``{"at": epoch seconds}``.
+
+    The browser writes times in its own locale and time zone.
+    """
+    return {
+        step_id: {"at": value.timestamp()} if isinstance(value, dt.datetime) else value
+        for step_id, value in labels.items()
+    }
+
+
+def node_boxes(
+    layout: Layout, shapes: Iterable[StepShape] = (), labels: Mapping[str, StepLabel] | None = None
+) -> list[dict[str, object]]:
     """One dict per laid-out node: ``id``, ``label``, ``kind``, ``x``, ``y`` (centre, px).
 
     Args:
         layout: Where each node is.
         shapes: The steps' ``(step_id, kind, upstream)``, for their kinds (default "function").
+        labels: The steps' labels (``RunProgress.labels``) for their text; without
+            one a node shows its id.
     """
     kinds = {step_id: kind for step_id, kind, _ in shapes}
+    labels = labels or {}
     return [
-        {"id": step_id, "label": label(step_id), "kind": kinds.get(step_id, "function"), "x": x, "y": y}
+        {
+            "id": step_id,
+            "label": node_text(step_id, labels.get(step_id)),
+            "kind": kinds.get(step_id, "function"),
+            "x": x,
+            "y": y,
+        }
         for step_id, (x, y) in layout.positions.items()
     ]
 
@@ -58,7 +101,9 @@ def event_rows(progress: RunProgress, *, now: float) -> list[dict[str, object]]:
         now: The runtime clock's time (seconds since the epoch), for ``time_left``.
 
     Returns:
-        Dicts with ``step``, ``listener``, ``args``, ``state``, ``attempts``, ``times``
+        Dicts with ``step``, ``label`` (the step's label as Python writes it, or ``""``),
+        ``label_at`` (epoch seconds when the label is a time, else ``None``: the browser
+        writes it in its own time zone), ``listener``, ``args``, ``state``, ``attempts``, ``times``
         (state -> seconds since the run started, as text like ``"+0.512 s"``),
         ``times_iso`` (state -> ISO time), ``deadline`` (epoch seconds or ``None``),
         ``deadline_kind`` (``"fires"`` for a timer, ``"times out"`` for a timeout),
@@ -82,12 +127,15 @@ def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float)
     elif step.timeout_at is not None:
         deadline, kind = step.timeout_at.timestamp(), "times out"
     live = step.state == "waiting"
+    shown = step_label(step)
     times, times_iso = {}, {}
     for state, when in step.state_times.items():
         times[state] = relative(when, started_at)
         times_iso[state] = when.isoformat()
     return {
         "step": step.step_id,
+        "label": label_text(shown) if shown is not None else "",
+        "label_at": shown.timestamp() if isinstance(shown, dt.datetime) else None,
         "listener": step.listener or "",
         "args": step.args_text or "",
         "state": step.state,
@@ -103,9 +151,9 @@ def event_row(step: StepSnapshot, *, started_at: dt.datetime | None, now: float)
 
 
 def relative(when: dt.datetime, start: dt.datetime | None) -> str:
-    """``when`` as seconds after ``start`` (``"+1.250 s"``), or a time of day without a start."""
+    """``when`` as seconds after ``start`` (``"+1.250 s"``), or a local time of day without a start."""
     if start is None:
-        return when.strftime("%H:%M:%S.%f")[:-3]
+        return when.astimezone().strftime("%H:%M:%S.%f")[:-3]
     return f"+{(when - start).total_seconds():.3f} s"
 
 

@@ -86,6 +86,9 @@ class RunWidget(anywidget.AnyWidget):
     width = traitlets.Float(0.0).tag(sync=True)  # 0: the browser lays out
     height = traitlets.Float(0.0).tag(sync=True)
     states = _plain(traitlets.Dict())
+    # step_id -> the text of its node, or {"at": epoch seconds} for a time the browser
+    # writes in its own zone; steps without a label show their id.
+    labels = _plain(traitlets.Dict())
     events: traitlets.List[Any] = _plain(traitlets.List())  # one page of event rows
     event_offset = traitlets.Int(0).tag(sync=True)  # index of events[0] among event steps
     event_total = traitlets.Int(0).tag(sync=True)
@@ -98,6 +101,7 @@ class RunWidget(anywidget.AnyWidget):
         self.dag_layout: Layout | None = None  # the Python layout shown, if any (dot)
         self.last_progress: RunProgress | None = None
         self._shown_shapes: tuple[StepShape, ...] | None = None
+        self._shown_labels: object = None  # the RunProgress.labels shown, by identity
         self._snapshot: RunSnapshot | None = None  # the source of a widget fed snapshots
         # step_id -> (step, run start, row): rows of unchanged steps are reused, so a
         # push costs what changed, and comparing with the shown rows is mostly identity.
@@ -220,6 +224,11 @@ class RunWidget(anywidget.AnyWidget):
             self.error = progress.error or ""
             if progress.states != self.states:
                 self.states = dict(progress.states)
+            if progress.labels is not self._shown_labels:
+                self._shown_labels = progress.labels
+                labels = viewmodel.labels_json(progress.labels)
+                if labels != self.labels:
+                    self.labels = labels
             if events != self.events:
                 self.events = events
             self.event_offset = progress.event_offset

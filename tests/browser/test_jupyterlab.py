@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -207,6 +208,18 @@ def test_widget_renders_updates_while_idle_and_send_button_completes_the_wait(
             assert page.evaluate(f"() => {PROMPTS}") == prompts_when_done, "a cell ran while we watched"
             assert run.get_attribute("data-status") == "WAITING"
             assert approve_row.get_attribute("data-state") == "waiting"
+
+            # Event steps read as what the notebook wrote: the manual wait as its key, the
+            # timer as its deadline, a local time of day (never epoch seconds).
+            assert page.locator('.evkit-node[data-step="ManualListener"] text').text_content() == "approve"
+            assert approve_row.locator(".evkit-col-label").inner_text() == "approve"
+            deadline = timer_row.locator(".evkit-col-label").inner_text()
+            assert re.search(r"\d{1,2}:\d{2}:\d{2}", deadline), deadline
+            assert page.locator('.evkit-node[data-step="sleep"] text').text_content() == deadline
+            timer_args = timer_row.locator(".evkit-col-args").inner_text()
+            assert re.fullmatch(r'\["\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"\]', timer_args), (
+                timer_args
+            )
 
             screenshot = (
                 DOCS_SCREENSHOT

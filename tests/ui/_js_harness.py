@@ -47,15 +47,20 @@ def data_state(widget: RunWidget) -> dict[str, object]:
 
 
 @contextmanager
-def rendered(widget: RunWidget) -> Iterator[object]:
-    """A Playwright page with the widget's view rendered from its current state."""
+def rendered(widget: RunWidget, *, timezone_id: str | None = None) -> Iterator[object]:
+    """A Playwright page with the widget's view rendered from its current state.
+
+    ``timezone_id`` (e.g. ``"Asia/Tokyo"``) sets the browser's zone and the locale to
+    ``en-US``, for tests of how the view writes times.
+    """
     from playwright.sync_api import sync_playwright
 
     code, css = widget.get_state()["_esm"], widget.get_state()["_css"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            zone: dict[str, str] = {"timezone_id": timezone_id, "locale": "en-US"} if timezone_id else {}
+            page = browser.new_page(viewport={"width": 1200, "height": 900}, **zone)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.set_content("<!doctype html><html><head></head><body></body></html>")

@@ -88,6 +88,7 @@ def test_the_engines_fast_records_equal_the_constructors_and_stay_frozen() -> No
         "timeout_at": None,
         "error": None,
         "inbox_key": "k",
+        "label": "k",
     }
     assert [f.name for f in dataclasses.fields(StepSnapshot)] == list(fields)
     fast = make_step_snapshot(*fields.values())

@@ -13,7 +13,7 @@ const MARGIN = 10;
 const LABEL_CHARS = 22;
 const STATE_ORDER = ["pending", "running", "waiting", "received", "checkpointed", "committed", "done", "failed", "cancelled"];
 const TIME_COLUMNS = ["waiting", "received", "checkpointed", "committed"];
-const HEAD = ["step", "listener", "args", "state", "attempts", ...TIME_COLUMNS, "time left", "send"];
+const HEAD = ["step", "label", "listener", "args", "state", "attempts", ...TIME_COLUMNS, "time left", "send"];
 
 function svg(tag, attrs) {
   const node = document.createElementNS(SVGNS, tag);
@@ -71,6 +71,21 @@ export function layered(ids, edges) {
 
 function label(id) {
   return id.length <= LABEL_CHARS ? id : "…" + id.slice(id.length - (LABEL_CHARS - 1));
+}
+
+// A time (epoch seconds) in the browser's own locale and time zone: "Dec 7, 07:03:48 PM".
+export function localTime(seconds) {
+  return new Date(seconds * 1000).toLocaleString(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+}
+
+// A node's text: its label (text the user wrote, or {at: seconds} for a timer's deadline),
+// shortened at the end, else its id, shortened at the start (ids differ in their suffix).
+export function nodeText(id, value) {
+  if (value === undefined || value === null) return label(id);
+  const text = typeof value === "string" ? value : localTime(value.at);
+  return text.length <= LABEL_CHARS ? text : text.slice(0, LABEL_CHARS - 1) + "…";
 }
 
 function edgePath(a, b) {
@@ -141,13 +156,18 @@ function render({ model, el }) {
       const title = svg("title");
       const rect = svg("rect", { x: p.x - NODE_W / 2, y: p.y - NODE_H / 2, width: NODE_W, height: NODE_H, rx: n.kind === "event" ? 12 : 3 });
       const text = svg("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" });
-      text.textContent = n.label || label(n.id);
       g.append(title, rect, text);
       canvas.appendChild(g);
-      nodeEls.set(n.id, { g, title, kind: n.kind });
+      nodeEls.set(n.id, { g, title, text, kind: n.kind });
     }
     dagBox.replaceChildren(canvas);
+    paintLabels();
     paintStates();
+  }
+
+  function paintLabels() {
+    const labels = model.get("labels") || {};
+    for (const [id, ent] of nodeEls) ent.text.textContent = nodeText(id, labels[id]);
   }
 
   function paintStates() {
@@ -240,6 +260,7 @@ function render({ model, el }) {
       ent.data = row;
       const c = ent.cells;
       c.step.textContent = row.step;
+      c.label.textContent = row.label_at === null || row.label_at === undefined ? row.label : localTime(row.label_at);
       c.listener.textContent = row.listener;
       c.args.textContent = row.args;
       c.args.title = row.args;
@@ -249,7 +270,7 @@ function render({ model, el }) {
       c.attempts.textContent = String(row.attempts);
       for (const col of TIME_COLUMNS) {
         c[col].textContent = row.times[col] || "";
-        c[col].title = row.times_iso[col] || "";
+        c[col].title = row.times_iso[col] ? new Date(row.times_iso[col]).toLocaleString() : "";
       }
       c["time left"].textContent = timeLeft(row);
       ent.tr.dataset.state = row.state;
@@ -301,6 +322,7 @@ function render({ model, el }) {
     ["change:event_total", drawPager],
     ["change:event_offset", drawPager],
     ["change:states", paintStates],
+    ["change:labels", paintLabels],
     ["change:events", drawEvents],
     ["change:send_status", drawEvents],
     ["change:status", drawHeader],

@@ -6,7 +6,7 @@ It only validates options and carries the call to the engine's loop; the server 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from evkit.api import get_runtime
 from evkit.engine import Engine
@@ -74,24 +74,15 @@ def serve_events(
         OSError: The address cannot be bound.
         ImportError: aiohttp is not installed (``pip install 'evkit[http]'``).
     """
-    check_server_options(
-        host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds, verify
+    start = _starter(
+        host=host,
+        port=port,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        header_timeout_seconds=header_timeout_seconds,
+        body_timeout_seconds=body_timeout_seconds,
+        verify=verify,
     )
-
-    async def start(engine: Engine) -> EventServer:
-        return await event_server(
-            engine.services,
-            host=host,
-            port=port,
-            token=token,
-            max_body_bytes=max_body_bytes,
-            header_timeout_seconds=header_timeout_seconds,
-            body_timeout_seconds=body_timeout_seconds,
-            verify=verify,
-            clock=engine.clock,
-            explicit=True,
-        )
-
     return get_runtime().call(start)
 
 
@@ -114,6 +105,33 @@ async def serve_events_async(
         RunStateError: Another server started with ``serve_events`` runs with other options.
         OSError: The address cannot be bound.
     """
+    start = _starter(
+        host=host,
+        port=port,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        header_timeout_seconds=header_timeout_seconds,
+        body_timeout_seconds=body_timeout_seconds,
+        verify=verify,
+    )
+    return await get_runtime().acall(start)
+
+
+def _starter(
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    max_body_bytes: int,
+    header_timeout_seconds: float,
+    body_timeout_seconds: float,
+    verify: Mapping[str, WebhookSignature] | None,
+) -> Callable[[Engine], Awaitable[EventServer]]:
+    """What starts (or finds) the server on the engine's loop, once the options are checked.
+
+    Raises:
+        TypeError, ValueError: A bad option (see ``serve_events``).
+    """
     check_server_options(
         host, port, token, max_body_bytes, header_timeout_seconds, body_timeout_seconds, verify
     )
@@ -132,4 +150,4 @@ async def serve_events_async(
             explicit=True,
         )
 
-    return await get_runtime().acall(start)
+    return start

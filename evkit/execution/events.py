@@ -105,6 +105,9 @@ class EventSteps:
             await self._cancelled(step, listener, args, kwargs, attempt)
             raise
         except _TimedOut:
+            # The timeout cancelled the poll: its cleanup hook runs as for any cancellation
+            # (a wait_for_any's cancels its branches').
+            await _call_cleanup(listener, args, kwargs)
             event, timed_out = self._timeout_default(step, attempt), True
         except Exception as exc:
             raise self._poll_failed(step, attempt, exc) from exc

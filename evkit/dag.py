@@ -376,8 +376,10 @@ def any_of(
     default: object,
     sleep_seconds: Callable[[EventNode], float | None],
 ) -> EventNode:
-    """Make the event step of ``workflow.wait_for_any`` (see there); ``sleep_seconds`` tells
-    a ``workflow.sleep(seconds)`` branch (its seconds) from other waits (``None``).
+    """Make the event step of ``workflow.wait_for_any`` (documented there).
+
+    ``sleep_seconds`` tells a ``workflow.sleep(seconds)`` branch (its seconds) from other
+    waits (``None``).
 
     Raises:
         WorkflowDefinitionError: ``branches`` is empty or not a dict or list, a key is not

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import ClassVar, TypeVar, cast
@@ -69,7 +70,9 @@ class AnyOfListener(EventListener):
             return NOTHING_TO_DESCRIBE
         return WaitDescription(deadline=min(deadlines, default=None), inbox_key=inbox_key)
 
-    async def poll_for_event(self, branches: Sequence[Branch], started_at: float) -> tuple[BranchName, object]:  # type: ignore[override]
+    async def poll_for_event(  # type: ignore[override]
+        self, branches: Sequence[Branch], started_at: float
+    ) -> tuple[BranchName, object]:
         """Poll every branch at once; return ``(name, event)`` of the first event received.
 
         The losers are cancelled and their ``poll_cancelled`` hooks awaited before it
@@ -99,7 +102,7 @@ class AnyOfListener(EventListener):
             )
             # The winner is the first branch whose poll ends, decided as it ends: a branch
             # that ends later in the same loop iteration is a loser like the others.
-            task.add_done_callback(lambda done, name=name: first.done() or first.set_result((name, done)))
+            task.add_done_callback(functools.partial(_decide, first, name))
             tasks[name] = task
         try:
             name, won = await first
@@ -113,7 +116,9 @@ class AnyOfListener(EventListener):
         try:
             event = won.result()
         except Exception as exc:  # a branch that failed fails the wait
-            exc.add_note(f"Raised by branch {name!r} ({type(self._polled[name][0]).__qualname__}) of wait_for_any.")
+            exc.add_note(
+                f"Raised by branch {name!r} ({type(self._polled[name][0]).__qualname__}) of wait_for_any."
+            )
             raise
         self._winner = self._polled[name][0]
         self._cleaned.add(name)
@@ -168,7 +173,7 @@ def any_of_listener(branch_listeners: Mapping[BranchName, type[EventListener]]) 
                 {
                     "__module__": __name__,
                     "__qualname__": label,
-                    "__doc__": f"Waits for the first of the branches {', '.join(map(repr, branch_listeners))}.",
+                    "__doc__": f"Waits for the first event of {', '.join(map(repr, branch_listeners))}.",
                     "branch_listeners": dict(branch_listeners),
                     "uses_inbox": any(listener.uses_inbox for listener in branch_listeners.values()),
                 },
@@ -178,6 +183,15 @@ def any_of_listener(branch_listeners: Mapping[BranchName, type[EventListener]]) 
 
 
 _made: dict[tuple[tuple[BranchName, type[EventListener]], ...], type[AnyOfListener]] = {}
+
+
+def _decide(
+    first: asyncio.Future[tuple[BranchName, asyncio.Task[object]]],
+    name: BranchName,
+    task: asyncio.Task[object],
+) -> None:
+    if not first.done():
+        first.set_result((name, task))
 
 
 def _unpack(args: tuple[object, ...]) -> tuple[Sequence[Branch], float]:
@@ -218,4 +232,3 @@ async def _cleanup(listener: EventListener, args: tuple[object, ...], kwargs: Ma
         logger.exception(
             "poll_cancelled of %s raised; the branch is cancelled anyway", type(listener).__qualname__
         )
-

@@ -144,7 +144,8 @@ async def test_a_timer_branch_wins_and_its_deadline_is_fixed_when_the_wait_start
     fake_clock.advance(100)
     await fake_clock.wait_for_sleepers_async(1)  # the sleep branch's
     [step] = [s for s in handle.snapshot().steps if s.step_id == "any_of"]
-    assert step.deadline is not None and step.deadline.timestamp() == start + 110
+    assert step.deadline is not None
+    assert step.deadline.timestamp() == start + 110
     fake_clock.advance(9)
     await fake_clock.wait_for_sleepers_async(1)
     assert handle.status is workflow.WAITING
@@ -195,7 +196,10 @@ async def test_timeout_on_the_whole_gives_the_default_and_cleans_up_every_branch
     await fake_clock.wait_for_sleepers_async(1)
     fake_clock.advance(5)
     assert await handle == "nobody answered"
-    assert sorted(call for call in Recorder.calls if call[0] == "cleanup") == [("cleanup", "a"), ("cleanup", "b")]
+    assert sorted(call for call in Recorder.calls if call[0] == "cleanup") == [
+        ("cleanup", "a"),
+        ("cleanup", "b"),
+    ]
     assert await rows("SELECT payload, source_id, state FROM events") == [
         ('"nobody answered"', "evkit:timeout-default", "committed")
     ]
@@ -216,7 +220,10 @@ async def test_timeout_on_the_whole_without_default_raises(
 
 async def test_a_failing_branch_fails_the_wait_and_names_the_branch(aruntime: evkit.Runtime) -> None:
     wait = workflow.wait_for_any(
-        {"broken": workflow.wait_for_event(BrokenListener), "other": workflow.wait_for_event(NeverListener, "other")}
+        {
+            "broken": workflow.wait_for_event(BrokenListener),
+            "other": workflow.wait_for_event(NeverListener, "other"),
+        }
     )
     with pytest.raises(
         evkit.StepFailedError,

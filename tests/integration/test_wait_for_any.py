@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+import aiohttp
 import pytest
 
 import evkit
 from evkit import workflow
+from evkit.serve import serve_events_async
 
 
 class Recorder:
@@ -246,3 +248,23 @@ async def test_cancelling_the_run_cancels_every_branch_with_its_cleanup(aruntime
         await handle
     assert Recorder.calls == [("poll", "a"), ("cleanup", "a")]
     assert await rows("SELECT state FROM events") == [("cancelled",)]
+
+
+async def test_a_posted_event_wins_over_a_timer(aruntime: evkit.Runtime) -> None:
+    wait = workflow.wait_for_any(
+        {
+            "approval": workflow.wait_for_event(workflow.HTTPListener, key="approval"),
+            "expired": workflow.sleep(60),
+        }
+    )
+    handle = workflow.run_async(wait, workflow_id="w")
+    server = await serve_events_async()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.event_url("w", "approval"), json={"approved": True}) as reply,
+    ):
+        assert reply.status == 202
+    assert await handle == ("approval", {"approved": True})
+    assert await rows("SELECT key, source, delivered_to FROM inbox_events") == [
+        ("approval", "http", "any_of")
+    ]

@@ -26,6 +26,7 @@ from evkit.dag import NO_DEFAULT, FlatStep
 from evkit.errors import EventTimeoutError, StepFailedError
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import StepView
+from evkit.listeners.any_of import AnyOfListener
 from evkit.listeners.base import EventListener
 from evkit.listeners.manual import Inbox
 from evkit.model import record_maker
@@ -259,7 +260,7 @@ class EventSteps:
             received_at,
             source_id,
             blob,
-            codec.readable(event),
+            listener.readable(event) if isinstance(listener, AnyOfListener) else codec.readable(event),
         )
         # An event sent to this waiting step: its checkpoint is also the send's record.
         handover = None

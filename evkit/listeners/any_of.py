@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import ClassVar, TypeVar, cast
 
+from evkit import codec
 from evkit.context import EventContext, get_event_context, reset_context, set_context
 from evkit.listeners.base import NOTHING_TO_DESCRIBE, EventListener, WaitDescription
 
@@ -140,6 +142,21 @@ class AnyOfListener(EventListener):
         if self._winner is None:
             return None
         return self._winner.source_id(cast("tuple[BranchName, object]", event)[1])
+
+    @staticmethod
+    def readable(event: object) -> str:
+        """The store's readable form of ``(name, event)``: always a JSON array.
+
+        ``["approve", {"user": "ana"}]``; an event that is not JSON is shown by its repr,
+        as a JSON string, so SQL can always read the winner's name (``payload ->> '$[0]'``).
+        """
+        if not (isinstance(event, tuple) and len(event) == 2 and isinstance(event[0], (str, int))):
+            return codec.readable(event)  # a timed-out wait's `default`
+        name, inner = event
+        text = codec.readable(inner)
+        if codec.to_json(inner) is None:
+            text = json.dumps(text)
+        return f"[{json.dumps(name)}, {text}]"
 
     async def poll_cancelled(self, *args: object, **kwargs: object) -> None:
         """Run the cleanup hook of every branch not cleaned up yet (the wait was cancelled)."""

@@ -110,6 +110,11 @@ async def test_the_first_sent_event_wins_and_the_loser_key_keeps_its_event_for_a
     assert await rows(
         "SELECT listener, payload, source_id, commits FROM events WHERE step_id = 'race/any_of'"
     ) == [("any of: approve, reject", '["approve", "yes"]', "e-approve", 1)]
+    # The query docs/store.md shows.
+    assert await rows(
+        "SELECT step_id, payload ->> '$[0]' AS winner, payload -> '$[1]' AS event "
+        "FROM events WHERE listener LIKE 'any of: %' AND state = 'committed'"
+    ) == [("race/any_of", "approve", '"yes"')]
 
 
 async def test_an_event_sent_to_one_branch_wins_and_the_other_key_keeps_later_events(

@@ -101,3 +101,13 @@ def test_mistakes_are_refused_where_they_are_written(branches: object, message: 
 def test_timeout_seconds_must_be_positive() -> None:
     with pytest.raises(WorkflowDefinitionError, match=r"^`timeout_seconds` must be positive, got 0\.$"):
         workflow.wait_for_any([workflow.sleep(1)], timeout_seconds=0)
+
+
+def test_the_readable_payload_is_a_json_array_that_names_the_winner() -> None:
+    class Opaque:
+        def __repr__(self) -> str:
+            return "Opaque()"
+
+    assert AnyOfListener.readable(("approve", {"user": "ana"})) == '["approve", {"user": "ana"}]'
+    assert AnyOfListener.readable((2, Opaque())) == '[2, "Opaque()"]'
+    assert AnyOfListener.readable("a default") == '"a default"'

@@ -107,7 +107,13 @@ class EventListener:
         return None
 
     async def poll_cancelled(self, *args: object, **kwargs: object) -> None:
-        """Optional: clean up after a wait was cancelled (same arguments as the poll)."""
+        """Optional: clean up after a wait was cancelled (same arguments as the poll).
+
+        Called when the run is cancelled, when the wait's ``timeout_seconds`` passes, and
+        for a losing branch of ``wait_for_any``, also one whose poll had already returned
+        an event: that event is never checkpointed, so release anything the poll claimed
+        at the source (the next reader must get it). Called on the instance that polled.
+        """
 
 
 class TimerListener(EventListener):

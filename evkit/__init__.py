@@ -30,6 +30,7 @@ from evkit.api import (
     shutdown as shutdown,
     sleep as sleep,
     sql as sql,
+    wait_for_any as wait_for_any,
 )
 from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
 from evkit.context import (
@@ -164,6 +165,7 @@ __all__ = [
     "sleep",
     "sql",
     "step",
+    "wait_for_any",
     "wait_for_event",
     "workflow",
 ]

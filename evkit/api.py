@@ -13,12 +13,12 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from evkit import codec
 from evkit.context import current_clock
-from evkit.dag import EventNode, StepNode, flatten, set_runner, step, wait_for_event
+from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
 from evkit.errors import (
     PayloadError,
     RunStateError,
@@ -584,6 +584,50 @@ def sleep(seconds: float, *, name: str | None = None) -> EventNode:
     node = wait_for_event(TimerListener, _sleep_deadline.step(float(seconds)), name=name)
     node.default_name = "sleep"
     return node
+
+
+def wait_for_any(
+    branches: Mapping[str, StepNode] | Sequence[StepNode],
+    *,
+    timeout_seconds: float | None = None,
+    default: object = NO_DEFAULT,
+) -> EventNode:
+    """An event step that finishes with the first of several events: ``(name, event)``.
+
+    ``workflow.wait_for_any({"approve": a, "reject": r, "expired": workflow.sleep(3600)})``
+    waits on every branch at once. The first event received wins: it alone is
+    checkpointed and committed (with its listener's ``event_checkpointed``); the other
+    waits are cancelled (their ``poll_cancelled`` hooks run), and an event a loser
+    received meanwhile is neither checkpointed nor committed, so its source keeps it
+    (an inbox event stays for the next wait on its key, a Redis entry stays pending).
+    A ``workflow.sleep(seconds)`` branch counts its seconds from when this wait starts.
+
+    Args:
+        branches: Event steps made by ``wait_for_event`` or ``workflow.sleep``, named
+            by the keys of a dict, or a list (named by their indexes). Their arguments
+            may be upstream steps' results.
+        timeout_seconds: Give up after this long, as ``wait_for_event`` does.
+        default: The value on timeout instead of raising (not a ``(name, event)`` pair).
+
+    Returns:
+        A node whose value is ``(name, event)`` of the winning branch.
+
+    Raises:
+        WorkflowDefinitionError: ``branches`` is empty or not a dict or list, a name is
+            not a non-empty str, a branch is not an event step, has its own
+            ``timeout_seconds`` or is a ``wait_for_any`` itself, or ``timeout_seconds`` is
+            not positive.
+    """
+    return any_of(branches, timeout_seconds=timeout_seconds, default=default, sleep_seconds=_sleep_seconds)
+
+
+def _sleep_seconds(node: EventNode) -> float | None:
+    """The seconds of a ``sleep(seconds)`` node; ``None`` for any other wait."""
+    if node.listener is TimerListener and len(node.args) == 1 and not node.kwargs:
+        deadline = node.args[0]
+        if isinstance(deadline, StepNode) and deadline.func is _sleep_deadline.func:
+            return float(deadline.args[0])  # type: ignore[arg-type]
+    return None
 
 
 def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: str | None = None) -> str:

@@ -17,13 +17,15 @@ import io
 import operator
 import pickle
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, overload
 
 from evkit import codec
+from evkit.context import current_clock
 from evkit.errors import WorkflowDefinitionError
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
+from evkit.listeners.any_of import AnyOfListener, Branch, BranchName, any_of_listener
 from evkit.listeners.base import EventListener
 from evkit.listeners.checks import check_listener_call, positional_range
 from evkit.model import StepKind, StepOptions
@@ -368,6 +370,94 @@ def wait_for_event(
     # Mistakes a resume cannot fix fail here, where they are written, not in the run.
     check_listener_call(listener, args, kwargs)
     return EventNode(listener, args, dict(kwargs), options, timeout_seconds=timeout_seconds, default=default)
+
+
+@step(name="any_of_start")
+async def _any_of_start(*upstream: object) -> float:
+    # The clock's time once every upstream step of the branches is done: when the wait
+    # starts. A step, so its checkpoint keeps it: branch deadlines built on it (a sleep
+    # branch's, a listener's describe_wait) are the same on every attempt.
+    return current_clock().now()
+
+
+_ANY_OF_OPTIONS = StepOptions(name="any_of")
+
+
+def any_of(
+    branches: Mapping[str, StepNode] | Sequence[StepNode],
+    *,
+    timeout_seconds: float | None,
+    default: object,
+    sleep_seconds: Callable[[EventNode], float | None],
+) -> EventNode:
+    """Make the event step of ``workflow.wait_for_any`` (documented there).
+
+    ``sleep_seconds`` tells a ``workflow.sleep(seconds)`` branch (its seconds) from other
+    waits (``None``).
+
+    Raises:
+        WorkflowDefinitionError: ``branches`` is empty or not a dict or list, a key is not
+            a non-empty str, a branch is not an event step, has its own
+            ``timeout_seconds`` or is itself a ``wait_for_any``, or ``timeout_seconds`` is
+            not positive.
+    """
+    named: list[tuple[BranchName, object]]
+    if isinstance(branches, Mapping):
+        named = list(branches.items())
+        for name, _ in named:
+            if not isinstance(name, str) or not name:
+                raise WorkflowDefinitionError(
+                    f"wait_for_any(): branch names must be non-empty strings, got {name!r}. "
+                    "Name each branch with a str key (or pass a list: its branches are named 0, 1, ...)."
+                )
+    elif isinstance(branches, (list, tuple)):
+        named = list(enumerate(branches))
+    else:
+        raise WorkflowDefinitionError(
+            "wait_for_any() needs a dict of named event steps or a list of them, got "
+            f"{type(branches).__qualname__}."
+        )
+    if not named:
+        raise WorkflowDefinitionError("wait_for_any() needs at least one branch, got none.")
+    if timeout_seconds is not None and not timeout_seconds > 0:
+        raise WorkflowDefinitionError(f"`timeout_seconds` must be positive, got {timeout_seconds!r}.")
+    listeners: dict[BranchName, type[EventListener]] = {}
+    specs: list[Branch] = []
+    upstream: dict[int, StepNode] = {}
+    for name, node in named:
+        if not isinstance(node, EventNode):
+            raise WorkflowDefinitionError(
+                f"wait_for_any(): branch {name!r} must be an event step (made by wait_for_event() "
+                f"or workflow.sleep()), got {node!r}."
+            )
+        if issubclass(node.listener, AnyOfListener):
+            raise WorkflowDefinitionError(
+                f"wait_for_any(): branch {name!r} is itself a wait_for_any(); put its branches "
+                "in this one instead."
+            )
+        if node.timeout_seconds is not None:
+            raise WorkflowDefinitionError(
+                f"wait_for_any(): branch {name!r} has its own `timeout_seconds`; give "
+                "`timeout_seconds` (and `default`) to wait_for_any() itself, or add a "
+                "workflow.sleep(seconds) branch."
+            )
+        seconds = sleep_seconds(node)
+        listeners[name] = node.listener
+        if seconds is not None:
+            specs.append((name, (), {}, seconds))
+            continue
+        specs.append((name, node.args, dict(node.kwargs), None))
+        for child in _child_nodes(node):
+            upstream.setdefault(id(child), child)
+    started = _any_of_start.step(*upstream.values())
+    return EventNode(
+        any_of_listener(listeners),
+        (tuple(specs), started),
+        {},
+        _ANY_OF_OPTIONS,
+        timeout_seconds=timeout_seconds,
+        default=default,
+    )
 
 
 # ---------------------------------------------------------------------------- flat DAGs

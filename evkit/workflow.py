@@ -27,6 +27,7 @@ from evkit.api import (
     shutdown as shutdown,
     sleep as sleep,
     sql as sql,
+    wait_for_any as wait_for_any,
 )
 from evkit.context import (
     get_current_step_id as get_current_step_id,
@@ -111,5 +112,6 @@ __all__ = [
     "sleep",
     "sql",
     "step",
+    "wait_for_any",
     "wait_for_event",
 ]

@@ -95,6 +95,9 @@ class EventSteps:
             await self._cancelled(step, listener, args, kwargs, attempt)
             raise
         except TimedOut:
+            # The timeout cancelled the poll: its cleanup hook runs as for any cancellation
+            # (a wait_for_any's cancels its branches').
+            await _call_cleanup(listener, args, kwargs)
             event, timed_out = self._timeout_default(step, attempt), True
         except GeneratorExit:
             raise
@@ -252,7 +255,7 @@ class EventSteps:
             received_at,
             source_id,
             blob,
-            codec.readable(event),
+            listener.readable(event),
         )
         # An event sent to this waiting step: its checkpoint is also the send's record.
         handover = None

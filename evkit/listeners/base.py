@@ -109,6 +109,13 @@ class EventListener:
         idempotent: ``get_event_context().event_id`` is stable for this purpose.
         """
 
+    def readable(self, event: Event) -> str:
+        """Optional: how the store shows the event (column ``payload`` of the ``events`` view).
+
+        The default is JSON where the value allows, else its repr.
+        """
+        return codec.readable(event)
+
     def source_id(self, event: Event) -> str | None:
         """Optional: the event's id at its source (a stream entry id, a message id).
 
@@ -118,7 +125,13 @@ class EventListener:
         return None
 
     async def poll_cancelled(self, *args: object, **kwargs: object) -> None:
-        """Optional: clean up after a wait was cancelled (same arguments as the poll)."""
+        """Optional: clean up after a wait was cancelled (same arguments as the poll).
+
+        Called when the run is cancelled, when the wait's ``timeout_seconds`` passes, and
+        for a losing branch of ``wait_for_any``, also one whose poll had already returned
+        an event: that event is never checkpointed, so release anything the poll claimed
+        at the source (the next reader must get it). Called on the instance that polled.
+        """
 
 
 class TimerListener(EventListener):

@@ -60,7 +60,9 @@ class Inbox(Service):
     def __init__(self, queue: WriteQueue) -> None:
         self._queue = queue
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = defaultdict(list)
-        self._claimed: set[tuple[str, str]] = set()
+        # Events a wait took, by (workflow_id, event_id): their key and payload, so that a
+        # wait that drops its event without a checkpoint can give it back (give_back).
+        self._claimed: dict[tuple[str, str], tuple[str, bytes]] = {}
         # Sends under way by (workflow_id, key, event_id); each future resolves when its send
         # ends, True if the event is then durable. A repeat waits for it (see send).
         self._sending: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
@@ -267,7 +269,7 @@ class Inbox(Service):
                     blob = events.pop(event_id)
                     if not events:
                         del index[key]  # an emptied dict keeps its hash table: drop it
-                    self._claimed.add((workflow_id, event_id))
+                    self._claimed[(workflow_id, event_id)] = (key, blob)
                     return event_id, codec.loads(blob)
             # Also while the run's index loads: _load_index wakes only the waits whose key
             # has events, so the many waits of a fresh run cost no wake-up of their own.
@@ -277,6 +279,25 @@ class Inbox(Service):
                 await waiter
             finally:
                 self._drop_waiter(workflow_id, key, waiter)
+
+    def give_back(self, workflow_id: str, event_id: str) -> None:
+        """Make an event a wait took available again, as the oldest on its key.
+
+        For a wait that will not checkpoint the event it took: it was cancelled, or it
+        lost a ``wait_for_any``. The next wait on the key takes it. Nothing happens if the
+        run's execution ended meanwhile (a resume reads the event from the store anyway).
+        """
+        claim = self._claimed.pop((workflow_id, event_id), None)
+        index = self._index.get(workflow_id)
+        if claim is None or index is None:
+            return
+        key, blob = claim
+        index[key] = {event_id: blob, **index.get(key, {})}
+        if workflow_id in self._loading:
+            return  # the load wakes the waits of every key that has events
+        for waiter in self._waiters.pop((workflow_id, key), []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def prime(self, workflow_id: str) -> None:
         """Start reading the run's unclaimed events now (its waits would start it anyway).
@@ -333,7 +354,7 @@ class Inbox(Service):
 
         Called when its execution ends, so a later resume reads the events no checkpoint took.
         """
-        self._claimed = {claim for claim in self._claimed if claim[0] != workflow_id}
+        self._claimed = {claim: taken for claim, taken in self._claimed.items() if claim[0] != workflow_id}
         self._index.pop(workflow_id, None)
         self._loading.pop(workflow_id, None)
 
@@ -375,3 +396,14 @@ class ManualListener(EventListener):
     def source_id(self, event: object) -> str | None:
         """The inbox id of the event this instance took (stored with the checkpoint)."""
         return self._taken
+
+    async def poll_cancelled(self, key: str) -> None:  # type: ignore[override]
+        """Give the event this instance took back to the inbox: it was not checkpointed.
+
+        That happens to a losing branch of ``wait_for_any`` whose poll took an event
+        after the winner's: the next wait on ``key`` takes it.
+        """
+        if self._taken is not None:
+            context = get_event_context()
+            context.services.require(Inbox).give_back(context.workflow_id, self._taken)
+            self._taken = None

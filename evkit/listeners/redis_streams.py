@@ -69,6 +69,9 @@ class RedisStreamListener(EventListener):
     a resumed run finds the entries its crashed predecessor read.
     """
 
+    def __init__(self) -> None:
+        self._taken: StreamEntry | None = None
+
     @classmethod
     def describe_wait(
         cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
@@ -93,7 +96,8 @@ class RedisStreamListener(EventListener):
                 raise TypeError(f"RedisStreamListener: `{name}` must be a non-empty str, got {value!r}.")
         context = get_event_context()
         readers = redis_streams(context.services)
-        return await readers.reader(url, stream, group, consumer).take(context.workflow_id)
+        self._taken = await readers.reader(url, stream, group, consumer).take(context.workflow_id)
+        return self._taken
 
     async def event_checkpointed(self, event: object) -> None:
         """Acknowledge the entry (XACK), now that its event is checkpointed.
@@ -107,6 +111,18 @@ class RedisStreamListener(EventListener):
     def source_id(self, event: object) -> str | None:
         """``redis:<stream>:<group>:<entry id>``, stored with the checkpoint."""
         return event.source_id if isinstance(event, StreamEntry) else None
+
+    async def poll_cancelled(  # type: ignore[override]
+        self, url: str, stream: str, group: str, consumer: str
+    ) -> None:
+        """Hand the entry this instance read, unacknowledged, to the next wait of its consumer.
+
+        That happens to a losing branch of ``wait_for_any`` whose poll read an entry
+        after the winner's event: the entry stays pending in Redis.
+        """
+        entry, self._taken = self._taken, None
+        if entry is not None:
+            redis_streams(get_event_context().services).reader(url, stream, group, consumer).give_back(entry)
 
 
 @final
@@ -238,13 +254,16 @@ class _Reader:
         try:
             return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                entry = future.result()  # handed over just as the wait was cancelled
-                self._held.pop(entry.entry_id, None)
-                self._ready.appendleft(entry)
-                self._hand_out()
             self._drop_waiter(future)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.give_back(future.result())  # handed over just as the wait was cancelled
             raise
+
+    def give_back(self, entry: StreamEntry) -> None:
+        """A wait took ``entry`` but will not checkpoint it: the next wait gets it first."""
+        self._held.pop(entry.entry_id, None)
+        self._ready.appendleft(entry)
+        self._hand_out()
 
     def release(self, entry_id: str) -> None:
         """The entry is acknowledged: stop holding it."""

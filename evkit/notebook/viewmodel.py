@@ -210,7 +210,7 @@ def step_details(
     Returns:
         A dict with ``step``, ``kind``, ``state``, ``label``, ``label_at`` (epoch
         seconds, or ``None``), ``listener``, ``args``, ``result`` and ``payload`` (readable
-        text or ``None``), ``cut`` (True when that text was cut), ``error``,
+        text or ``None``), ``cut`` (True when that text was cut), ``error`` (of a failed step),
         ``traceback``, ``attempts`` (how many), ``attempt_rows`` (dicts with
         ``attempt``, ``state``, ``started_at``, ``ended_at`` in epoch seconds, and
         ``error``), ``times`` (``[state, epoch seconds]`` pairs, in the order the step goes
@@ -241,7 +241,8 @@ def step_details(
         "result": stored.result_text if stored is not None else None,
         "payload": stored.payload_text if stored is not None else None,
         "cut": stored.cut if stored is not None else False,
-        "error": error or "",
+        # An error a retry recovered from is in its attempt's row, not the step's.
+        "error": (error or "") if state == "failed" else "",
         "traceback": short_traceback(details.failure) if details is not None else "",
         "attempts": attempts,
         "attempt_rows": [

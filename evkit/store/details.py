@@ -168,7 +168,8 @@ def _add(
     """Fold one row into its attempt: the first row starts it, an ending state ends it."""
     known = attempts.get(attempt)
     started = known.started_at if known is not None else when
-    # A commit after a resume ends the attempt that checkpointed; later rows never restart it.
+    # An attempt's rows come in seq order: the first is its start, the last ending one its end
+    # (an event's checkpoint is not an end: its commit follows, maybe after a resume).
     ended = when if state in _ENDS_ATTEMPT else (known.ended_at if known is not None else None)
     attempts[attempt] = AttemptRecord(
         attempt=attempt,

@@ -11,19 +11,43 @@ import asyncio
 import concurrent.futures
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
-from evkit.errors import RunStateError, WorkflowCancellationError
+from evkit import codec
+from evkit.dag import Ref
+from evkit.errors import RunStateError, StepFailedError, WorkflowCancellationError
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
-from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
+from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.runtime import running_loop
+from evkit.store.details import StepDetailsRecord, load_step_details
 
 if TYPE_CHECKING:
     from evkit.engine import ActiveRun, Engine
     from evkit.runtime import Runtime
 
 logger = logging.getLogger("evkit")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepDetails:
+    """Everything known of one step of a live run, for a view that shows it in detail.
+
+    Attributes:
+        step: The step's live record (``None`` while the run is loading, or no such step).
+        call_text: A function step's arguments as readable text (the result of an
+            upstream step shows as ``<result of 'id'>``); ``None`` for an event step.
+        stored: What the store holds of it (attempts, result or payload preview);
+            ``None`` before its first row.
+        failure: The exception the step raised, when it failed the run in this process
+            (with its traceback); ``None`` otherwise (the store keeps no traceback).
+    """
+
+    step: StepSnapshot | None
+    call_text: str | None
+    stored: StepDetailsRecord | None
+    failure: BaseException | None = None
 
 
 @final
@@ -242,6 +266,31 @@ class RunHandle:
             lambda _: self._active.progress(event_offset=event_offset, event_limit=event_limit)
         )
 
+    async def step_details_async(self, step_id: str) -> StepDetails:
+        """Read what is known of one step: its live record, its arguments, its stored rows.
+
+        The store is read on its writer thread, after the writes queued before this call,
+        so the loop is not blocked. For a view of one step, on demand: a result or payload
+        comes back as a preview (the store's readable text, cut at about 2 KB).
+        """
+        workflow_id = self.workflow_id
+
+        async def read(engine: Engine) -> tuple[StepSnapshot | None, str | None, StepDetailsRecord | None]:
+            execution = self._active.execution
+            found = execution.step_record(step_id) if execution is not None else None
+            record = call_text = None
+            if found is not None:
+                step, record = found
+                call_text = _call_text(step.args, step.kwargs) if step.kind == "function" else None
+            stored = await engine.queue.read(load_step_details, workflow_id, step_id)
+            return record, call_text, stored
+
+        record, call_text, stored = await self._runtime.acall(read)
+        failure = None
+        if self._future.done() and isinstance(error := self._future.exception(), StepFailedError):
+            failure = error.__cause__ if error.step == step_id else None
+        return StepDetails(step=record, call_text=call_text, stored=stored, failure=failure)
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` on the engine's loop after the run changes; returns an unsubscribe.
 
@@ -281,6 +330,21 @@ class RunHandle:
     def engine_loop(self) -> asyncio.AbstractEventLoop:
         """The loop the run executes on."""
         return self._engine_loop
+
+
+def _call_text(args: tuple[object, ...], kwargs: Mapping[str, object]) -> str:
+    """A function step's arguments as readable text, upstream results named by step id."""
+
+    def shown(value: object) -> object:
+        if isinstance(value, Ref):
+            return f"<result of {value.step_id!r}>"
+        if isinstance(value, list | tuple):
+            return [shown(v) for v in value]
+        if isinstance(value, dict):
+            return {k: shown(v) for k, v in value.items()}
+        return value
+
+    return codec.readable({"args": shown(list(args)), "kwargs": shown(dict(kwargs))})
 
 
 def _notebook_module(name: str) -> Any:

@@ -23,7 +23,7 @@ from evkit.execution.functions import FunctionSteps
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
-from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
+from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import run_status
 from evkit.store.reads import StoredEvent, StoredRun
@@ -110,6 +110,14 @@ class RunExecution:
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this loop, coalesced) after changes; returns an unsubscribe."""
         return self._tracker.subscribe(callback)
+
+    def step_record(self, step_id: str) -> tuple[FlatStep, StepSnapshot] | None:
+        """The step's definition and live record, or ``None`` if the run has no such step.
+
+        For a view of one step: its cost does not grow with the run.
+        """
+        step = self._tracker.steps.get(step_id)
+        return None if step is None else (step, self._tracker.step_snapshot(step_id))
 
     def event_steps_of(self, task: asyncio.Task[object]) -> list[FlatStep]:
         """The event steps ``task`` runs: its own step, or a source step inlined in it.

@@ -3,7 +3,9 @@
 Pushes the run's progress at most ~10 times a second and, for big runs, no more often
 than keeps its own work a small share of the loop (see COST_FACTOR); swaps dot's drawing
 in for the browser's quick layered one when the DAG suits dot (again when dynamic steps
-appear), turns the event table's pages, and carries "Send" clicks to the engine.
+appear), turns the event table's pages, carries "Send" clicks to the engine, and fills
+the details panel of the step the user selects from a store read (again when its state
+changes).
 
 Threading rule: every trait write happens on the engine loop's thread (the kernel's main
 thread by default, the ``evkit-engine`` thread with ``loop="thread"``); frontend
@@ -70,8 +72,10 @@ class LiveRun:
         self._layout_stale = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._details_task: asyncio.Task[None] | None = None
         widget.on_send_request(self.request_send)
         widget.on_page_request(self.request_page)
+        widget.on_details_request(self.request_details)
 
     def __repr__(self) -> str:
         return f"<evkit LiveRun {self.handle.workflow_id!r}>"
@@ -93,6 +97,10 @@ class LiveRun:
     def request_page(self, offset: int) -> None:
         """Show the event table's page starting at event step ``offset`` (any thread)."""
         self._to_loop(self._show_page, offset)
+
+    def request_details(self, step_id: str | None) -> None:
+        """Show the details of ``step_id`` in the widget, ``None`` closes them (any thread)."""
+        self._to_loop(self._select, step_id)
 
     def _to_loop(self, fn: Callable[..., None], *args: object) -> None:
         try:
@@ -165,8 +173,51 @@ class LiveRun:
         self.pushes += 1
         if widget.apply_progress(progress, now=self._clock.now()) and self._wants_dot(progress):
             self._relayout(progress)
+        selected = widget.selected_step
+        if selected is not None and progress.states.get(selected) != widget.details.get("state"):
+            self._read_details(selected)  # its state moved on: what the store has did too
         if progress.status.is_final and detach:
             self._detach()
+
+    def _select(self, step_id: str | None) -> None:
+        # Shown at once from what the view has; the store's part follows from its read.
+        self.widget.show_details(step_id, loading=step_id is not None)
+        if self.widget.selected_step is not None:
+            self._read_details(self.widget.selected_step)
+
+    def _read_details(self, step_id: str) -> None:
+        if self._details_task is not None:  # one read at a time; its end reads again if needed
+            return
+        task = self._loop.create_task(self._details(step_id))
+        self._details_task = task
+        task.add_done_callback(self._details_done)
+
+    async def _details(self, step_id: str) -> None:
+        try:
+            details = await self.handle.step_details_async(step_id)
+        except Exception as exc:  # a closed runtime or store: say so in the panel
+            if self.widget.selected_step == step_id:
+                self.widget.show_details(step_id)
+                text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.widget.details = {**self.widget.details, "error": f"Cannot read the store: {text}"}
+            return
+        if self.widget.selected_step == step_id:
+            self.widget.show_details(step_id, details)
+
+    def _details_done(self, task: asyncio.Task[None]) -> None:
+        self._details_task = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "evkit: reading a step of run %r failed", self.handle.workflow_id, exc_info=task.exception()
+            )
+        widget = self.widget
+        if widget.selected_step is None:
+            return
+        shown = widget.details
+        latest = widget.last_progress
+        state = latest.states.get(widget.selected_step) if latest is not None else None
+        if shown.get("step") != widget.selected_step or shown.get("loading") or shown.get("state") != state:
+            self._read_details(widget.selected_step)  # selected or changed while reading
 
     def _wants_dot(self, progress: RunProgress) -> bool:
         return dot_would_be_used(len(progress.shapes), engine=self._layout_engine)

@@ -1,16 +1,21 @@
 """Turns a :class:`~evkit.model.RunProgress` into the plain data the views draw.
 
 Node boxes and the rows of the event table, all JSON-able; shared by the
-live widget and the static picture so both show the same thing. No widget, no I/O.
+live widget and the static picture so both show the same thing; and the details panel
+of one step (live widget only). No widget, no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import traceback
 from collections.abc import Iterable, Mapping
 
+from evkit.handle import StepDetails
 from evkit.model import RunProgress, StepLabel, StepShape, StepSnapshot, step_label
 from evkit.notebook.layout import Layout
+from evkit.notebook.tracebacks import without_evkit_frames
+from evkit.store.details import StepDetailsRecord
 
 # The colour of each StepState; the widget's CSS (run_widget.css) uses the same values.
 STATE_COLORS: dict[str, str] = {
@@ -27,6 +32,13 @@ STATE_COLORS: dict[str, str] = {
 
 # The event-table columns that show when a state was entered, in contract order.
 EVENT_TIME_COLUMNS = ("waiting", "received", "checkpointed", "committed")
+
+# The states whose times the details panel lists, in the order a step goes through them.
+EVENT_DETAIL_STATES = (*EVENT_TIME_COLUMNS, "cancelled", "failed")
+FUNCTION_DETAIL_STATES = ("running", "done", "failed", "cancelled")
+
+TRACEBACK_LINES = 20
+"""The last lines of a failed step's traceback the details panel shows."""
 
 _LABEL_CHARS = 22
 
@@ -168,3 +180,108 @@ def summary_text(progress: RunProgress) -> str:
     """The short, stable text form: ``<evkit run 'wid' SUCCESSFUL: 3 steps>``."""
     count = len(progress.shapes)
     return f"<evkit run {progress.workflow_id!r} {progress.status.value}: {count} step{'s' * (count != 1)}>"
+
+
+def step_details(
+    step_id: str,
+    *,
+    kind: str,
+    state: str,
+    shown_label: StepLabel | None = None,
+    snapshot: StepSnapshot | None = None,
+    details: StepDetails | None = None,
+    loading: bool = False,
+) -> dict[str, object]:
+    """The details panel of one step, as the widget's ``details`` trait holds it.
+
+    Built from what the view has (its state, its label, its record when the view has
+    one) and, when given, what ``RunHandle.step_details_async`` read: the stored attempts
+    with their times, the result or payload preview, the failing step's traceback.
+
+    Args:
+        step_id: The step.
+        kind: ``"function"`` or ``"event"``.
+        state: Its state now.
+        shown_label: Its label (see ``RunProgress.labels``), if it has one.
+        snapshot: Its record, if the view has one (``details.step`` wins over it).
+        details: What was read for it, if anything yet.
+        loading: True while the read is under way.
+
+    Returns:
+        A dict with ``step``, ``kind``, ``state``, ``label``, ``label_at`` (epoch
+        seconds, or ``None``), ``listener``, ``args``, ``result`` and ``payload`` (readable
+        text or ``None``), ``cut`` (True when that text was cut), ``error`` (of a failed step),
+        ``traceback``, ``attempts`` (how many), ``attempt_rows`` (dicts with
+        ``attempt``, ``state``, ``started_at``, ``ended_at`` in epoch seconds, and
+        ``error``), ``times`` (``[state, epoch seconds]`` pairs, in the order the step goes
+        through them), ``event_id``, ``stored`` (True once the store was read) and
+        ``loading``.
+    """
+    record = details.step if details is not None and details.step is not None else snapshot
+    stored = details.stored if details is not None else None
+    shown = shown_label if shown_label is not None else (step_label(record) if record is not None else None)
+    times: dict[str, dt.datetime] = dict(record.state_times) if record is not None else {}
+    if stored is not None:
+        times.update(stored.state_times)  # the store's are the durable ones
+    order = EVENT_DETAIL_STATES if kind == "event" else FUNCTION_DETAIL_STATES
+    error = (record.error if record is not None else None) or (stored.error if stored is not None else None)
+    attempts = record.attempts if record is not None else 0
+    if stored is not None:
+        attempts = max(attempts, len(stored.attempts))
+    return {
+        "step": step_id,
+        "kind": kind,
+        "state": state,
+        "label": label_text(shown) if shown is not None else "",
+        "label_at": shown.timestamp() if isinstance(shown, dt.datetime) else None,
+        "listener": (record.listener if record is not None else None)
+        or (stored.listener if stored is not None else None)
+        or "",
+        "args": _args_text(record, details, stored),
+        "result": stored.result_text if stored is not None else None,
+        "payload": stored.payload_text if stored is not None else None,
+        "cut": stored.cut if stored is not None else False,
+        # An error a retry recovered from is in its attempt's row, not the step's.
+        "error": (error or "") if state == "failed" else "",
+        "traceback": short_traceback(details.failure) if details is not None else "",
+        "attempts": attempts,
+        "attempt_rows": [
+            {
+                "attempt": a.attempt,
+                "state": a.state,
+                "started_at": a.started_at.timestamp(),
+                "ended_at": a.ended_at.timestamp() if a.ended_at is not None else None,
+                "error": a.error or "",
+            }
+            for a in (stored.attempts if stored is not None else ())
+        ],
+        "times": [[name, times[name].timestamp()] for name in order if name in times],
+        "event_id": stored.event_id if stored is not None else None,
+        "stored": stored is not None,
+        "loading": loading,
+    }
+
+
+def _args_text(
+    record: StepSnapshot | None, details: StepDetails | None, stored: StepDetailsRecord | None
+) -> str:
+    if details is not None and details.call_text is not None:
+        return details.call_text
+    if record is not None and record.args_text is not None:
+        return record.args_text
+    return (stored.args_text if stored is not None else None) or ""
+
+
+def short_traceback(error: BaseException | None, *, max_lines: int = TRACEBACK_LINES) -> str:
+    """The step's own frames and its error, as Python prints them; its last lines only.
+
+    evkit's frames and the asyncio plumbing between them are left out (``""`` without an error).
+    """
+    if error is None:
+        return ""
+    lines = "".join(
+        traceback.format_exception(type(error), error, without_evkit_frames(error.__traceback__), chain=False)
+    ).splitlines()
+    if len(lines) > max_lines:
+        lines = ["…", *lines[-max_lines:]]
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import anywidget
 import traitlets
 
+from evkit.handle import StepDetails
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
 from evkit.notebook import viewmodel
 from evkit.notebook.layout import Layout, LayoutEngine, dot_would_be_used, layout_for
@@ -28,6 +29,7 @@ _ASSETS = pathlib.Path(__file__).parent / "assets"
 
 SendRequest = Callable[[str, str], None]
 PageRequest = Callable[[int], None]
+DetailsRequest = Callable[[str | None], None]
 T = TypeVar("T", bound=traitlets.TraitType[Any, Any])
 
 EVENT_PAGE_ROWS = EVENT_PAGE_SIZE
@@ -95,6 +97,8 @@ class RunWidget(anywidget.AnyWidget):
     event_page_rows = traitlets.Int(EVENT_PAGE_ROWS).tag(sync=True)
     now = traitlets.Float(0.0).tag(sync=True)
     send_status = _plain(traitlets.Dict())
+    # The details panel of the selected step (viewmodel.step_details), {} when closed.
+    details = _plain(traitlets.Dict())
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -108,6 +112,8 @@ class RunWidget(anywidget.AnyWidget):
         self._row_cache: dict[str, tuple[StepSnapshot, object, dict[str, object]]] = {}
         self._send_request: SendRequest | None = None
         self._page_request: PageRequest | None = None
+        self._details_request: DetailsRequest | None = None
+        self.selected_step: str | None = None  # the step whose details are shown
         self._send_seq = 0
         self.on_msg(self._on_frontend_msg)
 
@@ -203,7 +209,10 @@ class RunWidget(anywidget.AnyWidget):
         progress = RunProgress.of_snapshot(
             snapshot, event_offset=self.event_offset, event_limit=self.event_page_rows
         )
-        return self.apply_progress(progress, now=now)
+        grew = self.apply_progress(progress, now=now)
+        if self.selected_step is not None and self._details_request is None:
+            self.show_details(self.selected_step)
+        return grew
 
     def apply_progress(self, progress: RunProgress, *, now: float) -> bool:
         """Show ``progress``; only traits that changed are sent.
@@ -268,6 +277,46 @@ class RunWidget(anywidget.AnyWidget):
         if self._snapshot is not None:
             self.apply_snapshot(self._snapshot, now=self.now)
 
+    def show_details(
+        self, step_id: str | None, details: StepDetails | None = None, *, loading: bool = False
+    ) -> None:
+        """Show the details panel of ``step_id`` (``None``: close it).
+
+        Call it on the thread that writes the widget. Built from the last progress shown
+        (and, for a widget fed snapshots, the step's record) plus ``details`` when given:
+        what ``RunHandle.step_details_async`` read. An unknown step closes the panel.
+        """
+        progress = self.last_progress
+        state = progress.states.get(step_id) if progress is not None and step_id is not None else None
+        if step_id is None or progress is None or state is None:
+            self.selected_step = None
+            self.details = {}
+            return
+        self.selected_step = step_id
+        kind = next((k for sid, k, _ in progress.shapes if sid == step_id), "function")
+        self.details = viewmodel.step_details(
+            step_id,
+            kind=kind,
+            state=state,
+            shown_label=progress.labels.get(step_id),
+            snapshot=self._record_of(step_id, progress),
+            details=details,
+            loading=loading,
+        )
+
+    def _record_of(self, step_id: str, progress: RunProgress) -> StepSnapshot | None:
+        if self._snapshot is not None:
+            return next((s for s in self._snapshot.steps if s.step_id == step_id), None)
+        return next((s for s in progress.events if s.step_id == step_id), None)
+
+    def on_details_request(self, callback: DetailsRequest | None) -> None:
+        """Call ``callback(step_id)`` when a step is selected in the view (``None``: closed).
+
+        Same rules as :meth:`on_send_request`: hand over, do not block or write traits.
+        Without a callback the widget shows what it has itself (:meth:`show_details`).
+        """
+        self._details_request = callback
+
     def set_send_status(self, step_id: str, *, ok: bool, text: str) -> None:
         """Show the outcome of a send next to the step's form (``ok=False``: an error)."""
         self._send_seq += 1
@@ -299,6 +348,14 @@ class RunWidget(anywidget.AnyWidget):
                     self._page_request(offset)
                 else:
                     self.show_page(offset)
+            return
+        if content.get("type") == "details":
+            selected = content.get("step")
+            if selected is None or isinstance(selected, str):
+                if self._details_request is not None:
+                    self._details_request(selected)
+                else:
+                    self.show_details(selected)
             return
         if content.get("type") != "send":
             return

@@ -2,8 +2,10 @@
 // nodes (laying it out here unless the kernel sent graphviz's positions), recolours nodes
 // when the `states` trait changes, keeps the event table's page in sync, and sends
 // {type: "send", step, payload} when a "Send" button of a waiting manual event is pressed
-// and {type: "page", offset} for another page of the table. It never writes traits: the
-// kernel owns all state.
+// and {type: "page", offset} for another page of the table. Selecting a step (a click on
+// its node or row, or Enter/Space on it; Escape closes) sends {type: "details", step} and
+// shows the `details` trait the kernel answers with ({type: "details", step: null} when
+// closed). It never writes traits: the kernel owns all state.
 const SVGNS = "http://www.w3.org/2000/svg";
 const NODE_W = 150;
 const NODE_H = 30;
@@ -88,6 +90,13 @@ export function nodeText(id, value) {
   return text.length <= LABEL_CHARS ? text : text.slice(0, LABEL_CHARS - 1) + "…";
 }
 
+// A time (epoch seconds) to the millisecond, in the browser's zone: "19:03:48.125".
+export function localClock(seconds) {
+  const d = new Date(seconds * 1000);
+  const text = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return `${text}.${String(d.getMilliseconds()).padStart(3, "0")}`;
+}
+
 function edgePath(a, b) {
   const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x - NODE_W / 2, y2 = b.y, mid = (x1 + x2) / 2;
   return `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
@@ -115,12 +124,124 @@ function render({ model, el }) {
   pager.append(prev, pageText, next);
   prev.addEventListener("click", () => turnPage(-1));
   next.addEventListener("click", () => turnPage(1));
-  root.append(header, counts, dagBox, tableBox, pager);
+  const panel = html("div", "evkit-details");
+  panel.hidden = true;
+  panel.setAttribute("role", "region");
+  panel.setAttribute("aria-label", "step details");
+  root.append(header, counts, dagBox, panel, tableBox, pager);
   el.appendChild(root);
 
   let nodeEls = new Map();
   const rowEls = new Map();
   let offsetMs = 0;
+  let selected = null;     // the step whose details are open
+  let returnFocus = null;  // the node or row that opened them, focused again on close
+
+  function select(step, origin) {
+    if (selected !== null && selected !== step) markSelected(selected, false);
+    selected = step;
+    returnFocus = origin || null;
+    markSelected(step, true);
+    model.send({ type: "details", step: step });
+    drawDetails();
+  }
+
+  function closeDetails() {
+    if (selected === null) return;
+    markSelected(selected, false);
+    selected = null;
+    panel.hidden = true;
+    model.send({ type: "details", step: null });
+    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+    returnFocus = null;
+  }
+
+  function markSelected(step, on) {
+    const node = nodeEls.get(step);
+    if (node) { if (on) node.g.setAttribute("data-selected", "true"); else node.g.removeAttribute("data-selected"); }
+    const row = rowEls.get(step);
+    if (row) { if (on) row.tr.dataset.selected = "true"; else delete row.tr.dataset.selected; }
+  }
+
+  // Enter or Space on a focused node or row opens its details, as a click does.
+  function onActivateKey(e, step, origin) {
+    if (e.target !== origin || (e.key !== "Enter" && e.key !== " ")) return;
+    e.preventDefault();
+    select(step, origin);
+  }
+
+  root.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && selected !== null) { e.preventDefault(); closeDetails(); }
+  });
+
+  function detailRow(list, name, value, pre) {
+    if (value === null || value === undefined || value === "") return;
+    const dt = html("dt", "", name);
+    const dd = html("dd", `evkit-details-${name.replace(/ /g, "-")}`);
+    if (pre) dd.appendChild(html("pre", "", value)); else dd.textContent = value;
+    list.append(dt, dd);
+  }
+
+  function drawDetails() {
+    if (selected === null) { panel.hidden = true; return; }
+    const d = model.get("details") || {};
+    const ready = d.step === selected;
+    panel.hidden = false;
+    panel.dataset.step = selected;
+    const head = html("div", "evkit-details-head");
+    const title = html("span", "evkit-details-title");
+    const close = html("button", "evkit-details-close", "×");
+    close.type = "button";
+    close.title = "Close (Escape)";
+    close.setAttribute("aria-label", "Close details");
+    close.addEventListener("click", closeDetails);
+    head.append(title, close);
+    const list = html("dl", "evkit-details-list");
+    if (!ready) {
+      title.textContent = `${selected}: loading…`;
+      panel.replaceChildren(head, list);
+      return;
+    }
+    const name = d.label_at !== null && d.label_at !== undefined ? localTime(d.label_at) : d.label;
+    title.textContent = `${name ? name + " — " : ""}${d.step} (${d.kind} step, ${d.state})${d.loading ? " loading…" : ""}`;
+    panel.dataset.state = d.state;
+    detailRow(list, "listener", d.listener);
+    detailRow(list, "arguments", d.args, true);
+    const cut = d.cut ? " (a preview: cut at 2,000 characters; query the store for all of it)" : "";
+    if (d.kind === "event") detailRow(list, "payload", d.payload === null ? null : d.payload + cut, true);
+    else detailRow(list, "result", d.result === null ? null : d.result + cut, true);
+    detailRow(list, "event id", d.event_id);
+    detailRow(list, "error", d.error);
+    detailRow(list, "traceback", d.traceback, true);
+    const rows = d.attempt_rows || [];
+    if (rows.length) {
+      const ol = html("ol", "evkit-details-attempts");
+      for (const a of rows) {
+        const span = a.ended_at === null ? "" : ` (${(a.ended_at - a.started_at).toFixed(3)} s)`;
+        ol.appendChild(html("li", "", `${a.state} at ${localClock(a.started_at)}${span}${a.error ? ": " + a.error : ""}`));
+      }
+      list.append(html("dt", "", `attempts (${rows.length})`), html("dd", "evkit-details-attempts-box"));
+      list.lastChild.appendChild(ol);
+    } else {
+      detailRow(list, "attempts", String(d.attempts));
+    }
+    const times = d.times || [];
+    if (times.length) {
+      const tl = html("ol", "evkit-details-times");
+      let before = null;
+      for (const [state, at] of times) {
+        const step = before === null ? "" : ` (+${(at - before).toFixed(3)} s)`;
+        const li = html("li", `evkit-state-${state}`, `${state} ${localClock(at)}${step}`);
+        li.dataset.state = state;
+        li.title = new Date(at * 1000).toLocaleString();
+        tl.appendChild(li);
+        before = at;
+      }
+      list.append(html("dt", "", "times"), html("dd", "evkit-details-times-box"));
+      list.lastChild.appendChild(tl);
+    }
+    panel.replaceChildren(head, list);
+  }
 
   function drawHeader() {
     const status = model.get("status");
@@ -152,7 +273,9 @@ function render({ model, el }) {
     nodeEls = new Map();
     for (const n of nodes) {
       const p = pos.get(n.id);
-      const g = svg("g", { class: "evkit-node", "data-step": n.id });
+      const g = svg("g", { class: "evkit-node", "data-step": n.id, tabindex: 0, role: "button" });
+      g.addEventListener("click", () => select(n.id, g));
+      g.addEventListener("keydown", (e) => onActivateKey(e, n.id, g));
       const title = svg("title");
       const rect = svg("rect", { x: p.x - NODE_W / 2, y: p.y - NODE_H / 2, width: NODE_W, height: NODE_H, rx: n.kind === "event" ? 12 : 3 });
       const text = svg("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" });
@@ -161,13 +284,17 @@ function render({ model, el }) {
       nodeEls.set(n.id, { g, title, text, kind: n.kind });
     }
     dagBox.replaceChildren(canvas);
+    if (selected !== null) markSelected(selected, true);
     paintLabels();
     paintStates();
   }
 
   function paintLabels() {
     const labels = model.get("labels") || {};
-    for (const [id, ent] of nodeEls) ent.text.textContent = nodeText(id, labels[id]);
+    for (const [id, ent] of nodeEls) {
+      ent.text.textContent = nodeText(id, labels[id]);
+      ent.g.setAttribute("aria-label", `${ent.text.textContent}: show details`);
+    }
   }
 
   function paintStates() {
@@ -213,6 +340,11 @@ function render({ model, el }) {
   function makeRow(step) {
     const tr = html("tr", "evkit-event-row");
     tr.dataset.step = step;
+    tr.tabIndex = 0;
+    tr.title = "details: click, or Enter";
+    // The send form's input and button keep their own clicks.
+    tr.addEventListener("click", (e) => { if (!e.target.closest("input, button")) select(step, tr); });
+    tr.addEventListener("keydown", (e) => onActivateKey(e, step, tr));
     const cells = {};
     for (const name of HEAD) {
       const td = html("td", `evkit-col-${name.replace(" ", "-")}`);
@@ -255,7 +387,11 @@ function render({ model, el }) {
     rows.forEach((row, i) => {
       seen.add(row.step);
       let ent = rowEls.get(row.step);
-      if (!ent) { ent = makeRow(row.step); rowEls.set(row.step, ent); }
+      if (!ent) {
+        ent = makeRow(row.step);
+        rowEls.set(row.step, ent);
+        if (row.step === selected) ent.tr.dataset.selected = "true";
+      }
       if (tbody.children[i] !== ent.tr) tbody.insertBefore(ent.tr, tbody.children[i] || null);
       ent.data = row;
       const c = ent.cells;
@@ -325,6 +461,7 @@ function render({ model, el }) {
     ["change:labels", paintLabels],
     ["change:events", drawEvents],
     ["change:send_status", drawEvents],
+    ["change:details", drawDetails],
     ["change:status", drawHeader],
     ["change:error", drawHeader],
     ["change:version", drawHeader],

@@ -33,10 +33,18 @@ def one_line(exc: BaseException) -> str:
 def failure_blob(error: WorkflowExecutionError) -> bytes:
     """What the store keeps of a failed run's error, for :func:`failure_from_store`.
 
-    pickle drops ``__cause__``, so the error and its cause are pickled apart and kept as a
-    pair of blobs: a cause that cannot be pickled (or, later, loaded) loses only itself.
+    The error and its cause are pickled apart and kept as a pair of blobs, so a cause that
+    cannot be pickled (or, later, loaded) loses only itself. The error is pickled without
+    its chain: plain pickle drops ``__cause__`` anyway, but tblib's exception pickling
+    (which Dask installs process-wide) would pickle it too, and fail on the cause.
     """
-    return codec.dumps((_blob_or_none(error), _blob_or_none(error.__cause__)))
+    chain = (error.__cause__, error.__context__, error.__suppress_context__)
+    error.__cause__ = error.__context__ = None
+    try:
+        error_blob = _blob_or_none(error)
+    finally:
+        error.__cause__, error.__context__, error.__suppress_context__ = chain
+    return codec.dumps((error_blob, _blob_or_none(chain[0])))
 
 
 def failure_from_store(workflow_id: str, blob: bytes | None, text: str | None) -> WorkflowExecutionError:

@@ -95,20 +95,22 @@ async def test_a_client_that_disconnects_mid_request_is_logged_at_debug_without_
     url = urlparse(server.event_url("h", "k"))
     signal = Signal(logging.DEBUG, "disconnected")
     logging.getLogger("evkit").addHandler(signal)
-    evkit_logs.set_level(logging.DEBUG, logger="evkit")
-    try:
-        assert url.hostname is not None
-        assert url.port is not None
-        _, writer = await asyncio.open_connection(url.hostname, url.port)
-        writer.write(
-            f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-            'Content-Length: 100\r\n\r\n{"partial": '.encode()
-        )
-        await writer.drain()
-        writer.transport.abort()  # gone before the body is complete
-        await asyncio.wait_for(signal.seen.wait(), 10)
-    finally:
-        logging.getLogger("evkit").removeHandler(signal)
+    # A block, not set_level: inside the fixture's own at_level, set_level would leave the
+    # evkit logger at INFO for every later test.
+    with evkit_logs.at_level(logging.DEBUG, logger="evkit"):
+        try:
+            assert url.hostname is not None
+            assert url.port is not None
+            _, writer = await asyncio.open_connection(url.hostname, url.port)
+            writer.write(
+                f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                'Content-Length: 100\r\n\r\n{"partial": '.encode()
+            )
+            await writer.drain()
+            writer.transport.abort()  # gone before the body is complete
+            await asyncio.wait_for(signal.seen.wait(), 10)
+        finally:
+            logging.getLogger("evkit").removeHandler(signal)
     records = [
         r for r in evkit_logs.records if r.name.startswith("evkit") and "disconnected" in r.getMessage()
     ]

@@ -72,6 +72,7 @@ from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
+from evkit.listeners.kafka import KafkaListener as KafkaListener, KafkaMessage as KafkaMessage
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import (
     RedisStreamListener as RedisStreamListener,
@@ -100,6 +101,8 @@ __all__ = [
     "EvkitError",
     "FakeClock",
     "HTTPListener",
+    "KafkaListener",
+    "KafkaMessage",
     "ManualListener",
     "NotAStoreError",
     "PayloadError",

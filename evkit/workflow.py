@@ -45,6 +45,7 @@ from evkit.errors import (
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import HTTPListener as HTTPListener
+from evkit.listeners.kafka import KafkaListener as KafkaListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
 from evkit.model import WorkflowStatus as WorkflowStatus
@@ -68,6 +69,7 @@ __all__ = [
     "EventListener",
     "EventTimeoutError",
     "HTTPListener",
+    "KafkaListener",
     "ManualListener",
     "RedisStreamListener",
     "RunHandle",

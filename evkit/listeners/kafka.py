@@ -1,0 +1,681 @@
+"""Kafka as an event source: read through a consumer group, commit offsets after the checkpoint.
+
+It owns one confluent-kafka consumer per (bootstrap servers, group, topic, config) on the
+engine's loop. The consumer's blocking calls run on its own two threads (one fetches, one
+commits), never on the loop. Messages the store already has are never delivered again,
+and offsets are committed only in ``event_checkpointed``, never past a message that is not
+checkpointed (the commit rule in :class:`_Partition`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, final
+
+from evkit.context import get_event_context
+from evkit.listeners.base import EventListener
+from evkit.services import Service, ServiceRegistry
+from evkit.store.service import StoreReads
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer as ConfluentConsumer, Message, TopicPartition
+
+logger = logging.getLogger("evkit.kafka")
+
+_IDLE_WAIT_SECONDS = 0.2  # how long one fetch blocks its thread when nothing is buffered
+_MAX_BATCH = 10_000  # messages taken from librdkafka's buffer per fetch
+_MAX_GAP_CHECK = 10_000  # offsets checked in the store before committing an untracked message
+
+# Settings evkit owns: committing is its job, and only after the checkpoint.
+_FIXED_CONFIG: dict[str, object] = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+_DEFAULT_CONFIG: dict[str, object] = {"auto.offset.reset": "earliest"}
+
+ConfigItems = tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaMessage:
+    """One Kafka message, delivered to an event step as its value (picklable).
+
+    Attributes:
+        topic: The topic it was read from.
+        partition: Its partition.
+        offset: Its offset in the partition.
+        key: The key, as bytes (``None`` if it has none).
+        value: The value, as bytes (``None`` for a tombstone).
+        headers: The headers, as ``(name, value)`` pairs in order.
+        timestamp: The message's timestamp (UTC), or ``None`` if the broker gave none.
+        group: The consumer group it was read through.
+        bootstrap_servers: The brokers it was read from.
+        config: The extra consumer settings of the wait (not shown in the repr: they
+            may hold credentials).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: dt.datetime | None = None
+    group: str
+    bootstrap_servers: str
+    config: ConfigItems = field(default=(), repr=False)
+
+    @property
+    def text(self) -> str:
+        """The value decoded as UTF-8 (``""`` for a tombstone).
+
+        Raises:
+            UnicodeDecodeError: The value is not UTF-8.
+        """
+        return (self.value or b"").decode("utf-8")
+
+    def json(self) -> object:
+        """The value parsed as JSON.
+
+        Raises:
+            ValueError: The value is not JSON (``json.JSONDecodeError`` is a ValueError).
+        """
+        return json.loads(self.value or b"")
+
+    @property
+    def source_id(self) -> str:
+        """The id stored with the checkpoint: ``kafka:<group>:<topic>:<partition>:<offset>``."""
+        return _source_id(self.group, self.topic, self.partition, self.offset)
+
+
+def _source_id(group: str, topic: str, partition: int, offset: int) -> str:
+    return f"kafka:{group}:{topic}:{partition}:{offset}"
+
+
+class KafkaListener(EventListener):
+    """Waits for the next message of a Kafka topic, read through a consumer group.
+
+    ``workflow.wait_for_event(workflow.KafkaListener, "orders", group="evkit",
+    bootstrap_servers="127.0.0.1:9092")``: the step's value is a :class:`KafkaMessage`.
+    The offset is committed (synchronously) only after the message's event is
+    checkpointed; a message the store already holds is never delivered again, after a
+    rebalance or a restart. Waits on one topic and group share one consumer per engine
+    and get distinct messages, each partition's in order.
+    """
+
+    async def poll_for_event(  # type: ignore[override]
+        self,
+        topic: str,
+        *,
+        group: str,
+        bootstrap_servers: str,
+        config: Mapping[str, object] | None = None,
+    ) -> KafkaMessage:
+        """Return the next message of ``topic`` for this group.
+
+        Args:
+            topic: The topic to read.
+            group: The consumer group (``group.id``): offsets are committed for it.
+            bootstrap_servers: ``bootstrap.servers``, e.g. ``"127.0.0.1:9092"``.
+            config: More confluent-kafka consumer settings, e.g. ``{"session.timeout.ms":
+                6000}`` or security settings. A new group starts at the earliest offset
+                unless ``auto.offset.reset`` says otherwise.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: ``config`` sets what evkit owns (auto commit, ``group.id``, ...).
+            ImportError: confluent-kafka is not installed (``pip install 'evkit[kafka]'``).
+            RuntimeError: The consumer failed (the message names topic and group).
+        """
+        items = consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
+        context = get_event_context()
+        consumer = kafka_consumers(context.services).consumer(bootstrap_servers, group, topic, items)
+        return await consumer.take(context.workflow_id)
+
+    async def event_checkpointed(self, event: object) -> None:
+        """Commit the message's offset (synchronously), now that its event is checkpointed.
+
+        The committed offset of a partition is the lowest offset this engine read and has
+        not checkpointed yet (or the last checkpointed one + 1): it never moves backwards
+        and never passes a message that is not checkpointed. Idempotent: the engine calls
+        it again after a crash between the checkpoint and the commit.
+
+        Raises:
+            RuntimeError: The broker refused the commit for another reason than a
+                rebalance (the message names topic, partition and offset).
+        """
+        if isinstance(event, KafkaMessage):  # not the `default` of a timed-out wait
+            consumers = kafka_consumers(get_event_context().services)
+            await consumers.consumer(event.bootstrap_servers, event.group, event.topic, event.config).commit(
+                event
+            )
+
+    def source_id(self, event: object) -> str | None:
+        """``kafka:<group>:<topic>:<partition>:<offset>``, stored with the checkpoint."""
+        return event.source_id if isinstance(event, KafkaMessage) else None
+
+
+def consumer_config_items(
+    topic: object, *, group: object, bootstrap_servers: object, config: object
+) -> ConfigItems:
+    """Check a wait's arguments; returns the extra settings as sorted, hashable pairs.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: ``config`` sets what evkit owns.
+    """
+    arguments = {"topic": topic, "group": group, "bootstrap_servers": bootstrap_servers}
+    for name, value in arguments.items():
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"KafkaListener: `{name}` must be a non-empty str, got {value!r}.")
+    if config is None:
+        return ()
+    if not isinstance(config, Mapping) or not all(isinstance(key, str) for key in config):
+        raise TypeError(f"KafkaListener: `config` must be a dict of str keys or None, got {config!r}.")
+    for key in ("group.id", "bootstrap.servers"):
+        if key in config:
+            argument = "group" if key == "group.id" else "bootstrap_servers"
+            raise ValueError(
+                f"KafkaListener: `config` sets {key!r}; pass it as the `{argument}=` argument instead."
+            )
+    for key, fixed in _FIXED_CONFIG.items():
+        if key in config and config[key] not in (fixed, str(fixed).lower()):
+            raise ValueError(
+                f"KafkaListener: `config` sets {key!r} to {config[key]!r}, but evkit commits offsets "
+                "itself, after each checkpoint (that is the exactly-once rule). Remove it from `config`."
+            )
+    return tuple(sorted((key, value) for key, value in config.items() if key not in _FIXED_CONFIG))
+
+
+@final
+class KafkaConsumers(Service):
+    """The engine's Kafka service: one consumer per (bootstrap servers, group, topic, config).
+
+    Lives in the engine's services; the engine calls :meth:`release_run` when a run ends
+    and :meth:`aclose` when it closes.
+    """
+
+    def __init__(self, store: StoreReads) -> None:
+        self._store = store
+        self._consumers: dict[tuple[str, str, str, ConfigItems], _Consumer] = {}
+
+    def consumer(self, bootstrap_servers: str, group: str, topic: str, config: ConfigItems) -> _Consumer:
+        """The consumer for these settings (made on first use, connected on first read)."""
+        key = (bootstrap_servers, group, topic, config)
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            consumer = self._consumers[key] = _Consumer(self._store, bootstrap_servers, group, topic, config)
+        return consumer
+
+    def release_run(self, workflow_id: str) -> None:
+        """The run ended: messages its waits took but did not checkpoint are free again."""
+        for consumer in self._consumers.values():
+            consumer.release_run(workflow_id)
+
+    def close_nowait(self) -> None:
+        """Stop fetching now; each consumer is closed on its own thread."""
+        consumers, self._consumers = list(self._consumers.values()), {}
+        for consumer in consumers:
+            consumer.close_nowait()
+
+    async def aclose(self) -> None:
+        """Stop fetching and close the consumers (they leave their groups)."""
+        consumers, self._consumers = list(self._consumers.values()), {}
+        for consumer in consumers:
+            await consumer.aclose()
+
+
+def kafka_consumers(services: ServiceRegistry) -> KafkaConsumers:
+    """The engine's :class:`KafkaConsumers` service, made on first use."""
+    return services.get_or_add(KafkaConsumers, lambda: KafkaConsumers(services.require(StoreReads)))
+
+
+class _Partition:
+    """What one consumer read from one partition and what it may commit.
+
+    The commit rule: the committed offset is the lowest offset read here and not yet
+    checkpointed, or, when every message read is checkpointed, the highest checkpointed
+    offset + 1; a commit is sent only if it is higher than the last one. Waits can
+    checkpoint out of order (parallel waits, a slow run): committing each message's
+    offset + 1 would skip an earlier message still in flight, which a crash would lose.
+    """
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()  # read, not checkpointed
+        self._heap: list[int] = []  # the same offsets, for the minimum (lazy deletion)
+        self.done_max = -1
+        self.committed = -1  # the offset last committed by this engine (next to read)
+
+    def read(self, offset: int) -> None:
+        if offset not in self._open and offset > self.done_max:
+            self._open.add(offset)
+            heapq.heappush(self._heap, offset)
+
+    def is_open(self, offset: int) -> bool:
+        return offset in self._open
+
+    def done(self, offset: int) -> None:
+        self._open.discard(offset)
+        self.done_max = max(self.done_max, offset)
+
+    def target(self) -> int:
+        """The offset the rule allows to commit now (-1: nothing yet)."""
+        while self._heap and self._heap[0] not in self._open:
+            heapq.heappop(self._heap)
+        if self.done_max < 0:
+            return -1
+        if self._heap and self._heap[0] <= self.done_max:
+            return self._heap[0]  # an earlier message is still in flight
+        return self.done_max + 1
+
+
+class _Consumer:
+    """One confluent-kafka consumer: hands its messages to the waits, oldest wait first.
+
+    Messages handed to a wait are *held* until checkpointed (or the run ends), so a
+    re-read after a rebalance never gives them to a second wait. All state lives on the
+    loop; the consumer's threads only call confluent-kafka and post rebalances back.
+    """
+
+    def __init__(
+        self, store: StoreReads, bootstrap_servers: str, group: str, topic: str, config: ConfigItems
+    ) -> None:
+        self._store = store
+        self.bootstrap_servers, self.group, self.topic, self.config = bootstrap_servers, group, topic, config
+        self._waiters: deque[tuple[str, asyncio.Future[KafkaMessage]]] = deque()
+        self._ready: deque[KafkaMessage] = deque()  # read, not in the store, no wait took it yet
+        self._queued: set[tuple[int, int]] = set()  # (partition, offset) of the ready messages
+        self._held: dict[tuple[int, int], str] = {}  # -> workflow id of the wait that took it
+        self._held_messages: dict[tuple[int, int], KafkaMessage] = {}
+        self._partitions: dict[int, _Partition] = {}  # the assigned partitions
+        self._commit_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._client: ConfluentConsumer | None = None
+        self._client_lock = threading.Lock()  # both threads may be the first to connect
+        self._subscribed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One thread fetches (consume blocks it), one commits: a commit never waits for a fetch.
+        self._fetcher = ThreadPoolExecutor(1, thread_name_prefix=f"evkit-kafka-fetch-{topic}")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"evkit-kafka-commit-{topic}")
+
+    def __repr__(self) -> str:
+        return f"<Kafka consumer topic={self.topic!r} group={self.group!r} at {self.bootstrap_servers}>"
+
+    # ------------------------------------------------------------------ waits
+
+    async def take(self, workflow_id: str) -> KafkaMessage:
+        """Wait for the next message for a wait of run ``workflow_id``."""
+        self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[KafkaMessage] = self._loop.create_future()
+        self._waiters.append((workflow_id, future))
+        self._hand_out()
+        if not future.done():
+            self._ensure_task()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                message = future.result()  # handed over just as the wait was cancelled
+                self._held.pop((message.partition, message.offset), None)
+                self._requeue([message])
+                self._hand_out()
+            self._waiters = deque(w for w in self._waiters if w[1] is not future)
+            raise
+
+    def release_run(self, workflow_id: str) -> None:
+        """Messages run ``workflow_id``'s waits took and did not checkpoint are free again."""
+        taken = [key for key, wid in self._held.items() if wid == workflow_id]
+        if not taken:
+            return
+        for key in taken:
+            del self._held[key]
+        self._spawn(self._recheck(taken), "release")
+
+    async def _recheck(self, keys: list[tuple[int, int]]) -> None:
+        # The run may have checkpointed some of them before it ended (a failed commit):
+        # those are done, the others go back to the next waits.
+        messages = [self._message_of(key) for key in keys]
+        taken = await self._store.checkpointed_sources([m.source_id for m in messages])
+        self._requeue([m for m in messages if m.source_id not in taken])
+        for message in messages:
+            if message.source_id in taken:
+                self._mark_done(message)
+        self._hand_out()
+        if taken:
+            await self._commit_targets()
+
+    def _message_of(self, key: tuple[int, int]) -> KafkaMessage:
+        return self._held_messages.pop(key)
+
+    def _requeue(self, messages: list[KafkaMessage]) -> None:
+        for message in sorted(messages, key=lambda m: (m.partition, m.offset), reverse=True):
+            if message.partition in self._partitions:  # else it is re-read when reassigned
+                self._ready.appendleft(message)
+                self._queued.add((message.partition, message.offset))
+
+    def _hand_out(self) -> None:
+        while self._ready and self._waiters:
+            workflow_id, future = self._waiters.popleft()
+            if future.done():
+                continue
+            message = self._ready.popleft()
+            key = (message.partition, message.offset)
+            self._queued.discard(key)
+            self._held[key] = workflow_id
+            self._held_messages[key] = message
+            future.set_result(message)
+
+    def _wanted(self) -> int:
+        return sum(1 for _, future in self._waiters if not future.done())
+
+    def _spawn(self, coro: object, what: str) -> None:
+        assert asyncio.iscoroutine(coro)
+        task = asyncio.get_running_loop().create_task(coro, name=f"evkit-kafka-{what}:{self.topic}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%r: %s", self, task.exception(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ fetching
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"evkit-kafka:{self.topic}:{self.group}"
+            )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while wanted := self._wanted():
+            try:
+                raw = await loop.run_in_executor(self._fetcher, self._fetch, min(wanted, _MAX_BATCH))
+                messages = self._accept(raw)
+                if not messages:
+                    continue
+                taken = await self._store.checkpointed_sources([m.source_id for m in messages])
+            except Exception as exc:  # KafkaException, a store error: every wait must hear of it
+                self._fail(exc)
+                return
+            if taken:
+                # Checkpointed before a crash or a rebalance but never committed: commit, never redeliver.
+                logger.info("%r: %d message(s) already checkpointed, not delivered again", self, len(taken))
+                for message in messages:
+                    if message.source_id in taken:
+                        self._mark_done(message)
+                self._spawn(self._commit_targets(), "commit")
+            for message in messages:
+                key = (message.partition, message.offset)
+                if message.source_id not in taken and message.partition in self._partitions:
+                    self._ready.append(message)
+                    self._queued.add(key)
+            self._hand_out()
+
+    def _accept(self, raw: list[Message]) -> list[KafkaMessage]:
+        """The new messages of a fetch (errors logged, re-reads of held ones skipped)."""
+        messages = []
+        for msg in raw:
+            error = msg.error()
+            if error is not None:
+                if error.fatal():
+                    self._fail(RuntimeError(str(error)))
+                else:
+                    logger.warning("%r: %s", self, error)
+                continue
+            partition_no, offset = msg.partition(), msg.offset()
+            assert partition_no is not None
+            assert offset is not None
+            partition = self._partitions.get(partition_no)
+            if partition is None:  # revoked while this fetch was under way
+                continue
+            key = (partition_no, offset)
+            partition.read(offset)
+            if key in self._held or key in self._queued or not partition.is_open(offset):
+                continue  # a wait has it, or it is checkpointed already: read again after a rebalance
+            messages.append(self._record(msg, partition_no, offset))
+        return messages
+
+    def _record(self, msg: Message, partition: int, offset: int) -> KafkaMessage:
+        kind, millis = msg.timestamp()
+        headers = msg.headers()
+        return KafkaMessage(
+            topic=self.topic,
+            partition=partition,
+            offset=offset,
+            key=_as_bytes(msg.key()),
+            value=_as_bytes(msg.value()),
+            headers=tuple((name, _as_bytes(value)) for name, value in headers) if headers else (),
+            timestamp=dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC) if kind else None,
+            group=self.group,
+            bootstrap_servers=self.bootstrap_servers,
+            config=self.config,
+        )
+
+    def _fetch(self, wanted: int) -> list[Message]:
+        """On the fetch thread: what librdkafka has buffered, else wait briefly for one."""
+        client = self._connect()
+        if not self._subscribed:
+            client.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
+            self._subscribed = True
+        batch = client.consume(wanted, timeout=0)
+        if not batch:
+            batch = client.consume(1, timeout=_IDLE_WAIT_SECONDS)
+            if batch and wanted > 1:
+                batch += client.consume(wanted - 1, timeout=0)
+        return batch
+
+    def _connect(self) -> ConfluentConsumer:
+        with self._client_lock:
+            return self._client or self._make_client()
+
+    def _make_client(self) -> ConfluentConsumer:
+        try:
+            from confluent_kafka import Consumer
+        except ImportError as exc:  # pragma: no cover - confluent-kafka is in the test environment
+            raise ImportError("KafkaListener needs confluent-kafka: pip install 'evkit[kafka]'.") from exc
+        settings = {
+            **_DEFAULT_CONFIG,
+            **dict(self.config),
+            **_FIXED_CONFIG,
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group,
+        }
+        self._client = Consumer(settings, logger=logger)
+        return self._client
+
+    # Rebalance callbacks run on the fetch thread, inside consume(): they only post to the
+    # loop. The fetch's result is posted after them, so the loop sees the new assignment first.
+    def _on_assign(self, client: ConfluentConsumer, partitions: list[TopicPartition]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._assigned, [tp.partition for tp in partitions])
+
+    def _on_revoke(self, client: ConfluentConsumer, partitions: list[TopicPartition]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._revoked, [tp.partition for tp in partitions])
+
+    def _assigned(self, partitions: list[int]) -> None:
+        logger.info("%r: assigned partitions %s", self, partitions)
+        for partition in partitions:
+            self._partitions.setdefault(partition, _Partition())
+
+    def _revoked(self, partitions: list[int]) -> None:
+        # Another member may own them now: never commit them from here (our commit could
+        # be older than its), drop what no wait took (the new owner reads it again).
+        logger.info("%r: partitions %s revoked", self, partitions)
+        gone = set(partitions)
+        for partition in gone:
+            self._partitions.pop(partition, None)
+        self._ready = deque(m for m in self._ready if m.partition not in gone)
+        self._queued = {key for key in self._queued if key[0] not in gone}
+
+    def _fail(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, deque()
+        for _, future in waiters:
+            if not future.done():
+                error = RuntimeError(
+                    f"Reading Kafka topic {self.topic!r} (group {self.group!r}) at "
+                    f"{self.bootstrap_servers} failed: {exc}"
+                )
+                error.__cause__ = exc
+                future.set_exception(error)
+
+    # ------------------------------------------------------------------ committing
+
+    def _mark_done(self, message: KafkaMessage) -> bool:
+        """Record the checkpoint; False if this consumer does not track the message."""
+        key = (message.partition, message.offset)
+        self._held.pop(key, None)
+        self._held_messages.pop(key, None)
+        partition = self._partitions.get(message.partition)
+        if partition is None or not (
+            partition.is_open(message.offset) or message.offset <= partition.done_max
+        ):
+            return False
+        partition.done(message.offset)
+        return True
+
+    async def commit(self, message: KafkaMessage) -> None:
+        """Commit after ``message``'s checkpoint, by the rule of :class:`_Partition`."""
+        self._loop = asyncio.get_running_loop()
+        if self._mark_done(message):
+            await self._commit_targets()
+        else:
+            # Not read by this consumer: a message checkpointed before a restart, or of a
+            # partition another member owns now.
+            await self._commit_untracked(message)
+
+    async def _commit_targets(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        async with self._commit_lock:
+            due = {no: p.target() for no, p in self._partitions.items() if p.target() > p.committed}
+            if not due:
+                return
+            offsets = [TopicPartition(self.topic, no, target) for no, target in sorted(due.items())]
+            if await self._send_commit(offsets):
+                for no, target in due.items():
+                    partition = self._partitions.get(no)
+                    if partition is not None:
+                        partition.committed = max(partition.committed, target)
+
+    async def _commit_untracked(self, message: KafkaMessage) -> None:
+        from confluent_kafka import TopicPartition
+
+        loop = asyncio.get_running_loop()
+        async with self._commit_lock:
+            (current,) = await loop.run_in_executor(
+                self._committer, self._committed, TopicPartition(self.topic, message.partition)
+            )
+            start = max(current.offset, 0)
+            if start > message.offset:
+                return  # committed already (by us before a crash, or by the partition's owner)
+            # Committing offset + 1 is safe only if every message between the committed offset
+            # and this one is checkpointed too; else the consumer commits it when it reads past.
+            between = range(start, message.offset)
+            if len(between) > _MAX_GAP_CHECK:
+                return
+            ids = [_source_id(self.group, self.topic, message.partition, o) for o in between]
+            if ids and len(await self._store.checkpointed_sources(ids)) != len(ids):
+                logger.info(
+                    "%r: %s is checkpointed; its offset is committed once the messages before it are",
+                    self,
+                    message.source_id,
+                )
+                return
+            target = message.offset + 1
+            if await self._send_commit([TopicPartition(self.topic, message.partition, target)]):
+                partition = self._partitions.get(message.partition)
+                if partition is not None:
+                    partition.committed = max(partition.committed, target)
+
+    def _committed(self, tp: TopicPartition) -> list[TopicPartition]:
+        return self._connect().committed([tp], timeout=10)
+
+    async def _send_commit(self, offsets: list[TopicPartition]) -> bool:
+        """Commit synchronously on the commit thread; False when a rebalance refused it."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._committer, self._commit_sync, offsets)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, KafkaError) else None
+            if code in _rebalance_errors():
+                # The partition moved: the store check keeps its checkpointed messages from
+                # being delivered again, and its new owner commits them.
+                logger.info("%r: commit of %s refused during a rebalance: %s", self, offsets, exc)
+                return False
+            where = ", ".join(f"partition {tp.partition} offset {tp.offset}" for tp in offsets)
+            raise RuntimeError(
+                f"Committing Kafka topic {self.topic!r} (group {self.group!r}) {where} at "
+                f"{self.bootstrap_servers} failed: {exc}. The messages are checkpointed: resuming "
+                "the run commits them again."
+            ) from exc
+        return True
+
+    def _commit_sync(self, offsets: list[TopicPartition]) -> None:
+        self._connect().commit(offsets=offsets, asynchronous=False)
+
+    # ------------------------------------------------------------------ closing
+
+    def close_nowait(self) -> None:
+        """Stop fetching; the consumer is closed on its fetch thread."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        for side in list(self._side_tasks):
+            side.cancel()
+        self._fetcher.submit(self._close_client)
+        self._fetcher.shutdown(wait=False)
+        self._committer.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """Stop fetching, then close the consumer (it leaves its group)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        tasks = [t for t in (task, *self._side_tasks) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._committer, lambda: None)  # commits in flight end first
+        await loop.run_in_executor(self._fetcher, self._close_client)
+        self._fetcher.shutdown(wait=False)
+        self._committer.shutdown(wait=False)
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _as_bytes(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def _rebalance_errors() -> frozenset[int]:
+    """Error codes of a commit refused because the group is rebalancing or moved on."""
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError._ASSIGNMENT_LOST,
+            KafkaError._NO_OFFSET,
+        }
+    )

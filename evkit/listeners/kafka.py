@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, cast, final
 
 from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
@@ -34,6 +34,7 @@ logger = logging.getLogger("evkit.kafka")
 _IDLE_WAIT_SECONDS = 0.2  # how long one fetch blocks its thread when nothing is buffered
 _MAX_BATCH = 10_000  # messages taken from librdkafka's buffer per fetch
 _MAX_GAP_CHECK = 10_000  # offsets checked in the store before committing an untracked message
+_JOIN_TIMEOUT_SECONDS = 60.0  # a commit refused by the group waits this long for the consumer to join
 
 # Settings evkit owns: committing is its job, and only after the checkpoint.
 _FIXED_CONFIG: dict[str, object] = {"enable.auto.commit": False, "enable.auto.offset.store": False}
@@ -295,6 +296,8 @@ class _Consumer:
         self._held_messages: dict[tuple[int, int], KafkaMessage] = {}
         self._partitions: dict[int, _Partition] = {}  # the assigned partitions
         self._commit_lock = asyncio.Lock()
+        self._joined = asyncio.Event()  # the consumer is a member of its group
+        self._join_wanted = False  # keep fetching without waits until it is
         self._task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._client: ConfluentConsumer | None = None
@@ -396,9 +399,9 @@ class _Consumer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while wanted := self._wanted():
+        while (wanted := self._wanted()) or (self._join_wanted and not self._joined.is_set()):
             try:
-                raw = await loop.run_in_executor(self._fetcher, self._fetch, min(wanted, _MAX_BATCH))
+                raw = await loop.run_in_executor(self._fetcher, self._fetch, min(max(wanted, 1), _MAX_BATCH))
                 messages = self._accept(raw)
                 if not messages:
                     continue
@@ -446,7 +449,7 @@ class _Consumer:
 
     def _record(self, msg: Message, partition: int, offset: int) -> KafkaMessage:
         kind, millis = msg.timestamp()
-        headers = msg.headers()
+        headers = cast("list[tuple[str, object]] | None", msg.headers())  # the stubs say list[str]
         return KafkaMessage(
             topic=self.topic,
             partition=partition,
@@ -506,6 +509,7 @@ class _Consumer:
 
     def _assigned(self, partitions: list[int]) -> None:
         logger.info("%r: assigned partitions %s", self, partitions)
+        self._joined.set()
         for partition in partitions:
             self._partitions.setdefault(partition, _Partition())
 
@@ -546,14 +550,36 @@ class _Consumer:
         return True
 
     async def commit(self, message: KafkaMessage) -> None:
-        """Commit after ``message``'s checkpoint, by the rule of :class:`_Partition`."""
+        """Commit after ``message``'s checkpoint, by the rule of :class:`_Partition`.
+
+        Raises:
+            RuntimeError: The broker refused the commit, or the consumer could not join
+                its group to make it.
+        """
         self._loop = asyncio.get_running_loop()
         if self._mark_done(message):
             await self._commit_targets()
-        else:
-            # Not read by this consumer: a message checkpointed before a restart, or of a
-            # partition another member owns now.
-            await self._commit_untracked(message)
+            return
+        # Not read by this consumer: a message checkpointed before a restart, or of a
+        # partition another member owns now.
+        if await self._commit_untracked(message) or self._joined.is_set():
+            return
+        # The group refuses commits from a non-member while it has members (the killed
+        # process's, until its session times out): join, then commit as a member.
+        self._join_wanted = True
+        self._ensure_task()
+        try:
+            async with asyncio.timeout(_JOIN_TIMEOUT_SECONDS):
+                await self._joined.wait()
+        except TimeoutError:
+            raise RuntimeError(
+                f"Committing {message.source_id} at {self.bootstrap_servers}: the consumer did not "
+                f"join group {self.group!r} within {_JOIN_TIMEOUT_SECONDS:.0f} s. The message is "
+                "checkpointed: resuming the run commits it again."
+            ) from None
+        finally:
+            self._join_wanted = False
+        await self.commit(message)
 
     async def _commit_targets(self) -> None:
         from confluent_kafka import TopicPartition
@@ -569,7 +595,8 @@ class _Consumer:
                     if partition is not None:
                         partition.committed = max(partition.committed, target)
 
-    async def _commit_untracked(self, message: KafkaMessage) -> None:
+    async def _commit_untracked(self, message: KafkaMessage) -> bool:
+        """Commit a message this consumer did not read; False if the group refused it."""
         from confluent_kafka import TopicPartition
 
         loop = asyncio.get_running_loop()
@@ -579,12 +606,12 @@ class _Consumer:
             )
             start = max(current.offset, 0)
             if start > message.offset:
-                return  # committed already (by us before a crash, or by the partition's owner)
+                return True  # committed already (by us before a crash, or by the partition's owner)
             # Committing offset + 1 is safe only if every message between the committed offset
             # and this one is checkpointed too; else the consumer commits it when it reads past.
             between = range(start, message.offset)
             if len(between) > _MAX_GAP_CHECK:
-                return
+                return True
             ids = [_source_id(self.group, self.topic, message.partition, o) for o in between]
             if ids and len(await self._store.checkpointed_sources(ids)) != len(ids):
                 logger.info(
@@ -592,12 +619,14 @@ class _Consumer:
                     self,
                     message.source_id,
                 )
-                return
+                return True
             target = message.offset + 1
-            if await self._send_commit([TopicPartition(self.topic, message.partition, target)]):
-                partition = self._partitions.get(message.partition)
-                if partition is not None:
-                    partition.committed = max(partition.committed, target)
+            if not await self._send_commit([TopicPartition(self.topic, message.partition, target)]):
+                return False
+            partition = self._partitions.get(message.partition)
+            if partition is not None:
+                partition.committed = max(partition.committed, target)
+            return True
 
     def _committed(self, tp: TopicPartition) -> list[TopicPartition]:
         return self._connect().committed([tp], timeout=10)

@@ -75,7 +75,9 @@ class Consumer:
             self._topic, group=self._group, bootstrap_servers=self._bootstrap, config=self._settings
         )
         context = get_event_context()
-        consumer = kafka_consumers(context.services).consumer(self._bootstrap, self._group, self._topic, items)
+        consumer = kafka_consumers(context.services).consumer(
+            self._bootstrap, self._group, self._topic, items
+        )
         if timeout is None:
             return await consumer.take(context.workflow_id)
         try:
@@ -99,7 +101,9 @@ class Consumer:
             raise TypeError(f"Consumer.commit() needs a message from poll(), got {message!r}.")
         consumers = kafka_consumers(get_event_context().services)
         consumer = consumers.consumer(message.bootstrap_servers, message.group, message.topic, message.config)
-        task = asyncio.get_running_loop().create_task(consumer.commit(message), name="evkit-kafka-seed-commit")
+        task = asyncio.get_running_loop().create_task(
+            consumer.commit(message), name="evkit-kafka-seed-commit"
+        )
         _commits.add(task)
         task.add_done_callback(_commits.discard)
         return _Commit(task)

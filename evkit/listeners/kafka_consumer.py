@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Generator, Mapping, Sequence
+from typing import ClassVar
 
 from evkit.context import get_event_context
 from evkit.listeners.kafka import KafkaMessage, consumer_config_items, kafka_consumers
@@ -27,7 +28,8 @@ class Consumer:
     """A seed-compatible Kafka consumer for listeners: ``Consumer({'enable.auto.commit': False})``.
 
     ``bootstrap.servers`` defaults to the ``KAFKA_BOOTSTRAP_SERVERS`` environment variable
-    and ``group.id`` to ``"evkit"``; other settings are passed to confluent-kafka.
+    and ``group.id`` to ``"evkit"``; other settings are passed to confluent-kafka, on top
+    of :attr:`default_config` (empty unless you set it, e.g. to shorter group timeouts).
     Making one is free (listeners make one per wait): the engine's consumer for the same
     settings does the reading and committing.
 
@@ -38,8 +40,11 @@ class Consumer:
         ValueError: ``config`` turns auto commit on, or no bootstrap servers are known.
     """
 
+    default_config: ClassVar[dict[str, object]] = {}
+    """Settings every ``Consumer`` starts from (its own config wins)."""
+
     def __init__(self, config: Mapping[str, object] | None = None) -> None:
-        settings = dict(config or {})
+        settings = {**Consumer.default_config, **(config or {})}
         bootstrap = settings.pop("bootstrap.servers", None) or os.environ.get(BOOTSTRAP_ENV)
         if not bootstrap:
             raise ValueError(

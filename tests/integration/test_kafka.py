@@ -14,7 +14,9 @@ from _kafka import FAST_GROUP_CONFIG, SKIP_REASON, KafkaBroker, kafka_available
 
 import evkit
 from evkit import codec, workflow
+from evkit.listeners import kafka_consumer
 from evkit.listeners.kafka import KafkaListener, KafkaMessage
+from evkit.listeners.kafka_consumer import Consumer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.skipif(not kafka_available(), reason=SKIP_REASON)]
 
@@ -278,6 +280,37 @@ def test_message_record_decodes_its_value_hides_its_config_and_survives_pickling
     assert "secret" not in repr(message)
     assert "secret" not in codec.readable(message)
     assert codec.loads(codec.dumps(message)) == message
+
+
+@pytest.mark.slow
+def test_the_design_documents_queue_listener_runs_against_a_real_broker(
+    runtime: evkit.Runtime, broker: KafkaBroker, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_seed_examples import seed_blocks  # tests/integration is on sys.path
+
+    # The example as written, with only its import: it names neither brokers nor group.
+    code = "from evkit.listeners.kafka_consumer import Consumer\n" + seed_blocks()[3]
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    monkeypatch.setattr(Consumer, "default_config", {"group.id": topic, **FAST_GROUP_CONFIG})
+    broker.create_topic(topic)
+    broker.produce(topic, [b"m0", b"m1"])
+    namespace: dict[str, object] = {"EventListener": workflow.EventListener}
+    exec(code, namespace)
+    listener = namespace["QueueEventListener"]
+    first = workflow.wait_for_event(listener, topic).run(workflow_id="q1")  # type: ignore[arg-type]
+    second = workflow.wait_for_event(listener, topic).run(workflow_id="q2")  # type: ignore[arg-type]
+    assert isinstance(first, KafkaMessage)
+    assert isinstance(second, KafkaMessage)
+    assert (first.text, second.text) == ("m0", "m1")
+    # The example commits without awaiting: wait for those commits on the engine's loop.
+    commits = list(kafka_consumer._commits)
+    asyncio.run_coroutine_threadsafe(_all(commits), runtime.engine().loop).result(timeout=10)
+    assert _committed(broker.bootstrap_servers, topic, topic) == 2
+    assert evkit.sql("SELECT state FROM events ORDER BY workflow_id").fetchall() == [("committed",)] * 2
+
+
+async def _all(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks)
 
 
 async def _rows(query: str) -> list[tuple[object, ...]]:

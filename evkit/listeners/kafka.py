@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast, final
@@ -54,7 +54,8 @@ class KafkaMessage:
         key: The key, as bytes (``None`` if it has none).
         value: The value, as bytes (``None`` for a tombstone).
         headers: The headers, as ``(name, value)`` pairs in order.
-        timestamp: The message's timestamp (UTC), or ``None`` if the broker gave none.
+        timestamp_ms: The message's timestamp in milliseconds since the epoch, or ``None``
+            if the broker gave none (:attr:`timestamp` has it as a datetime).
         group: The consumer group it was read through.
         bootstrap_servers: The brokers it was read from.
         config: The extra consumer settings of the wait (not shown in the repr: they
@@ -67,10 +68,19 @@ class KafkaMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
-    timestamp: dt.datetime | None = None
+    # An int, not a datetime: pickling a datetime (and its tzinfo) costs more than the
+    # rest of the record together, and every message is pickled into its checkpoint.
+    timestamp_ms: int | None = None
     group: str
     bootstrap_servers: str
     config: ConfigItems = field(default=(), repr=False)
+
+    @property
+    def timestamp(self) -> dt.datetime | None:
+        """The message's timestamp as a UTC datetime (``None`` if the broker gave none)."""
+        if self.timestamp_ms is None:
+            return None
+        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, tz=dt.UTC)
 
     @property
     def text(self) -> str:
@@ -211,8 +221,20 @@ class KafkaConsumers(Service):
         key = (bootstrap_servers, group, topic, config)
         consumer = self._consumers.get(key)
         if consumer is None:
-            consumer = self._consumers[key] = _Consumer(self._store, bootstrap_servers, group, topic, config)
+            consumer = _Consumer(self._store, bootstrap_servers, group, topic, config, self._siblings)
+            self._consumers[key] = consumer
         return consumer
+
+    def _siblings(self, consumer: _Consumer) -> list[_Consumer]:
+        """The other consumers of the same group and topic (settings differ): group members
+        of one engine, which a rebalance can move a partition between."""
+        return [
+            other
+            for other in self._consumers.values()
+            if other is not consumer
+            and (other.bootstrap_servers, other.group, other.topic)
+            == (consumer.bootstrap_servers, consumer.group, consumer.topic)
+        ]
 
     def release_run(self, workflow_id: str) -> None:
         """The run ended: messages its waits took but did not checkpoint are free again."""
@@ -251,7 +273,7 @@ class _Partition:
         self._open: set[int] = set()  # read, not checkpointed
         self._heap: list[int] = []  # the same offsets, for the minimum (lazy deletion)
         self.done_max = -1
-        self.committed = -1  # the offset last committed by this engine (next to read)
+        self.committed = -1  # the highest offset this engine sent to commit (next to read)
 
     def read(self, offset: int) -> None:
         if offset not in self._open and offset > self.done_max:
@@ -285,9 +307,16 @@ class _Consumer:
     """
 
     def __init__(
-        self, store: StoreReads, bootstrap_servers: str, group: str, topic: str, config: ConfigItems
+        self,
+        store: StoreReads,
+        bootstrap_servers: str,
+        group: str,
+        topic: str,
+        config: ConfigItems,
+        siblings: Callable[[_Consumer], list[_Consumer]],
     ) -> None:
         self._store = store
+        self._siblings = siblings
         self.bootstrap_servers, self.group, self.topic, self.config = bootstrap_servers, group, topic, config
         self._waiters: deque[tuple[str, asyncio.Future[KafkaMessage]]] = deque()
         self._ready: deque[KafkaMessage] = deque()  # read, not in the store, no wait took it yet
@@ -295,7 +324,9 @@ class _Consumer:
         self._held: dict[tuple[int, int], str] = {}  # -> workflow id of the wait that took it
         self._held_messages: dict[tuple[int, int], KafkaMessage] = {}
         self._partitions: dict[int, _Partition] = {}  # the assigned partitions
-        self._commit_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()  # one untracked commit at a time
+        self._next_round: asyncio.Future[None] | None = None  # the commit round callers wait for
+        self._flusher: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()  # the consumer is a member of its group
         self._join_wanted = False  # keep fetching without waits until it is
         self._task: asyncio.Task[None] | None = None
@@ -376,7 +407,9 @@ class _Consumer:
             future.set_result(message)
 
     def _wanted(self) -> int:
-        return sum(1 for _, future in self._waiters if not future.done())
+        # An upper bound (a waiter whose wait ended leaves when its task handles it): the
+        # exact count would cost a pass over up to N waiters per fetch.
+        return len(self._waiters)
 
     def _spawn(self, coro: object, what: str) -> None:
         assert asyncio.iscoroutine(coro)
@@ -405,7 +438,9 @@ class _Consumer:
                 messages = self._accept(raw)
                 if not messages:
                     continue
-                taken = await self._store.checkpointed_sources([m.source_id for m in messages])
+                # Committed checkpoints suffice: one still queued is of a message some wait
+                # of this engine holds, and _accept skipped those.
+                taken = await self._store.durable_checkpointed_sources([m.source_id for m in messages])
             except Exception as exc:  # KafkaException, a store error: every wait must hear of it
                 self._fail(exc)
                 return
@@ -426,6 +461,7 @@ class _Consumer:
     def _accept(self, raw: list[Message]) -> list[KafkaMessage]:
         """The new messages of a fetch (errors logged, re-reads of held ones skipped)."""
         messages = []
+        siblings = self._siblings(self)
         for msg in raw:
             error = msg.error()
             if error is not None:
@@ -444,6 +480,8 @@ class _Consumer:
             partition.read(offset)
             if key in self._held or key in self._queued or not partition.is_open(offset):
                 continue  # a wait has it, or it is checkpointed already: read again after a rebalance
+            if siblings and any(key in other._held for other in siblings):
+                continue  # a wait of another member here has it (the partition moved)
             messages.append(self._record(msg, partition_no, offset))
         return messages
 
@@ -457,7 +495,7 @@ class _Consumer:
             key=_as_bytes(msg.key()),
             value=_as_bytes(msg.value()),
             headers=tuple((name, _as_bytes(value)) for name, value in headers) if headers else (),
-            timestamp=dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC) if kind else None,
+            timestamp_ms=millis if kind else None,
             group=self.group,
             bootstrap_servers=self.bootstrap_servers,
             config=self.config,
@@ -582,18 +620,50 @@ class _Consumer:
         await self.commit(message)
 
     async def _commit_targets(self) -> None:
+        """Wait for a commit round that starts after this call, so it covers what is done now.
+
+        Many waits finish together (one group commit checkpoints them all): their commits
+        share one round, one synchronous commit of every partition's target.
+        """
+        if not any(p.target() > p.committed for p in self._partitions.values()):
+            return
+        if self._next_round is None:
+            self._next_round = asyncio.get_running_loop().create_future()
+            self._next_round.add_done_callback(_retrieve)
+        round_ = self._next_round
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name=f"evkit-kafka-commit:{self.topic}:{self.group}"
+            )
+        await asyncio.shield(round_)  # a cancelled wait must not cancel the others' round
+
+    async def _flush(self) -> None:
+        while self._next_round is not None:
+            round_, self._next_round = self._next_round, None
+            try:
+                await self._commit_due()
+            except Exception as exc:
+                round_.set_exception(exc)
+            else:
+                round_.set_result(None)
+
+    async def _commit_due(self) -> None:
         from confluent_kafka import TopicPartition
 
-        async with self._commit_lock:
-            due = {no: p.target() for no, p in self._partitions.items() if p.target() > p.committed}
-            if not due:
-                return
-            offsets = [TopicPartition(self.topic, no, target) for no, target in sorted(due.items())]
-            if await self._send_commit(offsets):
-                for no, target in due.items():
-                    partition = self._partitions.get(no)
-                    if partition is not None:
-                        partition.committed = max(partition.committed, target)
+        due = {no: t for no, p in self._partitions.items() if (t := p.target()) > p.committed}
+        if not due:
+            return
+        # Marked before the commit is sent (the commit thread runs them in order), so no
+        # later commit of a partition can carry a lower offset.
+        previous = {no: self._partitions[no].committed for no in due}
+        for no, target in due.items():
+            self._partitions[no].committed = target
+        offsets = [TopicPartition(self.topic, no, target) for no, target in sorted(due.items())]
+        if not await self._send_commit(offsets):
+            for no, target in due.items():
+                partition = self._partitions.get(no)
+                if partition is not None and partition.committed == target:
+                    partition.committed = previous[no]
 
     async def _commit_untracked(self, message: KafkaMessage) -> bool:
         """Commit a message this consumer did not read; False if the group refused it."""
@@ -621,11 +691,15 @@ class _Consumer:
                 )
                 return True
             target = message.offset + 1
-            if not await self._send_commit([TopicPartition(self.topic, message.partition, target)]):
-                return False
             partition = self._partitions.get(message.partition)
             if partition is not None:
-                partition.committed = max(partition.committed, target)
+                if partition.committed >= target:
+                    return True
+                previous, partition.committed = partition.committed, target
+            if not await self._send_commit([TopicPartition(self.topic, message.partition, target)]):
+                if partition is not None and partition.committed == target:
+                    partition.committed = previous
+                return False
             return True
 
     def _committed(self, tp: TopicPartition) -> list[TopicPartition]:
@@ -675,7 +749,7 @@ class _Consumer:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-        tasks = [t for t in (task, *self._side_tasks) if t is not None]
+        tasks = [t for t in (task, self._flusher, *self._side_tasks) if t is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._committer, lambda: None)  # commits in flight end first
@@ -687,6 +761,12 @@ class _Consumer:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # Every caller of a failed round may have been cancelled: the error was theirs to see.
+    if not future.cancelled():
+        future.exception()
 
 
 def _as_bytes(value: object) -> bytes | None:

@@ -60,6 +60,16 @@ class StoreReads(Service):
         """
         return await self._queue.read(_checkpointed_sources, list(source_ids))
 
+    async def durable_checkpointed_sources(self, source_ids: Sequence[str]) -> set[str]:
+        """Like :meth:`checkpointed_sources`, reading committed checkpoints only.
+
+        It does not wait for queued writes, so it costs a query, not a flush of the
+        engine's group commit. Use it where the checkpoints still queued cannot be among
+        ``source_ids``: a source that holds the events its waits took until their
+        ``event_checkpointed`` (which runs only once the checkpoint is durable).
+        """
+        return await asyncio.wrap_future(self._writer.submit(_checkpointed_sources, list(source_ids)))
+
 
 def _lookup_sent_event(
     con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str

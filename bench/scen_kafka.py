@@ -20,8 +20,13 @@ from bench.common import peak_rss_mb, temp_store
 from bench.floor import FloorStore, now
 
 PARTITIONS = 3
-# tansu holds a JoinGroup for about session.timeout.ms / 2 (23 s with the default).
-GROUP_CONFIG: dict[str, object] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+# tansu holds a JoinGroup for about session.timeout.ms / 2 (23 s with the default), and
+# answers a fetch only after fetch.wait.max.ms even when messages are there.
+GROUP_CONFIG: dict[str, object] = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 500,
+    "fetch.wait.max.ms": 50,
+}
 
 
 def broker() -> object:

@@ -29,8 +29,8 @@ from evkit.listeners.kafka import KafkaListener, KafkaMessage
 
 GROUP = "sink"
 # Group joins take about session.timeout.ms / 2 on tansu; a killed member leaves the group
-# when its session times out.
-CONFIG = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+# when its session times out. tansu answers a fetch only after fetch.wait.max.ms.
+CONFIG = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50}
 
 
 def say(line: str) -> None:

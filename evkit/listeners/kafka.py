@@ -226,8 +226,11 @@ class KafkaConsumers(Service):
         return consumer
 
     def _siblings(self, consumer: _Consumer) -> list[_Consumer]:
-        """The other consumers of the same group and topic (settings differ): group members
-        of one engine, which a rebalance can move a partition between."""
+        """The other consumers of this engine with the same group and topic.
+
+        They differ in settings: separate group members, which a rebalance can move a
+        partition between.
+        """
         return [
             other
             for other in self._consumers.values()

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast, final
+from typing import TYPE_CHECKING, NamedTuple, cast, final
 
 from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
@@ -27,7 +27,7 @@ from evkit.services import Service, ServiceRegistry
 from evkit.store.service import StoreReads
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer as ConfluentConsumer, Message, TopicPartition
+    from confluent_kafka import Consumer as ConfluentConsumer, KafkaError, Message, TopicPartition
 
 logger = logging.getLogger("evkit.kafka")
 
@@ -144,7 +144,7 @@ class KafkaListener(EventListener):
             ImportError: confluent-kafka is not installed (``pip install 'evkit[kafka]'``).
             RuntimeError: The consumer failed (the message names topic and group).
         """
-        items = consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
+        items = _checked_config(topic, group, bootstrap_servers, config)
         context = get_event_context()
         consumer = kafka_consumers(context.services).consumer(bootstrap_servers, group, topic, items)
         return await consumer.take(context.workflow_id)
@@ -170,6 +170,27 @@ class KafkaListener(EventListener):
     def source_id(self, event: object) -> str | None:
         """``kafka:<group>:<topic>:<partition>:<offset>``, stored with the checkpoint."""
         return event.source_id if isinstance(event, KafkaMessage) else None
+
+
+_CHECKED: dict[tuple[object, ...], ConfigItems] = {}  # arguments already checked (many waits share them)
+
+
+def _checked_config(topic: object, group: object, bootstrap_servers: object, config: object) -> ConfigItems:
+    try:
+        key = (
+            topic,
+            group,
+            bootstrap_servers,
+            tuple(config.items()) if isinstance(config, Mapping) else config,
+        )
+        items = _CHECKED.get(key)
+    except TypeError:  # an unhashable setting: check it every time
+        return consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
+    if items is None:
+        items = consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
+        if len(_CHECKED) < 1_000:
+            _CHECKED[key] = items
+    return items
 
 
 def consumer_config_items(
@@ -299,6 +320,14 @@ class _Partition:
         if self._heap and self._heap[0] <= self.done_max:
             return self._heap[0]  # an earlier message is still in flight
         return self.done_max + 1
+
+
+class _Fetched(NamedTuple):
+    """What one fetch brought: the messages, the errors, the source ids already checkpointed."""
+
+    messages: list[KafkaMessage]
+    errors: list[KafkaError]
+    taken: set[str]
 
 
 class _Consumer:
@@ -435,18 +464,31 @@ class _Consumer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while (wanted := self._wanted()) or (self._join_wanted and not self._joined.is_set()):
+        pending: asyncio.Future[_Fetched] | None = None
+        while True:
+            if pending is None:
+                wanted = self._wanted()
+                if not (wanted or (self._join_wanted and not self._joined.is_set())):
+                    return
+                pending = loop.run_in_executor(self._fetcher, self._fetch, min(max(wanted, 1), _MAX_BATCH))
             try:
-                raw = await loop.run_in_executor(self._fetcher, self._fetch, min(max(wanted, 1), _MAX_BATCH))
-                messages = self._accept(raw)
-                if not messages:
-                    continue
-                # Committed checkpoints suffice: one still queued is of a message some wait
-                # of this engine holds, and _accept skipped those.
-                taken = await self._store.durable_checkpointed_sources([m.source_id for m in messages])
+                fetched = await pending
             except Exception as exc:  # KafkaException, a store error: every wait must hear of it
                 self._fail(exc)
                 return
+            # Fetch the next batch while this one is handed out: the loop is then busy with
+            # the waits, and the fetch thread with librdkafka and the store check. A batch
+            # fetched is always handed on (into the ready queue), even if no wait wants it.
+            more = self._wanted() - len(self._ready) - len(fetched.messages)
+            pending = None
+            if more > 0:
+                pending = loop.run_in_executor(self._fetcher, self._fetch, min(more, _MAX_BATCH))
+            for error in fetched.errors:
+                if error.fatal():
+                    self._fail(RuntimeError(str(error)))
+                else:
+                    logger.warning("%r: %s", self, error)
+            messages, taken = self._accept(fetched.messages), fetched.taken
             if taken:
                 # Checkpointed before a crash or a rebalance but never committed: commit, never redeliver.
                 logger.info("%r: %d message(s) already checkpointed, not delivered again", self, len(taken))
@@ -455,37 +497,26 @@ class _Consumer:
                         self._mark_done(message)
                 self._spawn(self._commit_targets(), "commit")
             for message in messages:
-                key = (message.partition, message.offset)
-                if message.source_id not in taken and message.partition in self._partitions:
+                if message.source_id not in taken:
                     self._ready.append(message)
-                    self._queued.add(key)
+                    self._queued.add((message.partition, message.offset))
             self._hand_out()
 
-    def _accept(self, raw: list[Message]) -> list[KafkaMessage]:
-        """The new messages of a fetch (errors logged, re-reads of held ones skipped)."""
+    def _accept(self, fetched: list[KafkaMessage]) -> list[KafkaMessage]:
+        """The messages of a fetch no wait here has (re-reads after a rebalance skipped)."""
         messages = []
         siblings = self._siblings(self)
-        for msg in raw:
-            error = msg.error()
-            if error is not None:
-                if error.fatal():
-                    self._fail(RuntimeError(str(error)))
-                else:
-                    logger.warning("%r: %s", self, error)
-                continue
-            partition_no, offset = msg.partition(), msg.offset()
-            assert partition_no is not None
-            assert offset is not None
-            partition = self._partitions.get(partition_no)
+        for message in fetched:
+            partition = self._partitions.get(message.partition)
             if partition is None:  # revoked while this fetch was under way
                 continue
-            key = (partition_no, offset)
-            partition.read(offset)
-            if key in self._held or key in self._queued or not partition.is_open(offset):
+            key = (message.partition, message.offset)
+            partition.read(message.offset)
+            if key in self._held or key in self._queued or not partition.is_open(message.offset):
                 continue  # a wait has it, or it is checkpointed already: read again after a rebalance
             if siblings and any(key in other._held for other in siblings):
                 continue  # a wait of another member here has it (the partition moved)
-            messages.append(self._record(msg, partition_no, offset))
+            messages.append(message)
         return messages
 
     def _record(self, msg: Message, partition: int, offset: int) -> KafkaMessage:
@@ -504,8 +535,11 @@ class _Consumer:
             config=self.config,
         )
 
-    def _fetch(self, wanted: int) -> list[Message]:
-        """On the fetch thread: what librdkafka has buffered, else wait briefly for one."""
+    def _fetch(self, wanted: int) -> _Fetched:
+        """On the fetch thread: the next messages as records, and which are checkpointed.
+
+        It takes what librdkafka has buffered, else waits briefly for one message.
+        """
         client = self._connect()
         if not self._subscribed:
             client.subscribe(
@@ -517,7 +551,22 @@ class _Consumer:
             batch = client.consume(1, timeout=_IDLE_WAIT_SECONDS)
             if batch and wanted > 1:
                 batch += client.consume(wanted - 1, timeout=0)
-        return batch
+        messages, errors = [], []
+        for msg in batch:
+            error = msg.error()
+            if error is not None:
+                errors.append(error)
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None
+            assert offset is not None
+            messages.append(self._record(msg, partition, offset))
+        taken: set[str] = set()
+        if messages:
+            # Committed checkpoints suffice: one still queued is of a message some wait of
+            # this engine holds, and the loop skips those (_accept).
+            taken = self._store.durable_checkpointed_sources([m.source_id for m in messages]).result()
+        return _Fetched(messages, errors, taken)
 
     def _connect(self) -> ConfluentConsumer:
         with self._client_lock:

@@ -390,6 +390,7 @@ class _Consumer:
             if future.done() and not future.cancelled() and future.exception() is None:
                 message = future.result()  # handed over just as the wait was cancelled
                 self._held.pop((message.partition, message.offset), None)
+                self._held_messages.pop((message.partition, message.offset), None)
                 self._requeue([message])
                 self._hand_out()
             self._waiters = deque(w for w in self._waiters if w[1] is not future)
@@ -792,7 +793,15 @@ class _Consumer:
             task.cancel()
         for side in list(self._side_tasks):
             side.cancel()
-        self._fetcher.submit(self._close_client)
+        committing = self._committer.submit(lambda: None)
+
+        # The client is closed on the fetch thread once the commits already sent are done:
+        # librdkafka must not close a handle another thread is committing with.
+        def close_after_commits() -> None:
+            committing.result()
+            self._close_client()
+
+        self._fetcher.submit(close_after_commits)
         self._fetcher.shutdown(wait=False)
         self._committer.shutdown(wait=False)
 

@@ -4,25 +4,31 @@ It owns one confluent-kafka consumer per (bootstrap servers, group, topic, confi
 engine's loop. The consumer's blocking calls run on its own two threads (one fetches, one
 commits), never on the loop. Messages the store already has are never delivered again,
 and offsets are committed only in ``event_checkpointed``, never past a message that is not
-checkpointed (the commit rule in :class:`_Partition`).
+checkpointed (the commit rule in :class:`PartitionCommits`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import heapq
-import json
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, cast, final
 
 from evkit.context import get_event_context
 from evkit.listeners.base import EventListener
+from evkit.listeners.kafka_message import (
+    DEFAULT_CONFIG,
+    FIXED_CONFIG,
+    ConfigItems,
+    KafkaMessage as KafkaMessage,
+    PartitionCommits,
+    checked_config,
+    consumer_config_items as consumer_config_items,
+    source_id_of,
+)
 from evkit.services import Service, ServiceRegistry
 from evkit.store.service import StoreReads
 
@@ -35,78 +41,6 @@ _IDLE_WAIT_SECONDS = 0.2  # how long one fetch blocks its thread when nothing is
 _MAX_BATCH = 10_000  # messages taken from librdkafka's buffer per fetch
 _MAX_GAP_CHECK = 10_000  # offsets checked in the store before committing an untracked message
 _JOIN_TIMEOUT_SECONDS = 60.0  # a commit refused by the group waits this long for the consumer to join
-
-# Settings evkit owns: committing is its job, and only after the checkpoint.
-_FIXED_CONFIG: dict[str, object] = {"enable.auto.commit": False, "enable.auto.offset.store": False}
-_DEFAULT_CONFIG: dict[str, object] = {"auto.offset.reset": "earliest"}
-
-ConfigItems = tuple[tuple[str, object], ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KafkaMessage:
-    """One Kafka message, delivered to an event step as its value (picklable).
-
-    Attributes:
-        topic: The topic it was read from.
-        partition: Its partition.
-        offset: Its offset in the partition.
-        key: The key, as bytes (``None`` if it has none).
-        value: The value, as bytes (``None`` for a tombstone).
-        headers: The headers, as ``(name, value)`` pairs in order.
-        timestamp_ms: The message's timestamp in milliseconds since the epoch, or ``None``
-            if the broker gave none (:attr:`timestamp` has it as a datetime).
-        group: The consumer group it was read through.
-        bootstrap_servers: The brokers it was read from.
-        config: The extra consumer settings of the wait (not shown in the repr: they
-            may hold credentials).
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-    # An int, not a datetime: pickling a datetime (and its tzinfo) costs more than the
-    # rest of the record together, and every message is pickled into its checkpoint.
-    timestamp_ms: int | None = None
-    group: str
-    bootstrap_servers: str
-    config: ConfigItems = field(default=(), repr=False)
-
-    @property
-    def timestamp(self) -> dt.datetime | None:
-        """The message's timestamp as a UTC datetime (``None`` if the broker gave none)."""
-        if self.timestamp_ms is None:
-            return None
-        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, tz=dt.UTC)
-
-    @property
-    def text(self) -> str:
-        """The value decoded as UTF-8 (``""`` for a tombstone).
-
-        Raises:
-            UnicodeDecodeError: The value is not UTF-8.
-        """
-        return (self.value or b"").decode("utf-8")
-
-    def json(self) -> object:
-        """The value parsed as JSON.
-
-        Raises:
-            ValueError: The value is not JSON (``json.JSONDecodeError`` is a ValueError).
-        """
-        return json.loads(self.value or b"")
-
-    @property
-    def source_id(self) -> str:
-        """The id stored with the checkpoint: ``kafka:<group>:<topic>:<partition>:<offset>``."""
-        return _source_id(self.group, self.topic, self.partition, self.offset)
-
-
-def _source_id(group: str, topic: str, partition: int, offset: int) -> str:
-    return f"kafka:{group}:{topic}:{partition}:{offset}"
 
 
 class KafkaListener(EventListener):
@@ -144,7 +78,7 @@ class KafkaListener(EventListener):
             ImportError: confluent-kafka is not installed (``pip install 'evkit[kafka]'``).
             RuntimeError: The consumer failed (the message names topic and group).
         """
-        items = _checked_config(topic, group, bootstrap_servers, config)
+        items = checked_config(topic, group, bootstrap_servers, config)
         context = get_event_context()
         consumer = kafka_consumers(context.services).consumer(bootstrap_servers, group, topic, items)
         return await consumer.take(context.workflow_id)
@@ -170,59 +104,6 @@ class KafkaListener(EventListener):
     def source_id(self, event: object) -> str | None:
         """``kafka:<group>:<topic>:<partition>:<offset>``, stored with the checkpoint."""
         return event.source_id if isinstance(event, KafkaMessage) else None
-
-
-_CHECKED: dict[tuple[object, ...], ConfigItems] = {}  # arguments already checked (many waits share them)
-
-
-def _checked_config(topic: object, group: object, bootstrap_servers: object, config: object) -> ConfigItems:
-    try:
-        key = (
-            topic,
-            group,
-            bootstrap_servers,
-            tuple(config.items()) if isinstance(config, Mapping) else config,
-        )
-        items = _CHECKED.get(key)
-    except TypeError:  # an unhashable setting: check it every time
-        return consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
-    if items is None:
-        items = consumer_config_items(topic, group=group, bootstrap_servers=bootstrap_servers, config=config)
-        if len(_CHECKED) < 1_000:
-            _CHECKED[key] = items
-    return items
-
-
-def consumer_config_items(
-    topic: object, *, group: object, bootstrap_servers: object, config: object
-) -> ConfigItems:
-    """Check a wait's arguments; returns the extra settings as sorted, hashable pairs.
-
-    Raises:
-        TypeError: An argument has the wrong type.
-        ValueError: ``config`` sets what evkit owns.
-    """
-    arguments = {"topic": topic, "group": group, "bootstrap_servers": bootstrap_servers}
-    for name, value in arguments.items():
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"KafkaListener: `{name}` must be a non-empty str, got {value!r}.")
-    if config is None:
-        return ()
-    if not isinstance(config, Mapping) or not all(isinstance(key, str) for key in config):
-        raise TypeError(f"KafkaListener: `config` must be a dict of str keys or None, got {config!r}.")
-    for key in ("group.id", "bootstrap.servers"):
-        if key in config:
-            argument = "group" if key == "group.id" else "bootstrap_servers"
-            raise ValueError(
-                f"KafkaListener: `config` sets {key!r}; pass it as the `{argument}=` argument instead."
-            )
-    for key, fixed in _FIXED_CONFIG.items():
-        if key in config and config[key] not in (fixed, str(fixed).lower()):
-            raise ValueError(
-                f"KafkaListener: `config` sets {key!r} to {config[key]!r}, but evkit commits offsets "
-                "itself, after each checkpoint (that is the exactly-once rule). Remove it from `config`."
-            )
-    return tuple(sorted((key, value) for key, value in config.items() if key not in _FIXED_CONFIG))
 
 
 @final
@@ -283,45 +164,6 @@ def kafka_consumers(services: ServiceRegistry) -> KafkaConsumers:
     return services.get_or_add(KafkaConsumers, lambda: KafkaConsumers(services.require(StoreReads)))
 
 
-class _Partition:
-    """What one consumer read from one partition and what it may commit.
-
-    The commit rule: the committed offset is the lowest offset read here and not yet
-    checkpointed, or, when every message read is checkpointed, the highest checkpointed
-    offset + 1; a commit is sent only if it is higher than the last one. Waits can
-    checkpoint out of order (parallel waits, a slow run): committing each message's
-    offset + 1 would skip an earlier message still in flight, which a crash would lose.
-    """
-
-    def __init__(self) -> None:
-        self._open: set[int] = set()  # read, not checkpointed
-        self._heap: list[int] = []  # the same offsets, for the minimum (lazy deletion)
-        self.done_max = -1
-        self.committed = -1  # the highest offset this engine sent to commit (next to read)
-
-    def read(self, offset: int) -> None:
-        if offset not in self._open and offset > self.done_max:
-            self._open.add(offset)
-            heapq.heappush(self._heap, offset)
-
-    def is_open(self, offset: int) -> bool:
-        return offset in self._open
-
-    def done(self, offset: int) -> None:
-        self._open.discard(offset)
-        self.done_max = max(self.done_max, offset)
-
-    def target(self) -> int:
-        """The offset the rule allows to commit now (-1: nothing yet)."""
-        while self._heap and self._heap[0] not in self._open:
-            heapq.heappop(self._heap)
-        if self.done_max < 0:
-            return -1
-        if self._heap and self._heap[0] <= self.done_max:
-            return self._heap[0]  # an earlier message is still in flight
-        return self.done_max + 1
-
-
 class _Fetched(NamedTuple):
     """What one fetch brought: the messages, the errors, the source ids already checkpointed."""
 
@@ -355,7 +197,7 @@ class _Consumer:
         self._queued: set[tuple[int, int]] = set()  # (partition, offset) of the ready messages
         self._held: dict[tuple[int, int], str] = {}  # -> workflow id of the wait that took it
         self._held_messages: dict[tuple[int, int], KafkaMessage] = {}
-        self._partitions: dict[int, _Partition] = {}  # the assigned partitions
+        self._partitions: dict[int, PartitionCommits] = {}  # the assigned partitions
         self._commit_lock = asyncio.Lock()  # one untracked commit at a time
         self._next_round: asyncio.Future[None] | None = None  # the commit round callers wait for
         self._flusher: asyncio.Task[None] | None = None
@@ -579,9 +421,9 @@ class _Consumer:
         except ImportError as exc:  # pragma: no cover - confluent-kafka is in the test environment
             raise ImportError("KafkaListener needs confluent-kafka: pip install 'evkit[kafka]'.") from exc
         settings = {
-            **_DEFAULT_CONFIG,
+            **DEFAULT_CONFIG,
             **dict(self.config),
-            **_FIXED_CONFIG,
+            **FIXED_CONFIG,
             "bootstrap.servers": self.bootstrap_servers,
             "group.id": self.group,
         }
@@ -602,7 +444,7 @@ class _Consumer:
         logger.info("%r: assigned partitions %s", self, partitions)
         self._joined.set()
         for partition in partitions:
-            self._partitions.setdefault(partition, _Partition())
+            self._partitions.setdefault(partition, PartitionCommits())
 
     def _revoked(self, partitions: list[int]) -> None:
         # Another member may own them now: never commit them from here (our commit could
@@ -641,7 +483,7 @@ class _Consumer:
         return True
 
     async def commit(self, message: KafkaMessage) -> None:
-        """Commit after ``message``'s checkpoint, by the rule of :class:`_Partition`.
+        """Commit after ``message``'s checkpoint, by the rule of :class:`PartitionCommits`.
 
         Raises:
             RuntimeError: The broker refused the commit, or the consumer could not join
@@ -735,7 +577,7 @@ class _Consumer:
             between = range(start, message.offset)
             if len(between) > _MAX_GAP_CHECK:
                 return True
-            ids = [_source_id(self.group, self.topic, message.partition, o) for o in between]
+            ids = [source_id_of(self.group, self.topic, message.partition, o) for o in between]
             if ids and len(await self._store.checkpointed_sources(ids)) != len(ids):
                 logger.info(
                     "%r: %s is checkpointed; its offset is committed once the messages before it are",

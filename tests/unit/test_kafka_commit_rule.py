@@ -1,4 +1,4 @@
-"""The Kafka commit rule (evkit.listeners.kafka._Partition): the offset committed for a
+"""The Kafka commit rule (evkit.listeners.kafka_message.PartitionCommits): the offset committed for a
 partition never passes a message that is not checkpointed and never moves backwards,
 whatever order parallel waits checkpoint in."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from evkit.listeners.kafka import _Partition
+from evkit.listeners.kafka_message import PartitionCommits
 
 
 def test_out_of_order_checkpoints_commit_only_up_to_the_first_unfinished_message() -> None:
-    partition = _Partition()
+    partition = PartitionCommits()
     for offset in (5, 6, 7):
         partition.read(offset)
     partition.done(7)
@@ -23,7 +23,7 @@ def test_out_of_order_checkpoints_commit_only_up_to_the_first_unfinished_message
 
 def test_offset_gaps_do_not_hold_the_commit_back() -> None:
     # Offsets of a partition need not be contiguous (compaction, transaction markers).
-    partition = _Partition()
+    partition = PartitionCommits()
     partition.read(3)
     partition.read(9)
     partition.done(3)
@@ -33,14 +33,14 @@ def test_offset_gaps_do_not_hold_the_commit_back() -> None:
 
 
 def test_nothing_is_committed_before_a_checkpoint() -> None:
-    partition = _Partition()
+    partition = PartitionCommits()
     partition.read(0)
     assert partition.target() == -1
 
 
 @given(st.permutations(list(range(12))), st.integers(min_value=1, max_value=12))
 def test_any_checkpoint_order_keeps_the_target_monotonic_and_safe(order: list[int], done_count: int) -> None:
-    partition = _Partition()
+    partition = PartitionCommits()
     for offset in range(12):
         partition.read(offset)
     finished: set[int] = set()

@@ -94,3 +94,21 @@ def handle(event: object) -> object:
 def collect(*values: object) -> int:
     """The fan-in step that ends the wait scenarios."""
     return len(values)
+
+
+KAFKA_GATE = asyncio.Event()  # bound to the engine's loop at its first wait
+
+
+class GatedKafkaListener(workflow.KafkaListener):
+    """``KafkaListener`` whose waits start reading only once :data:`KAFKA_GATE` is set
+    (scenario 9 times the messages, not the registering of the waits), counting started
+    waits in :data:`POLLS` and commits in :data:`COMMITS`."""
+
+    async def poll_for_event(self, topic: str, **kwargs: object) -> object:  # type: ignore[override]
+        POLLS.hit()
+        await KAFKA_GATE.wait()
+        return await super().poll_for_event(topic, **kwargs)  # type: ignore[arg-type]
+
+    async def event_checkpointed(self, event: object) -> None:
+        await super().event_checkpointed(event)
+        COMMITS.hit()

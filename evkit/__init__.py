@@ -72,6 +72,7 @@ from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
+from evkit.listeners.kafka import KafkaListener as KafkaListener, KafkaMessage as KafkaMessage
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import (
     RedisStreamListener as RedisStreamListener,
@@ -106,6 +107,8 @@ __all__ = [
     "GitHubSignature",
     "HMACSignature",
     "HTTPListener",
+    "KafkaListener",
+    "KafkaMessage",
     "ManualListener",
     "NotAStoreError",
     "PayloadError",

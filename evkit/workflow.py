@@ -46,6 +46,7 @@ from evkit.errors import (
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.http import HTTPListener as HTTPListener
+from evkit.listeners.kafka import KafkaListener as KafkaListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
 from evkit.listeners.webhooks import (
@@ -76,6 +77,7 @@ __all__ = [
     "GitHubSignature",
     "HMACSignature",
     "HTTPListener",
+    "KafkaListener",
     "ManualListener",
     "RedisStreamListener",
     "RunHandle",

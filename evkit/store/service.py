@@ -8,6 +8,7 @@ change without touching a listener. Reads run on the store's writer thread, off 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Collection, Sequence
 from typing import final
 
@@ -56,6 +57,21 @@ class StoreReads(Service):
         count too (the queue is flushed first).
         """
         return await self._queue.read(_checkpointed_sources, list(source_ids))
+
+    def durable_checkpointed_sources(self, source_ids: Sequence[str]) -> concurrent.futures.Future[set[str]]:
+        """Like :meth:`checkpointed_sources`, reading committed checkpoints only; any thread.
+
+        It does not wait for queued writes, so it costs a query, not a flush of the
+        engine's group commit, and it returns a ``concurrent.futures.Future`` so a source's
+        own thread can wait for it without the loop. Use it where the checkpoints still
+        queued cannot be among ``source_ids``: a source that holds the events its waits
+        took until their ``event_checkpointed`` (which runs only once the checkpoint is
+        durable).
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        return self._writer.submit(_checkpointed_sources, list(source_ids))
 
 
 def _lookup_sent_event(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _kafka import kafka_available
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,5 +51,7 @@ def test_quick_benchmark_suite_exits_zero_and_prints_the_table(tmp_path: Path) -
         "live widget",
     ):
         assert scenario in proc.stdout, f"no row for {scenario!r} in:\n{proc.stdout}"
+    if kafka_available():
+        assert "Kafka messages through KafkaListener waits" in proc.stdout, proc.stdout
     assert "FAILED" not in proc.stderr
     assert (tmp_path / "results.json").exists()

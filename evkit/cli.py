@@ -36,7 +36,7 @@ from evkit.errors import (
     StoreNotFoundError,
     WorkflowNotFoundError,
 )
-from evkit.model import RunSnapshot, WorkflowStatus
+from evkit.model import MAX_EVENT_KEY_CHARS, RunSnapshot, WorkflowStatus
 from evkit.store.connection import open_store_read_only, translate
 from evkit.store.overview import list_runs, run_overview
 
@@ -135,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvkitError as exc:
         print(f"{command}: {_cli_words(str(exc), args)}", file=sys.stderr)
         return 1
+    except (TypeError, ValueError) as exc:
+        # evkit's own checks of an argument (the CLI checks the ones it knows first).
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
 
 
 # ---------------------------------------------------------------------- opening the store
@@ -145,18 +149,29 @@ def _storage_flag(args: argparse.Namespace, storage: str) -> str:
     return f" --storage {storage}" if args.storage else ""
 
 
-def _missing(storage: str) -> CliError:
-    return CliError(
-        f"store {storage!r} does not exist. Pass the store's file with --storage PATH (or set "
-        "$EVKIT_STORAGE); the evkit command never creates a store: a program that runs "
-        "workflows does (workflow.init).",
-        exit_status=2,
-    )
+class _StoreHeld(CliError):
+    """Another process has the store open for writing (``watch`` keeps its last view then)."""
 
 
-def _held(exc: StoreLockedError, storage: str, advice: str) -> CliError:
+def _check_path(storage: str) -> None:
+    if os.path.isdir(storage):
+        raise CliError(
+            f"store {storage!r} is a directory. Pass the store's file with --storage PATH, e.g. "
+            f"--storage {os.path.join(storage, api.DEFAULT_STORAGE)}.",
+            exit_status=2,
+        )
+    if not os.path.exists(storage):
+        raise CliError(
+            f"store {storage!r} does not exist. Pass the store's file with --storage PATH (or "
+            "set $EVKIT_STORAGE); the evkit command never creates a store: a program that "
+            "runs workflows does (workflow.init).",
+            exit_status=2,
+        )
+
+
+def _held(exc: StoreLockedError, storage: str, advice: str) -> _StoreHeld:
     holder = f"pid {exc.pid}" if exc.pid is not None else "pid unknown"
-    return CliError(f"store {storage!r} is held by another process ({holder}): {advice}")
+    return _StoreHeld(f"store {storage!r} is held by another process ({holder}): {advice}")
 
 
 def _retry_while_locked(open_: Callable[[], object], deadline: float) -> None:
@@ -173,13 +188,15 @@ def _retry_while_locked(open_: Callable[[], object], deadline: float) -> None:
 @contextlib.contextmanager
 def _reading(args: argparse.Namespace, storage: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """The store opened read-only, closed at the end; CLI errors for what goes wrong."""
+    _check_path(storage)
     opened: list[duckdb.DuckDBPyConnection] = []
     try:
         _retry_while_locked(
             lambda: opened.append(open_store_read_only(storage)), time.monotonic() + LOCK_WAIT_SECONDS
         )
     except StoreNotFoundError:
-        raise _missing(storage) from None
+        _check_path(storage)  # it was removed since: say so
+        raise
     except StoreLockedError as exc:
         raise _held(
             exc,
@@ -199,8 +216,7 @@ def _reading(args: argparse.Namespace, storage: str) -> Iterator[duckdb.DuckDBPy
 @contextlib.contextmanager
 def _writing(args: argparse.Namespace, storage: str, held_advice: str) -> Iterator[None]:
     """A runtime on the existing store (``loop="thread"``); closed at the end (runs stay RESUMABLE)."""
-    if os.path.isdir(storage) or not os.path.exists(storage):
-        raise _missing(storage)
+    _check_path(storage)
     try:
         _retry_while_locked(
             lambda: api.init(storage=storage, loop="thread"), time.monotonic() + LOCK_WAIT_SECONDS
@@ -392,7 +408,7 @@ def _cmd_watch(args: argparse.Namespace, storage: str) -> int:
             try:
                 with _reading(args, storage) as con:
                     run = _overview(args, storage, con)
-            except CliError:
+            except _StoreHeld:
                 if run is None:
                     raise  # no first view: the store or the run is not there
                 note = (
@@ -423,6 +439,12 @@ def _cmd_watch(args: argparse.Namespace, storage: str) -> int:
 
 
 def _cmd_send(args: argparse.Namespace, storage: str) -> int:
+    if not args.key or len(args.key) > MAX_EVENT_KEY_CHARS:
+        raise CliError(
+            f"KEY must have 1 to {MAX_EVENT_KEY_CHARS} characters, got {len(args.key)}: it is the "
+            "`key` the run's ManualListener waits on (`evkit status ID` shows its args).",
+            exit_status=2,
+        )
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:

@@ -207,6 +207,9 @@ def test_send_then_resume_finishes_the_run(store_with_runs: str) -> None:
     bad = evkit_cli("send", "open", "x", "{n: 4}", "--storage", store_with_runs)
     assert bad.returncode == 2
     assert bad.stderr.startswith("evkit send: the payload '{n: 4}' is not JSON")
+    long_key = evkit_cli("send", "open", "k" * 201, "--storage", store_with_runs)
+    assert long_key.returncode == 2
+    assert long_key.stderr.startswith("evkit send: KEY must have 1 to 200 characters, got 201")
 
 
 def test_resume_prints_the_output_of_the_run(store_with_runs: str) -> None:

@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("workflow_id", metavar="ID")
     resume = sub.add_parser("resume", parents=[common], help="resume a run here until it ends")
     resume.add_argument("workflow_id", metavar="ID")
+    resume.add_argument("--watch", action="store_true", help="show the run's steps on stderr as they change")
     watch = sub.add_parser("watch", parents=[common], help="show a run's steps and events until it ends")
     watch.add_argument("workflow_id", metavar="ID")
     return parser
@@ -232,11 +233,11 @@ def _writing(args: argparse.Namespace, storage: str, held_advice: str) -> Iterat
 # ---------------------------------------------------------------------- output
 
 
-def _console() -> Console:
-    console = Console(highlight=False, soft_wrap=False)
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(highlight=False, soft_wrap=False, stderr=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped output is read by programs and people's pagers: do not fold ids at 80.
-        console = Console(highlight=False, soft_wrap=False, width=200)
+        console = Console(highlight=False, soft_wrap=False, stderr=stderr, width=200)
     return console
 
 
@@ -527,18 +528,65 @@ def _run_until_done(args: argparse.Namespace, storage: str) -> object:
     changed = threading.Event()
     unsubscribe = handle.subscribe(changed.set)
     announced: set[str] = set()
-    try:
-        while not handle.done():
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: _suppress_evkit_errors(unsubscribe))
+        show = _snapshot_shower(stack) if args.watch else None
+        while True:
             changed.clear()
+            done = handle.done()
             snapshot = handle.snapshot()
+            if show is not None:
+                show(snapshot)
+            if done:
+                break
             if snapshot.status is WorkflowStatus.WAITING:
                 _announce_waits(args, storage, snapshot, announced)
             # The run's changes wake this; the timeout only bounds how late its end is seen.
             changed.wait(WATCH_REFRESH_SECONDS)
-    finally:
-        with contextlib.suppress(EvkitError):
-            unsubscribe()
     return handle.result()
+
+
+def _suppress_evkit_errors(call: Callable[[], object]) -> None:
+    with contextlib.suppress(EvkitError):  # the runtime may be closing after Ctrl-C
+        call()
+
+
+def _snapshot_shower(stack: contextlib.ExitStack) -> Callable[[RunSnapshot], None]:
+    """Show each new snapshot of the run this process runs, on stderr (stdout is its output)."""
+    console = _console(stderr=True)
+    live = stack.enter_context(Live(console=console, auto_refresh=False)) if console.is_terminal else None
+    shown = -1
+
+    def show(snapshot: RunSnapshot) -> None:
+        nonlocal shown
+        if snapshot.version == shown:
+            return
+        shown = snapshot.version
+        view = _snapshot_view(snapshot)
+        if live is not None:
+            live.update(view, refresh=True)
+        else:
+            console.print(view)
+
+    return show
+
+
+def _snapshot_view(snapshot: RunSnapshot) -> RenderableType:
+    columns = ("step_id", "kind", "state", "attempts", "listener", "waits for", "error")
+    rows = []
+    for step in snapshot.steps:
+        waits_for: str | None
+        if step.inbox_key is not None:
+            waits_for = f"key {step.inbox_key}"
+        elif step.deadline is not None:
+            waits_for = f"{step.deadline.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            waits_for = step.args_text if step.kind == "event" else None
+        rows.append(
+            [step.step_id, step.kind, step.state, step.attempts, step.listener, waits_for, step.error]
+        )
+    header = Text(f"run {snapshot.workflow_id}: {snapshot.status.value}")
+    return Group(header, _table(None, columns, rows))
 
 
 def _announce_waits(

@@ -222,6 +222,17 @@ def test_resume_prints_the_output_of_the_run(store_with_runs: str) -> None:
     assert again.stdout == "42\n"
 
 
+def test_resume_watch_shows_the_runs_steps_on_stderr_as_they_change(store_with_runs: str) -> None:
+    assert evkit_cli("send", "open", "x", "3", "--storage", store_with_runs).returncode == 0
+    resumed = evkit_cli("resume", "open", "--watch", "--storage", store_with_runs)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == "6\n"
+    final = resumed.stderr[resumed.stderr.rindex("run open: ") :]
+    assert final.startswith("run open: SUCCESSFUL\n")
+    assert "│ committed " in final
+    assert "│ done " in final
+
+
 def test_cancel_marks_a_resumable_run_canceled(store_with_runs: str) -> None:
     cancelled = evkit_cli("cancel", "open", "--json", "--storage", store_with_runs)
     assert cancelled.returncode == 0, cancelled.stderr

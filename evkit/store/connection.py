@@ -65,7 +65,9 @@ def translate(exc: duckdb.Error, path: str, doing: str) -> StoreError:
         return StoreLockedError(
             f"Store {path!r} is open in {holder} (DuckDB lets one process write a file at a "
             "time). Query it from that process with evkit.sql(...), stop that process (or "
-            "restart its kernel), or use another file with workflow.init(storage=...).",
+            "restart its kernel), or use another file with workflow.init(storage=...). If "
+            "the holder is an `evkit` command that reads the store (list, status, sql, "
+            "watch), it holds the file only for a moment: try again.",
             path=path,
             pid=pid,
         )

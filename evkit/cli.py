@@ -205,7 +205,12 @@ def _reading(args: argparse.Namespace, storage: str) -> Iterator[duckdb.DuckDBPy
             "a program that runs workflows has it open for writing, and DuckDB then lets no "
             f"other process read it. Run `evkit {args.command}` again once that process has "
             "closed the store (workflow.shutdown(), or stop its kernel), or query it from that "
-            "process (workflow.sql(...), workflow.list_all()).",
+            "process (workflow.sql(...), workflow.list_all())."
+            + (
+                " To watch a run that an `evkit resume` runs, start it as `evkit resume ID --watch`."
+                if args.command == "watch"
+                else ""
+            ),
         ) from None
     con = opened[0]
     try:
@@ -279,7 +284,7 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[ob
     return table
 
 
-def _run_view(run: dict[str, object], storage: str, note: str | None = None) -> RenderableType:
+def _run_view(run: dict[str, object], note: str | None = None) -> RenderableType:
     header = Text(f"run {run['workflow_id']}: {run['status']}")
     parts: list[RenderableType] = [header]
     if run.get("error"):
@@ -366,7 +371,7 @@ def _cmd_status(args: argparse.Namespace, storage: str) -> int:
     if args.json:
         _print_json({"storage": storage, **run})
     else:
-        _console().print(_run_view(run, storage))
+        _console().print(_run_view(run))
     return 0
 
 
@@ -411,7 +416,7 @@ def _cmd_watch(args: argparse.Namespace, storage: str) -> int:
                     run = _overview(args, storage, con)
             except _StoreHeld:
                 if run is None:
-                    raise  # no first view: the store or the run is not there
+                    raise  # nothing read yet to show: say who holds the store
                 note = (
                     f"(store {storage!r} is held by another process, probably the one running "
                     "the run: showing what was read last)"
@@ -419,7 +424,7 @@ def _cmd_watch(args: argparse.Namespace, storage: str) -> int:
             assert run is not None
             final = run["status"] in _FINAL
             if not args.json:
-                view = _run_view(run, storage, note)
+                view = _run_view(run, note)
                 if live is not None:
                     live.update(view, refresh=True)
                 else:

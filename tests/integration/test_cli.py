@@ -306,6 +306,10 @@ def test_a_store_held_by_another_process_is_named_in_cli_words(held_store: tuple
     assert sent.returncode == 1
     assert sent.stderr.startswith(f"evkit send: store {path!r} is held by another process (pid {pid}): ")
     assert "workflow.serve_events()" in sent.stderr
+    watched = evkit_cli("watch", "open", "--storage", path)
+    assert watched.returncode == 1
+    assert watched.stderr.startswith(f"evkit watch: store {path!r} is held by another process (pid {pid}): ")
+    assert watched.stderr.endswith("start it as `evkit resume ID --watch`.\n")
 
 
 def test_watch_shows_the_run_until_it_ends(

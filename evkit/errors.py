@@ -22,7 +22,8 @@ carries it as fields too, so callers can react without parsing text::
     │   ├── RemoteStepError                 (a remote error that could not come back)
     │   └── ClusterConnectionError          (also ConnectionError: init cannot reach it)
     └── StoreError                          (field path)
-        ├── StoreLockedError                (another process holds the file)
+        ├── StoreLockedError                (another process holds the file; field pid)
+        ├── StoreNotFoundError              (a read-only open of a path with no file)
         ├── StoreVersionError               (schema newer than this evkit)
         └── NotAStoreError                  (not an evkit store, or corrupt)
 
@@ -206,6 +207,12 @@ class StoreError(EvkitError):
 
 class StoreLockedError(StoreError):
     """Another process has the store file open for writing, or another open runtime of this one."""
+
+    pid: int | None = None  # the holding process, when DuckDB names it
+
+
+class StoreNotFoundError(StoreError):
+    """A read-only open found no file at the path (nothing but a runtime creates a store)."""
 
 
 class StoreVersionError(StoreError):

@@ -16,8 +16,21 @@ from collections.abc import Iterator
 
 import duckdb
 
-from evkit.errors import NotAStoreError, StoreError, StoreLockedError, StoreVersionError
-from evkit.store.schema import MIGRATIONS, SCHEMA_VERSION, STORE_FORMAT
+from evkit.errors import (
+    NotAStoreError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreVersionError,
+)
+from evkit.store.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STORE_FORMAT,
+    USER_VIEWS,
+    missing_views,
+    recreate_views,
+)
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 # DuckDB's IO errors carry the OS's text, not its errno: "Could not write file "x.wal":
@@ -47,12 +60,16 @@ def translate(exc: duckdb.Error, path: str, doing: str) -> StoreError:
     text = str(exc)
     if "Could not set lock" in text or "Conflicting lock" in text:
         match = _LOCK_PID.search(text)
-        holder = f"process {match.group(1)}" if match else "another process"
+        pid = int(match.group(1)) if match else None
+        holder = f"process {pid}" if pid is not None else "another process"
         return StoreLockedError(
             f"Store {path!r} is open in {holder} (DuckDB lets one process write a file at a "
             "time). Query it from that process with evkit.sql(...), stop that process (or "
-            "restart its kernel), or use another file with workflow.init(storage=...).",
+            "restart its kernel), or use another file with workflow.init(storage=...). If "
+            "the holder is an `evkit` command that reads the store (list, status, sql, "
+            "watch), it holds the file only for a moment: try again.",
             path=path,
+            pid=pid,
         )
     for os_text, cause in _OS_CAUSES.items():
         if os_text in text:
@@ -102,6 +119,9 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
         try:
             with store_errors(path, "checking the store format"):
                 _check_and_migrate(con, path)
+            with store_errors(path, "recreating the store's views"):
+                if missing_views(con):
+                    recreate_views(con)
         except BaseException:
             con.close()
             raise
@@ -112,6 +132,77 @@ def open_store(path: str) -> duckdb.DuckDBPyConnection:
         _forget_empty_file(path)
         raise
     return con
+
+
+def open_store_read_only(path: str) -> duckdb.DuckDBPyConnection:
+    """Open the existing store at ``path`` read-only; return its connection.
+
+    Nothing is created or changed: no file, no migration, no view. DuckDB lets a
+    read-only connection open a file only while no process has it open for writing.
+
+    Raises:
+        StoreNotFoundError: No file is at ``path``.
+        StoreLockedError: Another process has the file open for writing.
+        NotAStoreError: The file is not DuckDB, or is a DuckDB file of something else.
+        StoreVersionError: The store was written by another evkit version (a newer one,
+            or an older one that must be migrated by a writable open first).
+        StoreError: A view is missing (a writable open recreates it), or ``path`` is a
+            directory.
+    """
+    if os.path.isdir(path):
+        raise StoreError(f"Store {path!r} is a directory, not a store file.", path=path)
+    if not os.path.exists(path):
+        raise StoreNotFoundError(f"Store {path!r} does not exist.", path=path)
+    with store_errors(path, "opening the store read-only"):
+        con = duckdb.connect(path, read_only=True)
+    try:
+        with store_errors(path, "checking the store format"):
+            _check_read_only(con, path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _check_read_only(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "evkit_meta" not in tables:
+        raise NotAStoreError(
+            f"{path!r} is a DuckDB file but not an evkit store"
+            + (f" (it has tables {', '.join(sorted(tables)[:5])})." if tables else " (it is empty)."),
+            path=path,
+        )
+    meta = dict(con.execute("SELECT key, value FROM evkit_meta").fetchall())
+    if meta.get("format") != STORE_FORMAT:
+        raise NotAStoreError(
+            f"{path!r} has an evkit_meta table but format {meta.get('format')!r}, not {STORE_FORMAT!r}.",
+            path=path,
+        )
+    version = int(meta.get("schema_version", "0"))
+    if version != SCHEMA_VERSION:
+        newer = version > SCHEMA_VERSION
+        raise StoreVersionError(
+            f"Store {path!r} has schema version {version}; this evkit reads version "
+            f"{SCHEMA_VERSION}. "
+            + (
+                "Upgrade evkit (pip install -U evkit) to read it."
+                if newer
+                else "Open it writable once with this evkit (any run, resume or send) to migrate it."
+            ),
+            path=path,
+        )
+    missing = missing_views(con)
+    if missing:
+        kind = "view" if len(missing) == 1 else "views"
+        documented = [name for name in missing if name in USER_VIEWS]
+        raise StoreError(
+            f"Store {path!r} has no {kind} {', '.join(map(repr, missing))} (dropped by hand?). "
+            "A read-only open cannot recreate "
+            + ("it" if len(missing) == 1 else "them")
+            + "; opening the store writable once does (any run, resume, send or cancel)."
+            + (" The documented views are " + ", ".join(USER_VIEWS) + "." if documented else ""),
+            path=path,
+        )
 
 
 def _forget_empty_file(path: str) -> None:

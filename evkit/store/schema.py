@@ -235,3 +235,45 @@ MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
 }
 
 USER_VIEWS = ("workflows", "steps", "events", "inbox_events")
+INTERNAL_VIEWS = ("event_log",)
+"""Views evkit's own reads use; not documented for users' SQL."""
+
+# The current definition of every view, in an order that lets each one bind (the others
+# read ``event_log``): what a store whose views were dropped (a user's ``DROP VIEW
+# workflows``) gets back when it next opens writable. Each body is cut out of the
+# migration that last defined the view, so the two cannot drift apart; a migration that
+# redefines a view must point its entry here at itself.
+CURRENT_VIEWS: dict[str, str] = {
+    "event_log": _V3.split("CREATE VIEW event_log AS", 1)[1],
+    "workflows": _V1.split("CREATE VIEW workflows AS", 1)[1].split("CREATE VIEW events AS", 1)[0],
+    "events": _V1.split("CREATE VIEW events AS", 1)[1].split("CREATE VIEW steps AS", 1)[0],
+    "steps": _V1.split("CREATE VIEW steps AS", 1)[1].split("CREATE VIEW inbox_events AS", 1)[0],
+    "inbox_events": _V2.split("CREATE OR REPLACE VIEW inbox_events AS", 1)[1],
+}
+assert set(CURRENT_VIEWS) == set(USER_VIEWS) | set(INTERNAL_VIEWS)
+
+
+def missing_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The views of ``CURRENT_VIEWS`` the store does not have, in creation order."""
+    present = {
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'"
+        ).fetchall()
+    }
+    return [name for name in CURRENT_VIEWS if name not in present]
+
+
+def recreate_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Create (or replace) every view with its current definition, in one transaction."""
+    statements = "".join(
+        f"CREATE OR REPLACE VIEW {name} AS {body.strip().rstrip(';')};\n"
+        for name, body in CURRENT_VIEWS.items()
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(statements)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

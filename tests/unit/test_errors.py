@@ -134,7 +134,13 @@ def test_a_new_error_is_a_class_with_fields_and_a_required_field_must_be_given()
 
 def _sample(cls: type[errors.EvkitError]) -> errors.EvkitError:
     """An instance with every field set to a value other than its default."""
-    values = {"workflow_id": "run-7", "step": "load", "timeout_seconds": 2.5, "path": "/data/s.duckdb"}
+    values = {
+        "workflow_id": "run-7",
+        "step": "load",
+        "timeout_seconds": 2.5,
+        "path": "/data/s.duckdb",
+        "pid": 4242,
+    }
     assert set(cls._field_defaults) <= set(values), f"add a sample value for {cls.__name__}'s fields"
     return cls(f"{cls.__name__} about 'run-7'", **{name: values[name] for name in cls._field_defaults})
 

@@ -44,6 +44,8 @@ from evkit.errors import (
 )
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.cron import CronListener as CronListener
+from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
 from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
@@ -70,8 +72,11 @@ __all__ = [
     "RUNNING",
     "SUCCESSFUL",
     "WAITING",
+    "CronListener",
     "EventListener",
     "EventTimeoutError",
+    "FileListener",
+    "FileRecord",
     "GitHubSignature",
     "HMACSignature",
     "HTTPListener",

@@ -105,7 +105,9 @@ class FileListener(EventListener):
             raise ValueError(f"FileListener: `settle_seconds` must not be negative, got {settle_seconds!r}.")
         context = get_event_context()
         watchers = file_watchers(context.services)
-        watcher = watchers.watcher(context.workflow_id, pattern, existing, float(settle_seconds))
+        # Made absolute off the loop: it reads the working directory.
+        parsed = await asyncio.to_thread(parse_pattern, pattern)
+        watcher = watchers.watcher(context.workflow_id, parsed, existing, float(settle_seconds))
         since = None
         if not existing:
             since = await watchers.store.first_waiting_at(context.workflow_id, context.step_id)
@@ -127,7 +129,8 @@ class FileListener(EventListener):
         context = get_event_context()
         watchers = context.services.get(FileWatchers)
         if watchers is not None:
-            watchers.stop_idle(context.workflow_id, pattern, existing, float(settle_seconds))
+            parsed = await asyncio.to_thread(parse_pattern, pattern)
+            watchers.stop_idle(context.workflow_id, parsed, existing, float(settle_seconds))
 
 
 def file_source_id(workflow_id: str, record: FileRecord) -> str:
@@ -148,33 +151,39 @@ class FileWatchers(Service):
 
     def __init__(self, store: StoreReads) -> None:
         self.store = store
-        self._watchers: dict[tuple[str, str, bool, float], _Watcher] = {}
+        self._watchers: dict[tuple[str, FilePattern, bool, float], _Watcher] = {}
         # Versions handed to a wait of the run in this process: no second wait gets them,
         # even before their checkpoint is stored.
         self._claimed: dict[str, set[str]] = {}
 
-    def watcher(self, workflow_id: str, pattern: str, existing: bool, settle_seconds: float) -> _Watcher:
+    def watcher(
+        self, workflow_id: str, pattern: FilePattern, existing: bool, settle_seconds: float
+    ) -> _Watcher:
         """The run's watcher of ``pattern`` with these options (made on first use).
 
         Raises:
             ImportError: watchfiles is not installed.
         """
-        key = (workflow_id, os.path.abspath(os.path.expanduser(pattern)), existing, settle_seconds)
+        key = (workflow_id, pattern, existing, settle_seconds)
         watcher = self._watchers.get(key)
         if watcher is None:
             _rust_notify()  # fail here, not on the watcher's thread
-            watcher = self._watchers[key] = _Watcher(
-                self, workflow_id, parse_pattern(pattern), existing, settle_seconds
-            )
+            watcher = self._watchers[key] = _Watcher(self, workflow_id, pattern, existing, settle_seconds)
         return watcher
+
+    def watchers_of(self, workflow_id: str) -> list[_Watcher]:
+        """The run's watchers (for tests and the curious)."""
+        return [watcher for key, watcher in self._watchers.items() if key[0] == workflow_id]
 
     def claims(self, workflow_id: str) -> set[str]:
         """The versions handed to waits of run ``workflow_id`` here (a live set)."""
         return self._claimed.setdefault(workflow_id, set())
 
-    def stop_idle(self, workflow_id: str, pattern: str, existing: bool, settle_seconds: float) -> None:
+    def stop_idle(
+        self, workflow_id: str, pattern: FilePattern, existing: bool, settle_seconds: float
+    ) -> None:
         """Stop the run's watcher of ``pattern`` if no wait is waiting on it."""
-        key = (workflow_id, os.path.abspath(os.path.expanduser(pattern)), existing, settle_seconds)
+        key = (workflow_id, pattern, existing, settle_seconds)
         watcher = self._watchers.get(key)
         if watcher is not None and not watcher.waiting:
             del self._watchers[key]
@@ -346,6 +355,11 @@ class _Watcher:
     def waiting(self) -> int:
         """How many waits are waiting for a file from this watcher."""
         return sum(1 for future in self._waiters if not future.done())
+
+    def settling_size(self, path: str) -> int | None:
+        """The size ``path`` had when last seen changing, while it settles (else ``None``)."""
+        settling = self._settling.get(path)
+        return settling.signature.size if settling is not None else None
 
     async def take(self, since: float | None) -> FileRecord:
         """Wait for the next settled file for a wait of this run.

@@ -214,3 +214,24 @@ async def test_a_missing_directory_fails_the_wait_with_a_message_naming_it(
     with pytest.raises(workflow.WorkflowExecutionError) as failure:
         await wait_for_file(tmp_path / "nowhere" / "*.csv").run_async(workflow_id="missing")
     assert f"FileListener: directory '{tmp_path / 'nowhere'}' does not exist" in str(failure.value)
+
+
+@pytest.mark.slow
+async def test_a_file_that_arrived_while_the_kernel_was_down_counts_as_new_after_the_resume(
+    store_path: str, tmp_path: pathlib.Path
+) -> None:
+    await write(tmp_path / "before.csv", b"was there before the wait")
+    runtime = await asyncio.to_thread(workflow.init, storage=store_path)
+    try:
+        workflow.run_async(wait_for_file(tmp_path / "*.csv"), workflow_id="down")
+        await watching(runtime, "down")
+    finally:
+        await runtime.aclose()
+    await write(tmp_path / "during.csv", b"came while nothing watched")
+    runtime = await asyncio.to_thread(workflow.init, storage=store_path)
+    try:
+        # "New" means new since the wait first started (kept in the store), not since
+        # the resumed wait started: during.csv is new, before.csv is not.
+        assert (await workflow.resume_async("down")).name == "during.csv"
+    finally:
+        await runtime.aclose()

@@ -147,6 +147,8 @@ def _latest_at_or_before(expression: str, at: dt.datetime) -> dt.datetime:
 
 
 def _croniter() -> Any:
+    # The first schedule of a process imports croniter here, on the loop (once, like aiohttp
+    # for the first HTTP wait), so `import evkit` does not pay for it.
     try:
         from croniter import croniter
     except ImportError as exc:  # pragma: no cover - croniter is in the test environment

@@ -197,10 +197,17 @@ class FileWatchers(Service):
 
     def close_nowait(self) -> None:
         """Stop every watcher now (their threads end within a few milliseconds)."""
+        self._stop_all()
+
+    async def aclose(self) -> None:
+        """Stop every watcher and wait for their settling tasks to end."""
+        settlers = [task for task in self._stop_all() if task is not None]
+        await asyncio.gather(*settlers, return_exceptions=True)
+
+    def _stop_all(self) -> list[asyncio.Task[None] | None]:
         watchers, self._watchers = list(self._watchers.values()), {}
-        for watcher in watchers:
-            watcher.stop()
         self._claimed.clear()
+        return [watcher.stop() for watcher in watchers]
 
 
 def file_watchers(services: ServiceRegistry) -> FileWatchers:
@@ -299,6 +306,8 @@ def _scan(pattern: FilePattern) -> list[tuple[str, os.stat_result]]:
 
 
 def _rust_notify() -> type:
+    # The first FileListener wait of a process imports watchfiles here, on the loop (once,
+    # like aiohttp for the first HTTP wait): evkit itself never imports it.
     try:
         # watchfiles' documented Rust backend: unlike awatch, it lets the watcher thread say
         # when watching has begun (see _Watcher._watch), so no file slips between the
@@ -393,11 +402,15 @@ class _Watcher:
         finally:
             self._waiters = deque(f for f in self._waiters if f is not future)
 
-    def stop(self) -> None:
-        """Stop watching now: the thread ends within a few milliseconds."""
+    def stop(self) -> asyncio.Task[None] | None:
+        """Stop watching now: the thread ends within a few milliseconds.
+
+        Returns the settling task, cancelled, if one ran.
+        """
         self._stop.set()
         if self._settler is not None:
             self._settler.cancel()
+        return self._settler
 
     # ------------------------------------------------------------------ the thread
 

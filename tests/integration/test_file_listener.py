@@ -235,3 +235,12 @@ async def test_a_file_that_arrived_while_the_kernel_was_down_counts_as_new_after
         assert (await workflow.resume_async("down")).name == "during.csv"
     finally:
         await runtime.aclose()
+
+
+def test_a_file_wait_works_when_the_engine_runs_on_its_own_thread(
+    runtime: evkit.Runtime, tmp_path: pathlib.Path
+) -> None:
+    # existing=True: the file may be written before or after the wait starts.
+    handle = workflow.run_async(wait_for_file(tmp_path / "*.csv", existing=True), workflow_id="threaded")
+    (tmp_path / "t.csv").write_bytes(b"t")
+    assert handle.result(timeout=10).name == "t.csv"

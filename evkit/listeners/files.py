@@ -16,7 +16,9 @@ import fnmatch
 import logging
 import os
 import stat as stat_module
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,13 @@ logger = logging.getLogger("evkit.files")
 _DEBOUNCE_MS = 1_600  # longest time watchfiles groups changes over before reporting them
 _STEP_MS = 50  # a group ends after this long without a new change
 _MAGIC = frozenset("*?[")
+# Linux stamps files from a coarse clock that lags time.time() by up to one tick: a file
+# written just after a wait started may carry a time just before it. Files within one tick
+# of the start count as new (delivering a file that came a tick early beats losing one).
+_CLOCK_REALTIME_COARSE = 5  # Linux's id; Python names it only from 3.13
+_TIMESTAMP_SLACK_NS = (
+    int(time.clock_getres(_CLOCK_REALTIME_COARSE) * 1e9) if sys.platform.startswith("linux") else 0
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,7 +367,7 @@ class _Watcher:
 
     def __repr__(self) -> str:
         pattern = os.path.join(self.pattern.root, *self.pattern.parts)
-        return f"<FileListener watcher of run {self.workflow_id!r}: {pattern!r}>"
+        return f"<FileListener watcher of run {self.workflow_id!r}: {pattern!r} existing={self._existing}>"
 
     @property
     def waiting(self) -> int:
@@ -386,7 +395,7 @@ class _Watcher:
             # After the watch began: a file written from now on is seen by both or by the
             # watch, never by neither.
             found = await asyncio.to_thread(_scan, self.pattern)
-            since_ns = None if since is None else int(since * 1e9)
+            since_ns = None if since is None else int(since * 1e9) - _TIMESTAMP_SLACK_NS
             for path, result in found:
                 if since_ns is None or max(result.st_mtime_ns, result.st_ctime_ns) >= since_ns:
                     self._observe(path, result)

@@ -91,13 +91,12 @@ async def test_files_there_before_the_wait_are_delivered_only_with_existing_true
     aruntime: evkit.Runtime, tmp_path: pathlib.Path
 ) -> None:
     await write(tmp_path / "old.csv", b"old")
-    handle = workflow.run_async(wait_for_file(tmp_path / "*.csv"), workflow_id="only-new")
-    await watching(aruntime, "only-new")
     old = await asyncio.to_thread((tmp_path / "old.csv").stat)
     assert await workflow.run_async(wait_for_file(tmp_path / "*.csv", existing=True), workflow_id="all") == (
         FileRecord(path=str(tmp_path / "old.csv"), size=3, mtime_ns=old.st_mtime_ns)
     )
-    assert not handle.done()
+    handle = workflow.run_async(wait_for_file(tmp_path / "*.csv"), workflow_id="only-new")
+    await watching(aruntime, "only-new")
     await write(tmp_path / "new.csv", b"new")
     assert (await handle).name == "new.csv"
 

@@ -72,6 +72,8 @@ from evkit.errors import (
 from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.cron import CronListener as CronListener
+from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
 from evkit.listeners.kafka import KafkaListener as KafkaListener, KafkaMessage as KafkaMessage
 from evkit.listeners.manual import ManualListener as ManualListener
@@ -99,12 +101,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Clock",
     "ClusterConnectionError",
+    "CronListener",
     "EventContext",
     "EventListener",
     "EventServer",
     "EventTimeoutError",
     "EvkitError",
     "FakeClock",
+    "FileListener",
+    "FileRecord",
     "GitHubSignature",
     "HMACSignature",
     "HTTPListener",

@@ -45,6 +45,8 @@ from evkit.errors import (
 )
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
+from evkit.listeners.cron import CronListener as CronListener
+from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
 from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.kafka import KafkaListener as KafkaListener
 from evkit.listeners.manual import ManualListener as ManualListener
@@ -72,8 +74,11 @@ __all__ = [
     "RUNNING",
     "SUCCESSFUL",
     "WAITING",
+    "CronListener",
     "EventListener",
     "EventTimeoutError",
+    "FileListener",
+    "FileRecord",
     "GitHubSignature",
     "HMACSignature",
     "HTTPListener",

@@ -73,11 +73,31 @@ class StoreReads(Service):
         """
         return self._writer.submit(_checkpointed_sources, list(source_ids))
 
+    async def first_waiting_at(self, workflow_id: str, step_id: str) -> float | None:
+        """When the event step's first wait started (epoch seconds), ``None`` if it never did.
+
+        The same on every attempt and after restarts, so a listener can tell what came
+        before the wait from what came after it (the wait's own row counts: the queue is
+        flushed first).
+        """
+        return await self._queue.read(_first_waiting_at, workflow_id, step_id)
+
 
 def _lookup_sent_event(
     con: duckdb.DuckDBPyConnection, workflow_id: str, event_id: str
 ) -> tuple[str | None, str | None]:
     return stored_run_status(con, workflow_id), inbox_key_of(con, workflow_id, event_id)
+
+
+def _first_waiting_at(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str) -> float | None:
+    row = con.execute(
+        """
+        SELECT epoch(min(recorded_at)) FROM event_log
+        WHERE workflow_id = ? AND step_id = ? AND state = 'waiting'
+        """,
+        [workflow_id, step_id],
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
 
 
 def _checkpointed_sources(con: duckdb.DuckDBPyConnection, source_ids: list[str]) -> set[str]:

@@ -198,7 +198,8 @@ def test_a_stored_failure_whose_cause_cannot_be_pickled_keeps_the_error() -> Non
 
 def test_a_stored_failure_whose_cause_cannot_be_loaded_keeps_the_error() -> None:
     live = _failed(ValueError("bad"))
-    blob = codec.dumps((codec.dumps(live), b"not a pickle"))
+    error_blob, _ = codec.loads(failure_blob(live))  # as stored: the error without its chain
+    blob = codec.dumps((error_blob, b"not a pickle"))
     stored = failure_from_store("w", blob, "StepFailedError: ...")
     assert (stored.args, stored.__dict__, stored.__cause__) == (live.args, live.__dict__, None)
 

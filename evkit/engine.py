@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag, MissingCode, find_missing_code
+from evkit.dag import FlatDag
 from evkit.errors import (
     RunStateError,
     WorkflowNotFoundError,
@@ -27,6 +27,7 @@ from evkit.errors import (
 from evkit.execution import RunExecution
 from evkit.executors.base import StepExecutor
 from evkit.listeners.manual import Inbox
+from evkit.missing_code import MissingCode, find_missing_code
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import StoreWriter, WriteQueue, now, run_status

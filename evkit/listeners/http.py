@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +22,11 @@ from urllib.parse import quote
 from evkit.clock import Clock, WallClock
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
+from evkit.listeners.http_body import (
+    MAX_IDEMPOTENCY_KEY_CHARS as MAX_IDEMPOTENCY_KEY_CHARS,
+    parse_json,
+    valid_idempotency_key,
+)
 from evkit.listeners.http_connection import (
     DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS,
@@ -52,9 +56,6 @@ logger = logging.getLogger("evkit.http")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 """The default limit of an event's body: 1 MiB."""
-MAX_IDEMPOTENCY_KEY_CHARS = 200
-MAX_JSON_DEPTH = 100
-"""How deeply arrays and objects may nest in an event's body (deeper ones get 400)."""
 ROUTE = "/events/{workflow_id}/{key}"
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
@@ -525,7 +526,7 @@ class EventServer(Service):
             # replay of a signed request is then a duplicate, not a second event.
             id_header = rule.event_id_header
             event_id = request.headers.get(id_header)
-        if event_id is not None and not _valid_idempotency_key(event_id):
+        if event_id is not None and not valid_idempotency_key(event_id):
             return _error(
                 400,
                 "invalid_idempotency_key",
@@ -567,7 +568,7 @@ class EventServer(Service):
             if refusal is not None:
                 return self._refuse_signature(request, rule, refusal)
         source = "http" if rule is None else f"http:{rule.name}"
-        payload, problem = _parse_json(body)
+        payload, problem = parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)
         # Shielded: a disconnecting client or a server shutdown must not cancel a write the
@@ -740,66 +741,6 @@ def _refuse_status(workflow_id: str, status: str | None) -> web.Response | None:
             "(workflow.run_async(..., workflow_id=...)) before posting.",
         )
     return None
-
-
-def _valid_idempotency_key(value: str) -> bool:
-    return 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS and all(33 <= ord(c) <= 126 for c in value)
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # JSON has no infinity; Python would read 1e400 as inf, which the store and SQL
-        # would then show as a number nobody sent.
-        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float (JSON has no Infinity)")
-    return value
-
-
-_TOO_DEEP = (
-    f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; events may nest "
-    f"at most {MAX_JSON_DEPTH} levels. Send a flatter document; nothing was stored."
-)
-
-
-def _too_deep(value: object) -> bool:
-    """True if arrays and objects nest deeper than ``MAX_JSON_DEPTH`` (level by level, no recursion)."""
-    level = [value] if isinstance(value, (list, dict)) else []
-    for _ in range(MAX_JSON_DEPTH):
-        level = [
-            child
-            for container in level
-            for child in (container.values() if isinstance(container, dict) else container)
-            if isinstance(child, (list, dict))
-        ]
-        if not level:
-            return False
-    return True
-
-
-def _parse_json(body: bytes) -> tuple[object, str | None]:
-    if not body.strip():
-        return (
-            None,
-            "The body is empty: send a JSON document (for no payload, send `null`). Nothing was stored.",
-        )
-    try:
-        payload = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
-        return None, _TOO_DEEP
-    except json.JSONDecodeError as exc:
-        return None, (
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
-            "Send a JSON document; nothing was stored."
-        )
-    except (UnicodeDecodeError, ValueError) as exc:
-        return None, f"The body is not valid JSON: {exc}. Send a UTF-8 JSON document; nothing was stored."
-    if _too_deep(payload):
-        return None, _TOO_DEEP
-    return payload, None
 
 
 def _too_large(size: int | None, limit: int) -> web.Response:

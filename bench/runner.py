@@ -1,8 +1,8 @@
 """Runs every scenario, each measurement in a fresh subprocess, and prints one table.
 
 Each row shows evkit's figure, the floor measured in the same run (the same work with
-plain asyncio and plain DuckDB Arrow appends, no evkit), their ratio and the target from
-issue 5. ``--json`` keeps the raw numbers, ``--chart`` draws time and memory against N.
+plain asyncio and plain DuckDB Arrow appends, no evkit), their ratio and the target
+(docs/performance.md). ``--json`` keeps the raw numbers, ``--chart`` draws time and memory against N.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 Starts JupyterLab on a free loopback port, runs a copy of ``tests/browser/live.ipynb``
 (a run waiting on a 4 s timer and a manual approval), and checks from the DOM that the
 widget renders, updates while no cell runs, and that its Send button completes the wait.
-Recipe and pitfalls: /work/shared/notes/jupyter-stack.md, section 5.
 """
 
 from __future__ import annotations

@@ -366,6 +366,11 @@ def wait_for_event(
         options = make_options(options, {"name": name}, where=f"wait_for_event({listener.__qualname__}, ...)")
     # Mistakes a resume cannot fix fail here, where they are written, not in the run.
     check_listener_call(listener, args, kwargs)
+    if not any(isinstance(value, StepNode) for value in (*args, *kwargs.values())):
+        try:
+            listener.check_arguments(args, kwargs)
+        except (TypeError, ValueError) as exc:
+            raise WorkflowDefinitionError(f"wait_for_event({listener.__qualname__}, ...): {exc}") from exc
     return EventNode(listener, args, dict(kwargs), options, timeout_seconds=timeout_seconds, default=default)
 
 

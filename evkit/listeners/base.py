@@ -62,6 +62,19 @@ class EventListener:
     run that has such waits reads its stored inbox before its steps start."""
 
     @classmethod
+    def check_arguments(cls, args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:
+        """Optional: refuse poll arguments that are wrong whatever happens later.
+
+        Called by ``wait_for_event`` where the wait is written, when none of the
+        arguments is an upstream step's result: a mistake (a malformed expression, an
+        unknown time zone) then fails there, not in the run, where polling again after a
+        resume could not fix it. The default accepts everything.
+
+        Raises:
+            ValueError, TypeError: An argument is wrong; the message says which and why.
+        """
+
+    @classmethod
     def describe_wait(
         cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
     ) -> WaitDescription:

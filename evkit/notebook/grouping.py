@@ -25,12 +25,22 @@ GROUP_MIN_SIZE = 5
 GROUP_ABOVE_STEPS = 24
 """DAGs of at most this many steps are never grouped: every box fits and reads."""
 
+GROUP_LABEL_CHARS = 20
+"""The longest first line of a group node ("prep ×60", in bold): the name is shortened."""
+
 _NUMBERED = re.compile(r"_\d+$")
 
 
 def base_name(step_id: str) -> str:
     """The name a step id was made from: ``"prep_12"`` -> ``"prep"`` (see ``evkit.dag``)."""
     return _NUMBERED.sub("", step_id)
+
+
+def group_text(name: str, count: int) -> str:
+    """A group node's first line: ``"prep ×60"``, the name shortened to fit the box."""
+    suffix = f" ×{count:,}"
+    room = max(4, GROUP_LABEL_CHARS - len(suffix))
+    return (name if len(name) <= room else name[: room - 1] + "…") + suffix
 
 
 def group_id(kind: str, name: str, layer: int) -> str:

@@ -12,7 +12,7 @@ from html import escape
 
 from evkit.model import STEP_STATES, RunProgress
 from evkit.notebook import viewmodel
-from evkit.notebook.grouping import Drawing, DrawnNode, group_steps
+from evkit.notebook.grouping import Drawing, DrawnNode, group_steps, group_text
 from evkit.notebook.layout import DOT_MAX_NODES, NODE_HEIGHT, NODE_WIDTH, Layout, compute_layout
 
 _MAX_SVG_HEIGHT_PX = 600
@@ -86,7 +86,6 @@ def _group_svg(group: DrawnNode, centre: tuple[float, float], progress: RunProgr
     cx, cy = centre
     x, y = cx - NODE_WIDTH / 2, cy - NODE_HEIGHT / 2
     radius = 12 if group.kind == "event" else 3
-    name = viewmodel.label(group.name)
     title = f"{group.name} ×{len(group.members):,}: {full}"
     bar, left = [], x + 1
     for state in order:
@@ -104,7 +103,7 @@ def _group_svg(group: DrawnNode, centre: tuple[float, float], progress: RunProgr
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH:.0f}" height="{NODE_HEIGHT:.0f}" '
         f'rx="{radius}" fill="#eee"/>{"".join(bar)}'
         f'<text x="{cx:.1f}" y="{cy - 2:.1f}" stroke="none" font-size="11" font-weight="bold">'
-        f"{escape(name)} ×{len(group.members):,}</text>"
+        f"{escape(group_text(group.name, len(group.members)))}</text>"
         f'<text x="{cx:.1f}" y="{cy + 10:.1f}" stroke="none" font-size="9">{escape(short)}</text></g>'
     )
 

@@ -16,6 +16,7 @@ const GAP_X = 60;
 const GAP_Y = 14;
 const MARGIN = 10;
 const LABEL_CHARS = 22;
+const GROUP_LABEL_CHARS = 20;  // a group's bold first line (grouping.py: GROUP_LABEL_CHARS)
 const MIN_BOX_H = 90;        // the DAG's box: as tall as the drawing, within these bounds
 const MAX_BOX_H = 520;
 const MIN_ZOOM = 0.02;
@@ -89,21 +90,24 @@ export function layered(ids, edges) {
 // of more than GROUP_ABOVE steps draw as one group node when there are GROUP_MIN or
 // more, unless the group's id is in `expanded`. `nodes` ({id, kind}) are in topological
 // order. An expanded group of more than EXPAND_LIMIT steps draws that many and keeps the
-// rest in a group node (id + "+"), so no click draws thousands of boxes.
+// rest in a group node (id + "+"), so no click draws thousands of boxes; steps in
+// `pinned` (found by a search) are drawn on their own wherever they are.
 export const GROUP_MIN = 5;
 export const GROUP_ABOVE = 24;
 export const EXPAND_LIMIT = 200;
 
 export function baseName(id) { return id.replace(/_\d+$/, ""); }
 
-export function groupSteps(nodes, edges, expanded) {
+export function groupSteps(nodes, edges, expanded, pinned) {
   const open = expanded || new Set();
+  const own = pinned || new Set();
   const known = new Set(nodes.map((n) => n.id));
   const upstream = new Map(nodes.map((n) => [n.id, []]));
   for (const [a, b] of edges) if (known.has(a) && upstream.has(b)) upstream.get(b).push(a);
   const layer = new Map();
   const keyOf = new Map();
   const members = new Map();
+  const rank = new Map();  // step id -> its index among its group's steps
   for (const n of nodes) {
     let index = 0;
     for (const u of upstream.get(n.id)) index = Math.max(index, (layer.has(u) ? layer.get(u) : -1) + 1);
@@ -111,6 +115,7 @@ export function groupSteps(nodes, edges, expanded) {
     const key = `group:${n.kind}:${baseName(n.id)}@${index}`;
     keyOf.set(n.id, key);
     if (!members.has(key)) members.set(key, []);
+    rank.set(n.id, members.get(key).length);
     members.get(key).push(n.id);
   }
   const grouping = nodes.length > GROUP_ABOVE;
@@ -122,13 +127,19 @@ export function groupSteps(nodes, edges, expanded) {
     const same = members.get(key);
     const opened = grouping && same.length >= GROUP_MIN;
     const entry = (id, group, list) => ({ id, kind: n.kind, name: group ? baseName(n.id) : n.id, members: list, group, opened, layer: layer.get(n.id), position });
-    if (grouping && same.length >= GROUP_MIN && !open.has(key)) {
+    if (own.has(n.id)) {
+      nodeOf.set(n.id, n.id);
+      drawn.push(entry(n.id, false, [n.id]));
+    } else if (grouping && same.length >= GROUP_MIN && !open.has(key)) {
       nodeOf.set(n.id, key);
       if (!made.has(key)) { made.add(key); drawn.push(entry(key, true, same)); }
-    } else if (grouping && same.length > EXPAND_LIMIT && same.indexOf(n.id) >= EXPAND_LIMIT) {
+    } else if (grouping && same.length > EXPAND_LIMIT && rank.get(n.id) >= EXPAND_LIMIT) {
       const rest = key + "+";
       nodeOf.set(n.id, rest);
-      if (!made.has(rest)) { made.add(rest); drawn.push(entry(rest, true, same.slice(EXPAND_LIMIT))); }
+      if (!made.has(rest)) {
+        made.add(rest);
+        drawn.push(entry(rest, true, same.slice(EXPAND_LIMIT).filter((m) => !own.has(m))));
+      }
     } else {
       nodeOf.set(n.id, n.id);
       drawn.push(entry(n.id, false, [n.id]));
@@ -187,6 +198,13 @@ function formatSeconds(t, step) {
   return `${t.toFixed(digits)} s`;
 }
 
+// A group's first line, "prep ×60", its name shortened so the line fits the box (bold).
+export function groupText(name, count, more) {
+  const suffix = ` ×${count.toLocaleString("en")}${more || ""}`;
+  const room = Math.max(4, GROUP_LABEL_CHARS - suffix.length);
+  return (name.length <= room ? name : name.slice(0, room - 1) + "…") + suffix;
+}
+
 function edgePath(a, b) {
   const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x - NODE_W / 2, y2 = b.y, mid = (x1 + x2) / 2;
   return `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
@@ -200,7 +218,7 @@ function render({ model, el }) {
   const table = html("table", "evkit-events");
   const tbody = html("tbody");
   const headRow = html("tr");
-  for (const name of HEAD) headRow.appendChild(html("th", "", name));
+  for (const name of HEAD) headRow.appendChild(html("th", `evkit-col-${name.replace(" ", "-")}`, name));
   const thead = html("thead");
   thead.appendChild(headRow);
   table.append(thead, tbody);
@@ -379,6 +397,7 @@ function render({ model, el }) {
   // ---------------------------------------------------------------- the DAG: groups, zoom, search
 
   let expanded = new Set();  // ids of the group nodes the user opened
+  let pinned = new Set();    // steps a search went to: drawn on their own
   let groupEls = new Map();  // group node id -> {g, title, text, sub, bar, members}
   let nodeOf = new Map();    // step id -> the id of the drawn box that shows it
   let placed = new Map();    // drawn id -> {x, y}
@@ -501,8 +520,9 @@ function render({ model, el }) {
   }
 
   function collapseAll() {
-    if (!expanded.size) return;
+    if (!expanded.size && !pinned.size) return;
     expanded = new Set();
+    pinned = new Set();
     drawDag();
     touched = false;
     fit(FIRST_MIN_ZOOM);
@@ -511,7 +531,7 @@ function render({ model, el }) {
   function drawDag() {
     const nodes = model.get("nodes");
     const edges = model.get("edges");
-    const drawing = groupSteps(nodes, edges, expanded);
+    const drawing = groupSteps(nodes, edges, expanded, pinned);
     const grouped = drawing.nodes.some((d) => d.group);
     nodeOf = drawing.nodeOf;
     let width = model.get("width");
@@ -551,7 +571,7 @@ function render({ model, el }) {
         const text = svg("text", { class: "evkit-group-name", x: p.x, y: p.y - 2, "text-anchor": "middle" });
         const sub = svg("text", { class: "evkit-group-counts", x: p.x, y: p.y + 10, "text-anchor": "middle" });
         const more = d.id.endsWith("+") ? " more" : "";
-        text.textContent = `${shorten(d.name, LABEL_CHARS - 7)} ×${d.members.length.toLocaleString("en")}${more}`;
+        text.textContent = groupText(d.name, d.members.length, more);
         g.append(title, back, rect, bar, text, sub);
         g.addEventListener("click", () => toggleGroup(d.id));
         g.addEventListener("keydown", (e) => {
@@ -573,7 +593,7 @@ function render({ model, el }) {
       nodeEls.set(d.id, { g, title, text, kind: d.kind });
     }
     canvas.replaceChildren(viewport);
-    collapseButton.disabled = expanded.size === 0;
+    collapseButton.disabled = expanded.size === 0 && pinned.size === 0;
     if (first || !touched) fit(FIRST_MIN_ZOOM); else applyView();
     if (selected !== null) markSelected(selected, true);
     paintLabels();
@@ -680,8 +700,9 @@ function render({ model, el }) {
     current = (current + step + matches.length) % matches.length;
     const id = matches[current];
     const box = nodeOf.get(id);
-    if (box !== id && groupEls.has(box)) {
-      expanded.add(box.endsWith("+") ? box.slice(0, -1) : box);
+    if (box !== id) {
+      if (box.endsWith("+")) pinned.add(id);  // beyond the opened part of a big group
+      else expanded.add(box);
       drawDag();
     }
     centerOn(nodeOf.get(id));
@@ -838,27 +859,32 @@ function render({ model, el }) {
       if (tbody.children[i] !== ent.tr) tbody.insertBefore(ent.tr, tbody.children[i] || null);
       ent.data = row;
       const c = ent.cells;
-      c.step.textContent = row.step;
-      c.label.textContent = row.label_at === null || row.label_at === undefined ? row.label : localTime(row.label_at);
-      c.listener.textContent = row.listener;
-      c.args.textContent = row.args;
-      c.args.title = row.args;
-      c.state.textContent = row.state;
-      c.state.className = `evkit-col-state evkit-state-${row.state}`;
-      c.state.title = row.error || "";
-      c.attempts.textContent = String(row.attempts);
-      for (const col of TIME_COLUMNS) {
-        c[col].textContent = row.times[col] || "";
-        c[col].title = row.times_iso[col] ? new Date(row.times_iso[col]).toLocaleString() : "";
-      }
-      c["time left"].textContent = timeLeft(row);
-      ent.tr.dataset.state = row.state;
-      if (row.inbox_key && !ent.form) {
-        ent.form = makeForm(ent, row.step);
-        c.send.insertBefore(ent.form, ent.status);
-      } else if (!row.inbox_key && ent.form) {
-        ent.form.remove();
-        ent.form = null;
+      // Rows that did not change are not rewritten: a rewritten cell is re-measured.
+      const key = JSON.stringify(row);
+      if (ent.key !== key) {
+        ent.key = key;
+        c.step.textContent = row.step;
+        c.label.textContent = row.label_at === null || row.label_at === undefined ? row.label : localTime(row.label_at);
+        c.listener.textContent = row.listener;
+        c.args.textContent = row.args;
+        c.args.title = row.args;
+        c.state.textContent = row.state;
+        c.state.className = `evkit-col-state evkit-state-${row.state}`;
+        c.state.title = row.error || "";
+        c.attempts.textContent = String(row.attempts);
+        for (const col of TIME_COLUMNS) {
+          c[col].textContent = row.times[col] || "";
+          c[col].title = row.times_iso[col] ? new Date(row.times_iso[col]).toLocaleString() : "";
+        }
+        c["time left"].textContent = timeLeft(row);
+        ent.tr.dataset.state = row.state;
+        if (row.inbox_key && !ent.form) {
+          ent.form = makeForm(ent, row.step);
+          c.send.insertBefore(ent.form, ent.status);
+        } else if (!row.inbox_key && ent.form) {
+          ent.form.remove();
+          ent.form = null;
+        }
       }
       if (ent.form) ent.form.title = `send_event(${JSON.stringify(model.get("workflow_id"))}, ${JSON.stringify(row.inbox_key)}, payload)`;
       const st = sendStatus[row.step];

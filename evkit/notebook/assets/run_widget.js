@@ -438,9 +438,11 @@ function render({ model, el }) {
     touched = true;
     applyView();
   }
-  function centerOn(id) {
+  // Centre the view on a box, at a zoom where its label reads (at least 1:1).
+  function centerOn(id, readable) {
     const p = placed.get(id);
     if (!p) return;
+    if (readable) view.k = Math.max(view.k, 1);
     const [w, h] = boxSize();
     view.x = w / 2 - p.x * view.k;
     view.y = h / 2 - p.y * view.k;
@@ -514,7 +516,7 @@ function render({ model, el }) {
     expanded.add(key);
     drawDag();
     const shown = nodeOf.get(anchor);
-    centerOn(shown);
+    centerOn(shown, true);
     const target = nodeEls.get(anchor) || groupEls.get(shown);
     if (target) target.g.focus({ preventScroll: true });
   }
@@ -705,7 +707,7 @@ function render({ model, el }) {
       else expanded.add(box);
       drawDag();
     }
-    centerOn(nodeOf.get(id));
+    centerOn(nodeOf.get(id), true);
     markMatches();
     searchCount.textContent = `${current + 1} of ${matches.length.toLocaleString("en")}: ${id}`;
   }

@@ -131,19 +131,21 @@ def group_steps(
     nodes: list[tuple[int, int, DrawnNode]] = []
     first: dict[str, int] = {}
     for position, (step_id, kind, _) in enumerate(shapes):
-        key = keys[step_id]
-        same = members[key]
-        gid = group_id(*key)
+        group_key = keys[step_id]
+        same = members[group_key]
+        gid = group_id(*group_key)
         if grouping and len(same) >= min_size and gid not in open_groups:
             node_of[step_id] = gid
             if gid not in first:
                 first[gid] = position
-                node = DrawnNode(node_id=gid, kind=kind, name=key[1], members=tuple(same), is_group=True)
-                nodes.append((key[2], position, node))
+                node = DrawnNode(
+                    node_id=gid, kind=kind, name=group_key[1], members=tuple(same), is_group=True
+                )
+                nodes.append((group_key[2], position, node))
         else:
             node_of[step_id] = step_id
             node = DrawnNode(node_id=step_id, kind=kind, name=step_id, members=(step_id,), is_group=False)
-            nodes.append((key[2], position, node))
+            nodes.append((group_key[2], position, node))
     nodes.sort(key=lambda entry: (entry[0], entry[1]))
     edges: dict[tuple[str, str], None] = {}
     for step_id, _, upstream in shapes:

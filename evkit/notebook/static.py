@@ -81,7 +81,9 @@ def _group_svg(group: DrawnNode, centre: tuple[float, float], progress: RunProgr
     counts = Counter(progress.states.get(step_id, "pending") for step_id in group.members)
     order = [state for state in STEP_STATES if counts[state]]
     biggest = sorted(order, key=lambda state: -counts[state])
-    short = ", ".join(f"{counts[state]:,} {state}" for state in biggest[:2]) + (", …" if len(biggest) > 2 else "")
+    short = ", ".join(f"{counts[state]:,} {state}" for state in biggest[:2]) + (
+        ", …" if len(biggest) > 2 else ""
+    )
     full = ", ".join(f"{counts[state]:,} {state}" for state in order)
     cx, cy = centre
     x, y = cx - NODE_WIDTH / 2, cy - NODE_HEIGHT / 2

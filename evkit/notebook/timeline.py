@@ -134,24 +134,24 @@ def snapshot_timeline_json(snapshot: RunSnapshot, *, now: float) -> dict[str, ob
     if origin_at is None:
         return {"origin": None, "status": snapshot.status.value, "bars": []}
     origin = origin_at.timestamp()
-    bars: list[list[object]] = []
+    bars: list[tuple[str, str, float, float]] = []
     for step in snapshot.steps:
         t = {state: when.timestamp() - origin for state, when in step.state_times.items()}
         if step.kind == "event":
             waiting = t.get("waiting")
             stop = t.get("received", t.get("cancelled", t.get("failed", now - origin)))
             if waiting is not None:
-                bars.append([step.step_id, "waiting", waiting, max(stop, waiting)])
+                bars.append((step.step_id, "waiting", waiting, max(stop, waiting)))
             if "received" in t and "checkpointed" in t:
-                bars.append([step.step_id, "checkpoint", t["received"], t["checkpointed"]])
+                bars.append((step.step_id, "checkpoint", t["received"], t["checkpointed"]))
             if "checkpointed" in t and "committed" in t:
-                bars.append([step.step_id, "commit", t["checkpointed"], t["committed"]])
+                bars.append((step.step_id, "commit", t["checkpointed"], t["committed"]))
         elif "running" in t:
             phase = {"failed": "failed", "cancelled": "cancelled"}.get(step.state, "run")
             end = t.get("done", t.get("failed", t.get("cancelled", now - origin)))
-            bars.append([step.step_id, phase, t["running"], max(end, t["running"])])
-    bars.sort(key=lambda b: (b[2], b[0]))  # type: ignore[arg-type,return-value]
-    return {"origin": origin, "status": snapshot.status.value, "bars": bars}
+            bars.append((step.step_id, phase, t["running"], max(end, t["running"])))
+    bars.sort(key=lambda b: (b[2], b[0]))
+    return {"origin": origin, "status": snapshot.status.value, "bars": [list(b) for b in bars]}
 
 
 def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:

@@ -1,6 +1,7 @@
-"""The browser tests' directory: live.ipynb is the notebook test_jupyterlab.py runs in
-JupyterLab, not a tutorial, so `pytest --nbval tests notebooks` must not collect it."""
+"""The browser tests' directory: live.ipynb and scale.ipynb are the notebooks the tests
+here run in JupyterLab and Notebook 7, not tutorials, so `pytest --nbval tests notebooks`
+must not collect them."""
 
 from __future__ import annotations
 
-collect_ignore = ["live.ipynb"]
+collect_ignore = ["live.ipynb", "scale.ipynb"]

@@ -87,7 +87,9 @@ def fan_out(branches: int, *, done: int | None = None, timers: int = 0) -> RunSn
         )
     ups = tuple(numbered("ManualListener", i) for i in range(branches))
     ups += tuple(numbered("sleep", i) for i in range(timers))
-    steps.append(StepSnapshot(step_id="report", name="report", kind="function", state="pending", upstream=ups))
+    steps.append(
+        StepSnapshot(step_id="report", name="report", kind="function", state="pending", upstream=ups)
+    )
     return RunSnapshot(
         workflow_id=f"fan-out-{len(steps)}",
         status=WorkflowStatus.WAITING,

@@ -46,7 +46,9 @@ def test_browser_groups_the_steps_python_groups():
                 [nodes, edges],
             )
             python = group_steps(progress.shapes)
-            assert js[0] == [[n.node_id, n.kind, list(n.members), n.is_group] for n in python.nodes], run.workflow_id
+            assert js[0] == [[n.node_id, n.kind, list(n.members), n.is_group] for n in python.nodes], (
+                run.workflow_id
+            )
             assert js[1] == [list(e) for e in python.edges], run.workflow_id
 
 
@@ -88,14 +90,17 @@ def test_groups_open_from_the_keyboard_and_nodes_reached_by_tab_are_scrolled_int
         assert page.evaluate("document.activeElement.dataset.step") == "prep_40"
         box = page.locator("svg.evkit-dag").bounding_box()
         node = page.locator('.evkit-node[data-step="prep_40"] rect').bounding_box()
-        assert box["y"] <= node["y"] and node["y"] + node["height"] <= box["y"] + box["height"]
+        assert box["y"] <= node["y"]
+        assert node["y"] + node["height"] <= box["y"] + box["height"]
 
 
 def test_search_marks_steps_by_key_and_enter_opens_their_group():
     with rendered(widget_of(fan_out(60))) as page:
         page.fill(".evkit-search", "order-17")
         assert page.inner_text(".evkit-search-count") == "1 match"
-        assert page.get_attribute('.evkit-group[data-group="group:event:ManualListener@2"]', "data-match") == "1"
+        assert (
+            page.get_attribute('.evkit-group[data-group="group:event:ManualListener@2"]', "data-match") == "1"
+        )
         page.press(".evkit-search", "Enter")
         node = '.evkit-node[data-step="ManualListener_17"]'
         assert page.get_attribute(node, "data-current") == "true"
@@ -132,7 +137,8 @@ def test_wheel_zooms_drag_pans_and_fit_shows_everything():
         page.click(".evkit-fit")
         drawing = page.locator(".evkit-viewport").bounding_box()
         box = page.locator("svg.evkit-dag").bounding_box()
-        assert drawing["y"] >= box["y"] - 1 and drawing["y"] + drawing["height"] <= box["y"] + box["height"] + 1
+        assert drawing["y"] >= box["y"] - 1
+        assert drawing["y"] + drawing["height"] <= box["y"] + box["height"] + 1
         page.focus("svg.evkit-dag")
         fitted = float(page.get_attribute(".evkit-run", "data-zoom"))
         page.keyboard.press("+")
@@ -155,8 +161,13 @@ def test_timeline_asks_the_kernel_and_draws_a_row_per_box():
             "group:event:ManualListener@2",
         ]
         assert page.locator('.evkit-bar[data-step="load"]').get_attribute("data-phase") == "run"
-        assert page.locator('.evkit-bar[data-step="ManualListener_3"]').count() == 3  # wait, checkpoint, commit
-        assert page.locator('.evkit-timeline-row[data-row="load"] .evkit-timeline-label').text_content() == "load"
+        assert (
+            page.locator('.evkit-bar[data-step="ManualListener_3"]').count() == 3
+        )  # wait, checkpoint, commit
+        assert (
+            page.locator('.evkit-timeline-row[data-row="load"] .evkit-timeline-label').text_content()
+            == "load"
+        )
         assert "+0 s" in page.locator(".evkit-timeline-axis").all_text_contents()[0]
         page.click(".evkit-timeline-toggle")
         assert sent(page)[-1] == {"type": "timeline", "open": False}

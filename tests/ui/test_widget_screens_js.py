@@ -138,7 +138,9 @@ def test_screenshot_shows_readable_labels_group_counts_and_details(steps, theme,
         else:
             branches = (steps - 4) // 2
             third = branches * 2 // 3
-            assert page.get_attribute(".evkit-run", "data-drawn") == "6"  # load, prep, 2 timers, waits, report
+            assert (
+                page.get_attribute(".evkit-run", "data-drawn") == "6"
+            )  # load, prep, 2 timers, waits, report
             waits = page.locator('.evkit-group[data-group="group:event:ManualListener@2"]')
             assert waits.get_attribute("data-count") == str(branches)
             assert waits.get_attribute("data-counts") == f"{branches - third:,} waiting, {third:,} committed"
@@ -155,7 +157,9 @@ def test_screenshot_shows_readable_labels_group_counts_and_details(steps, theme,
             page.press(".evkit-search", "Enter")  # opens the group, goes to order-1
         page.click(f'.evkit-node[data-step="{step}"]')
         widget.show_details(step)
-        page.evaluate("([d]) => window.evkitModel.set('details', d)", [json.loads(json.dumps(widget.details))])
+        page.evaluate(
+            "([d]) => window.evkitModel.set('details', d)", [json.loads(json.dumps(widget.details))]
+        )
         panel = page.locator(".evkit-details")
         assert "order-1 — ManualListener_1 (event step, " in panel.inner_text()
         assert page.inner_text(".evkit-details-listener") == "ManualListener"
@@ -212,12 +216,15 @@ def test_speed_first_render_update_batch_and_a_10000_step_run(capsys):
         waits = [s.step_id for s in run.steps if s.state == "waiting" and s.listener == "ManualListener"]
         widget.show_page(334)  # the table's page holds the waits that change: rows are rewritten
         for i in range(15):  # each push: 10 of the 166 waits receive their event
-            run = with_states(run, {step: "received" for step in waits[i * 10 : i * 10 + 10]})
+            run = with_states(run, dict.fromkeys(waits[i * 10 : i * 10 + 10], "received"))
             widget.apply_snapshot(run, now=at(5.0 + i).timestamp())
             batches.append(push(page, widget))
-        assert page.locator('.evkit-group[data-group="group:event:ManualListener@2"]').get_attribute(
-            "data-counts"
-        ) == "16 waiting, 150 received, 332 committed"
+        assert (
+            page.locator('.evkit-group[data-group="group:event:ManualListener@2"]').get_attribute(
+                "data-counts"
+            )
+            == "16 waiting, 150 received, 332 committed"
+        )
         figures.append(
             f"1,000 steps: first render {render_ms:.1f} ms ({frame_ms:.1f} ms to the first frame); "
             f"update batch median {statistics.median(batches):.2f} ms, max {max(batches):.2f} ms"
@@ -261,6 +268,7 @@ def test_speed_first_render_update_batch_and_a_10000_step_run(capsys):
             f"{drawn} boxes drawn; opening a group of 4,998 {open_ms:.1f} ms ({opened} boxes); "
             f"search + go to a step {search_ms:.1f} ms; update batch {batch:.2f} ms"
         )
-        assert open_ms <= 300 and search_ms <= 300
+        assert open_ms <= 300
+        assert search_ms <= 300
     with capsys.disabled():
         print("\nwidget speed in Chromium (fake model):\n  " + "\n  ".join(figures))

@@ -776,7 +776,8 @@ function render({ model, el }) {
     const head = html("div", "evkit-timeline-head",
       `${rows.size.toLocaleString("en")} rows, ${bars.length.toLocaleString("en")} spans; seconds since the run was created${data.origin ? " at " + localTime(data.origin) : ""}`);
     const legend = html("span", "evkit-timeline-legend");
-    for (const phase of PHASES) legend.appendChild(html("span", `evkit-phase-key evkit-phase-${phase}`, phase));
+    const used = new Set(bars.map((bar) => bar[1]));
+    for (const phase of PHASES.filter((p) => used.has(p))) legend.appendChild(html("span", `evkit-phase-key evkit-phase-${phase}`, phase));
     head.appendChild(legend);
     timelineBox.replaceChildren(head, chart);
   }

@@ -151,7 +151,8 @@ def snapshot_timeline_json(snapshot: RunSnapshot, *, now: float) -> dict[str, ob
             end = t.get("done", t.get("failed", t.get("cancelled", now - origin)))
             bars.append((step.step_id, phase, t["running"], max(end, t["running"])))
     bars.sort(key=lambda b: (b[2], b[0]))
-    return {"origin": origin, "status": snapshot.status.value, "bars": [list(b) for b in bars]}
+    rounded = [[step, phase, round(start, 4), round(end, 4)] for step, phase, start, end in bars]
+    return {"origin": origin, "status": snapshot.status.value, "bars": rounded}
 
 
 def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:

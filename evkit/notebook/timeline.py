@@ -1,7 +1,9 @@
 """``plot_timeline``: a run's steps and each event's wait/checkpoint/commit as bars.
 
 Drawn with matplotlib from the store's ``steps``, ``events`` and ``workflows`` views,
-so it works for a run that finished in an earlier kernel.
+so it works for a run that finished in an earlier kernel; the same bars as JSON feed the
+live widget's timeline (``timeline_json``, or ``snapshot_timeline_json`` for a widget
+built from a snapshot).
 
 Reads only through ``evkit.sql``; makes a ``Figure`` without pyplot, so nothing is
 shown twice and no global figure state changes.

@@ -1,9 +1,10 @@
 """The live view of one run: an anywidget drawing the DAG and the event table.
 
 Its browser half (assets/run_widget.js) draws the DAG from the steps and edges sent once
-(laying it out itself unless graphviz's positions come with them), recolours nodes from
-a ``states`` trait, and shows the event table one page at a time. This class holds state
-only: it starts and subscribes to nothing (``evkit.notebook.live`` binds it to a run).
+(grouping fan-outs and laying it out itself unless graphviz's positions come with them),
+recolours nodes from a ``states`` trait, zooms, searches, draws the ``timeline`` trait,
+and shows the event table one page at a time. This class holds state only: it starts and
+subscribes to nothing (``evkit.notebook.live`` binds it to a run).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ this one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,12 +27,11 @@ GROUP_ABOVE_STEPS = 24
 GROUP_LABEL_CHARS = 20
 """The longest first line of a group node ("prep ×60", in bold): the name is shortened."""
 
-_NUMBERED = re.compile(r"_\d+$")
-
 
 def base_name(step_id: str) -> str:
     """The name a step id was made from: ``"prep_12"`` -> ``"prep"`` (see ``evkit.dag``)."""
-    return _NUMBERED.sub("", step_id)
+    head, sep, number = step_id.rpartition("_")
+    return head if sep and number.isascii() and number.isdigit() else step_id
 
 
 def group_text(name: str, count: int) -> str:
@@ -112,45 +110,55 @@ def group_steps(
     Returns:
         The drawing.
     """
-    known = {step_id for step_id, _, _ in shapes}
+    # Plain loops and dict lookups: this runs on the engine loop for every static
+    # picture of a big run (a few microseconds a step).
     layer: dict[str, int] = {}
-    keys: dict[str, tuple[str, str, int]] = {}
+    key_of: dict[str, tuple[str, str, int]] = {}
     members: dict[tuple[str, str, int], list[str]] = {}
     for step_id, kind, upstream in shapes:  # topological: upstream layers are known
         index = 0
         for u in upstream:
-            if u in known:
-                index = max(index, layer.get(u, -1) + 1)
+            above = layer.get(u)  # None: not a step of this DAG
+            if above is not None and above >= index:
+                index = above + 1
         layer[step_id] = index
-        key = (kind, base_name(step_id), index)
-        keys[step_id] = key
-        members.setdefault(key, []).append(step_id)
-    open_groups = set(expanded)
-    grouping = len(shapes) > above_steps
+        key: tuple[str, str, int] = (kind, base_name(step_id), index)
+        key_of[step_id] = key
+        same = members.get(key)
+        if same is None:
+            members[key] = [step_id]
+        else:
+            same.append(step_id)
+    gid_of: dict[tuple[str, str, int], str] = {}
+    if len(shapes) > above_steps:
+        opened = set(expanded)
+        for key, same in members.items():
+            gid = group_id(*key)
+            if len(same) >= min_size and gid not in opened:
+                gid_of[key] = gid
     node_of: dict[str, str] = {}
     nodes: list[tuple[int, int, DrawnNode]] = []
-    first: dict[str, int] = {}
     for position, (step_id, kind, _) in enumerate(shapes):
-        group_key = keys[step_id]
-        same = members[group_key]
-        gid = group_id(*group_key)
-        if grouping and len(same) >= min_size and gid not in open_groups:
-            node_of[step_id] = gid
-            if gid not in first:
-                first[gid] = position
-                node = DrawnNode(
-                    node_id=gid, kind=kind, name=group_key[1], members=tuple(same), is_group=True
-                )
-                nodes.append((group_key[2], position, node))
-        else:
+        key = key_of[step_id]
+        box = gid_of.get(key)
+        if box is None:
             node_of[step_id] = step_id
             node = DrawnNode(node_id=step_id, kind=kind, name=step_id, members=(step_id,), is_group=False)
-            nodes.append((group_key[2], position, node))
+            nodes.append((key[2], position, node))
+        elif box not in node_of:  # the group's first step: the group sits here
+            node_of[step_id] = node_of[box] = box
+            node = DrawnNode(node_id=box, kind=kind, name=key[1], members=tuple(members[key]), is_group=True)
+            nodes.append((key[2], position, node))
+        else:
+            node_of[step_id] = box
+    for gid in gid_of.values():  # only steps are keys of node_of
+        del node_of[gid]
     nodes.sort(key=lambda entry: (entry[0], entry[1]))
     edges: dict[tuple[str, str], None] = {}
     for step_id, _, upstream in shapes:
         b = node_of[step_id]
         for u in upstream:
-            if u in known:
-                edges[(node_of[u], b)] = None
+            a = node_of.get(u)
+            if a is not None:
+                edges[(a, b)] = None
     return Drawing(nodes=tuple(entry[2] for entry in nodes), edges=tuple(edges), node_of=node_of)

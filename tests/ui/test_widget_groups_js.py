@@ -69,6 +69,7 @@ def test_a_fan_out_draws_as_groups_with_state_counts_that_open_on_click():
         assert page.locator(".evkit-node[data-in-group]").count() == 60
         assert page.locator('.evkit-node[data-step="ManualListener_7"] text').text_content() == "order-7"
         assert page.get_attribute(".evkit-run", "data-drawn") == "63"
+        page.focus('.evkit-node[data-step="ManualListener_7"]')  # scrolls it into the view
         page.click('.evkit-node[data-step="ManualListener_7"]')
         assert sent(page)[-1] == {"type": "details", "step": "ManualListener_7"}
 

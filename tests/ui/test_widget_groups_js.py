@@ -122,7 +122,13 @@ def test_search_marks_steps_by_key_and_enter_opens_their_group():
 
 def test_wheel_zooms_drag_pans_and_fit_shows_everything():
     with rendered(widget_of(fan_out(60))) as page:
-        page.locator(".evkit-group").first.click()  # 60 boxes: taller than the view
+        box = page.locator("svg.evkit-dag").bounding_box()
+        page.mouse.move(box["x"] + 20, box["y"] + 20)
+        zoom = float(page.get_attribute(".evkit-run", "data-zoom"))
+        page.mouse.wheel(0, -300)  # the DAG has no focus: the page scrolls, no zoom
+        assert float(page.get_attribute(".evkit-run", "data-zoom")) == zoom
+
+        page.locator(".evkit-group").first.click()  # 60 boxes, and the focus is in the DAG
         zoom = float(page.get_attribute(".evkit-run", "data-zoom"))
         box = page.locator("svg.evkit-dag").bounding_box()
         page.mouse.move(box["x"] + 20, box["y"] + 20)

@@ -463,7 +463,10 @@ function render({ model, el }) {
   const canvas = svg("svg", { class: "evkit-dag", width: "100%", tabindex: 0, role: "group",
     "aria-label": "DAG of the run: arrow keys pan, + and - zoom, 0 fits; Tab to the steps" });
   dagBox.appendChild(canvas);
+  // The wheel zooms once the DAG has the focus (a click in it, Tab), or with Ctrl/Cmd held
+  // (a trackpad pinch): otherwise it scrolls the notebook past the widget, as elsewhere.
   canvas.addEventListener("wheel", (e) => {
+    if (!(e.ctrlKey || e.metaKey || canvas.contains(document.activeElement))) return;
     e.preventDefault();
     const r = canvas.getBoundingClientRect();
     zoomAt(Math.exp(-e.deltaY * 0.0015), e.clientX - r.left, e.clientY - r.top);
@@ -472,6 +475,7 @@ function render({ model, el }) {
   canvas.addEventListener("pointerdown", (e) => {
     if (e.button !== 0 || e.target.closest(".evkit-node, .evkit-group")) return;
     drag = { id: e.pointerId, x: e.clientX, y: e.clientY };
+    canvas.focus({ preventScroll: true });
     canvas.setPointerCapture(e.pointerId);
     canvas.classList.add("evkit-dragging");
   });
@@ -503,10 +507,10 @@ function render({ model, el }) {
     const box = e.target.closest(".evkit-node, .evkit-group");
     if (box) keepVisible(box.dataset.step || box.dataset.group);
   });
-  if (typeof ResizeObserver !== "undefined") {
-    // The view is rendered before it is attached (zero width): fit once it has a size.
-    new ResizeObserver(() => { if (!touched && size.width) fit(FIRST_MIN_ZOOM); }).observe(canvas);
-  }
+  // The view is rendered before it is attached (zero width): fit once it has a size.
+  const resized = typeof ResizeObserver === "undefined" ? null
+    : new ResizeObserver(() => { if (!touched && size.width) fit(FIRST_MIN_ZOOM); });
+  if (resized) resized.observe(canvas);
 
   function toggleGroup(id) {
     const ent = groupEls.get(id);
@@ -948,6 +952,7 @@ function render({ model, el }) {
   const timer = setInterval(tick, 500);
   return () => {
     clearInterval(timer);
+    if (resized) resized.disconnect();
     for (const [name, fn] of handlers) model.off(name, fn);
   };
 }

@@ -131,7 +131,7 @@ class PendingQuestions(Sequence[OpenQuestion]):
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
         try:
-            display = importlib.import_module("evkit.notebook.questions")
+            display = importlib.import_module("evkit.notebook.forms")
         except ImportError:
             return {"text/plain": repr(self)}
         return display.mimebundle(self, include=include, exclude=exclude)  # type: ignore[no-any-return]

@@ -248,3 +248,25 @@ async def test_widget_submit_shows_field_errors_then_sends_a_valid_answer(arunti
     assert widget.answer_status["w1/ask"]["ok"] is True
     assert await handle == Shipment(carrier="ups", boxes=4)
     assert await rows("SELECT event_id, source FROM inbox_events") == [("widget:ask:1", "notebook:dana")]
+
+
+@pytest.mark.slow
+async def test_question_is_asked_again_after_a_restart_and_still_validates(
+    store_path: str, fake_clock: evkit.FakeClock
+) -> None:
+    runtime = await asyncio.to_thread(workflow.init, storage=store_path, clock=fake_clock)
+    handle = workflow.run_async(decide.step(workflow.ask(Refund, prompt="Refund?")), workflow_id="again")
+    await handle.wait_waiting(timeout_seconds=5)
+    await runtime.aclose()  # the kernel restarts: the run is left waiting in the store
+    runtime = await asyncio.to_thread(workflow.init, storage=store_path, clock=fake_clock)
+    try:
+        resumed = workflow.resume_async("again")
+        await resumed.wait_waiting(timeout_seconds=5)
+        [question] = await asyncio.to_thread(workflow.pending)
+        assert (question.step_id, question.key, question.attempt) == ("ask", "refund", 2)
+        with pytest.raises(evkit.AnswerError):
+            await send("again", "refund", {"approve": True})
+        await send("again", "refund", {"approve": True, "amount": 7})
+        assert await resumed == Refund(approve=True, amount=7.0)
+    finally:
+        await runtime.aclose()

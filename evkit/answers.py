@@ -297,7 +297,9 @@ class _FieldSpec:
     description: str | None = None
 
 
-def _plain_fields(model: type) -> list[_FieldSpec]:
+@functools.lru_cache(maxsize=256)
+def _plain_fields(model: type) -> tuple[_FieldSpec, ...]:
+    """The fields of a dataclass or TypedDict, once per model (``get_type_hints`` is slow)."""
     hints = typing.get_type_hints(model, include_extras=True)
     specs = []
     if dataclasses.is_dataclass(model):
@@ -318,7 +320,7 @@ def _plain_fields(model: type) -> list[_FieldSpec]:
                     description=description,
                 )
             )
-        return specs
+        return tuple(specs)
     required_keys = typing.cast("frozenset[str]", getattr(model, "__required_keys__", frozenset()))
     for name, hint in hints.items():
         specs.append(
@@ -330,7 +332,7 @@ def _plain_fields(model: type) -> list[_FieldSpec]:
                 description=_annotated_doc(hint),
             )
         )
-    return specs
+    return tuple(specs)
 
 
 def _annotated_doc(hint: object) -> str | None:

@@ -12,7 +12,8 @@ import importlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, final
 
 from evkit.answers import model_kind
 from evkit.api import get_runtime
@@ -22,6 +23,9 @@ from evkit.errors import WorkflowDefinitionError
 from evkit.listeners.ask import AskListener, OpenQuestion, Question, questions_of
 from evkit.model import MAX_EVENT_KEY_CHARS
 from evkit.runtime import Runtime
+
+if TYPE_CHECKING:
+    import duckdb
 
 _KEY_CHARS = 60
 
@@ -106,18 +110,64 @@ def _key_from(text: str) -> str:
     return key or "-".join(words)[:_KEY_CHARS]
 
 
-@final
-class PendingQuestions(Sequence[OpenQuestion]):
-    """The open questions of this process's runs when ``workflow.pending()`` was called.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredQuestion:
+    """A question the store says a run is waiting on, in a run this process does not execute.
 
-    A sequence of :class:`OpenQuestion` (the longest waiting first). Printed, it lists
-    each with the ``send_event`` call that answers it; displayed in a notebook, it is a
-    live widget with a form per question that drops the questions as they are answered.
+    A run left RUNNING by a kernel that stopped (RESUMABLE), or executed by another
+    process. It gets no form here: resume the run (``workflow.resume_async``) to answer
+    it with one; an answer sent with ``send_event`` is kept and validated when the
+    resumed step takes it.
+
+    Attributes:
+        workflow_id: The run.
+        step_id: The ask step.
+        key: The event key that answers it.
+        prompt: The question's text.
+        model: The name of the answer's model.
+        since: When the step started waiting (epoch seconds).
     """
 
-    def __init__(self, questions: Sequence[OpenQuestion], runtime: Runtime) -> None:
+    workflow_id: str
+    step_id: str
+    key: str
+    prompt: str
+    model: str
+    since: float
+
+    def as_json(self) -> dict[str, object]:
+        """The question as the pending widget shows it."""
+        return {
+            "workflow_id": self.workflow_id,
+            "step": self.step_id,
+            "key": self.key,
+            "prompt": self.prompt,
+            "model": self.model,
+            "since": self.since,
+        }
+
+
+@final
+class PendingQuestions(Sequence[OpenQuestion]):
+    """The open questions of the store's runs when ``workflow.pending()`` was called.
+
+    A sequence of :class:`OpenQuestion`: the questions of the runs this process executes,
+    which can be answered here (the longest waiting first). ``elsewhere`` holds the
+    questions of the store's other runs (:class:`StoredQuestion`). Printed, it lists
+    both, each open one with the ``send_event`` call that answers it; displayed in a
+    notebook, it is a live widget with a form per open question that drops the questions
+    as they are answered.
+    """
+
+    def __init__(
+        self,
+        questions: Sequence[OpenQuestion],
+        runtime: Runtime,
+        elsewhere: Sequence[StoredQuestion] = (),
+    ) -> None:
         self._questions = tuple(questions)
         self.runtime = runtime
+        self.elsewhere = tuple(elsewhere)
 
     def __len__(self) -> int:
         return len(self._questions)
@@ -126,7 +176,7 @@ class PendingQuestions(Sequence[OpenQuestion]):
         return self._questions[index]
 
     def __repr__(self) -> str:
-        return _text(self._questions)
+        return _text(self._questions, self.elsewhere)
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
@@ -138,36 +188,88 @@ class PendingQuestions(Sequence[OpenQuestion]):
 
 
 def pending() -> PendingQuestions:
-    """Every question an ask step of this process's runs is waiting to have answered.
+    """Every question an ask step of the store's runs is waiting to have answered.
 
-    ``workflow.pending()`` as the last line of a cell shows them all with a form each,
-    so a person answers every waiting run from one cell; ``print(workflow.pending())``
-    lists them (run, step, key, prompt, waiting since) with the ``send_event`` call that
-    answers each.
+    ``workflow.pending()`` as the last line of a cell shows them all, with a form each
+    for the runs this process executes, so a person answers every waiting run from one
+    cell; ``print(workflow.pending())`` lists them (run, step, key, prompt, waiting
+    since) with the ``send_event`` call that answers each. Questions of the store's
+    other runs (left by a kernel that stopped, or executed by another process) are
+    listed too, without a form: resume the run to answer it here.
 
     Raises:
         RunStateError: The runtime was shut down.
+        StoreError: The store could not be read.
     """
     runtime = get_runtime()
 
-    async def read(engine: Engine) -> list[OpenQuestion]:
-        return questions_of(engine.services).all()
+    async def read(engine: Engine) -> tuple[list[OpenQuestion], list[StoredQuestion]]:
+        live = questions_of(engine.services).all()
+        stored = await engine.queue.read(_waiting_asks)
+        elsewhere = [q for q in stored if engine.active(q.workflow_id) is None]
+        return live, elsewhere
 
-    return PendingQuestions(runtime.call(read), runtime)
+    live, elsewhere = runtime.call(read)
+    return PendingQuestions(live, runtime, elsewhere)
 
 
-def _text(questions: Sequence[OpenQuestion]) -> str:
-    if not questions:
+def _waiting_asks(con: duckdb.DuckDBPyConnection) -> list[StoredQuestion]:
+    """The ask steps the store has waiting in runs it records as running (the public views)."""
+    rows = con.execute(
+        """
+        SELECT e.workflow_id, e.step_id, e.args, epoch(e.waiting_at)
+        FROM events e JOIN workflows w USING (workflow_id)
+        WHERE e.listener = 'AskListener' AND e.state = 'waiting' AND w.status = 'RUNNING'
+        ORDER BY e.waiting_at, e.workflow_id, e.step_id
+        """
+    ).fetchall()
+    found = []
+    for workflow_id, step_id, args, since in rows:
+        try:
+            described = json.loads(args)
+        except (TypeError, ValueError):
+            described = {}
+        if not isinstance(described, dict):
+            described = {}
+        found.append(
+            StoredQuestion(
+                workflow_id=workflow_id,
+                step_id=step_id,
+                key=str(described.get("key", "")),
+                prompt=str(described.get("prompt", "")),
+                model=str(described.get("model", "")),
+                since=float(since or 0.0),
+            )
+        )
+    return found
+
+
+def _text(questions: Sequence[OpenQuestion], elsewhere: Sequence[StoredQuestion] = ()) -> str:
+    if not questions and not elsewhere:
         return "No open questions."
     lines = [f"{len(questions)} open question{'s' if len(questions) != 1 else ''}:"]
     for q in questions:
-        since = dt.datetime.fromtimestamp(q.since, dt.UTC).isoformat(timespec="seconds")
-        lines.append(f"- run {q.workflow_id!r}, step {q.step_id!r}, waiting since {since}")
+        lines.append(f"- run {q.workflow_id!r}, step {q.step_id!r}, waiting since {_iso(q.since)}")
         if q.prompt:
             lines.append(f"    {q.prompt}")
         example = ", ".join(f"{json.dumps(f['name'])}: {_placeholder(f)}" for f in q.fields)
         lines.append(f"    answer: workflow.send_event({q.workflow_id!r}, {q.key!r}, {{{example}}})")
+    if elsewhere:
+        lines.append(
+            f"{len(elsewhere)} more in runs this process does not execute (resume a run to answer "
+            "it here with a form; an answer sent now is checked when the resumed step takes it):"
+        )
+        for s in elsewhere:
+            lines.append(
+                f"- run {s.workflow_id!r}, step {s.step_id!r}, key {s.key!r}, waiting since {_iso(s.since)}"
+            )
+            if s.prompt:
+                lines.append(f"    {s.prompt}")
     return "\n".join(lines)
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 _PLACEHOLDERS = {

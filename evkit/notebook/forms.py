@@ -129,6 +129,8 @@ class PendingWidget(AnswerForms, anywidget.AnyWidget):
     _esm = traitlets.Unicode(FORMS_JS + "\n" + _PENDING_JS).tag(sync=True)
     _css = traitlets.Unicode(FORMS_CSS).tag(sync=True)
     _anywidget_id = traitlets.Unicode(f"{__name__}.PendingWidget").tag(sync=True)
+    # Questions of runs this process does not execute (no form), as when it was made.
+    elsewhere: traitlets.List[Any] = traitlets.List().tag(sync=True, to_json=_as_is)
 
     def add_traits(self, **traits: traitlets.TraitType[Any, Any]) -> None:
         """Add only traits the class does not declare (see ``RunWidget.add_traits``)."""
@@ -140,13 +142,18 @@ class PendingWidget(AnswerForms, anywidget.AnyWidget):
         return "<evkit PendingWidget>"  # constant: stable for nbval
 
 
-def pending_widget(runtime: Runtime, questions: Sequence[OpenQuestion]) -> PendingWidget:
+def pending_widget(
+    runtime: Runtime, questions: Sequence[OpenQuestion], elsewhere: Sequence[Any] = ()
+) -> PendingWidget:
     """A :class:`PendingWidget` showing ``questions``, then kept current from the engine.
 
     It follows the engine's open questions until the widget is closed or collected.
+    ``elsewhere`` (``StoredQuestion``s: runs this process does not execute) is listed
+    below them as it was when the widget was made.
     """
     widget = PendingWidget()
     widget.set_questions(questions)
+    widget.elsewhere = [q.as_json() for q in elsewhere]
     engine = runtime.engine()
     ref = weakref.ref(widget)
     tasks: set[asyncio.Task[None]] = set()
@@ -190,7 +197,7 @@ def mimebundle(pending: Any, include: object = None, exclude: object = None) -> 
     text = repr(pending)
     if not in_live_kernel():
         return _filter({"text/plain": text}, include, exclude)
-    widget = pending_widget(pending.runtime, list(pending))
+    widget = pending_widget(pending.runtime, list(pending), pending.elsewhere)
     bundle = widget._repr_mimebundle_()
     data: dict[str, object] = dict(bundle[0]) if bundle else {}
     data["text/plain"] = text

@@ -260,10 +260,24 @@ async def test_question_is_asked_again_after_a_restart_and_still_validates(
     await runtime.aclose()  # the kernel restarts: the run is left waiting in the store
     runtime = await asyncio.to_thread(workflow.init, storage=store_path, clock=fake_clock)
     try:
+        runtime.engine()  # on this loop, as a notebook cell's first call would make it
+        # Not executing here yet: listed from the store, without a form.
+        before = await asyncio.to_thread(workflow.pending)
+        assert list(before) == []
+        assert [(q.workflow_id, q.step_id, q.key, q.prompt, q.model) for q in before.elsewhere] == [
+            ("again", "ask", "refund", "Refund?", "Refund")
+        ]
+        assert repr(before).startswith(
+            "0 open questions:\n1 more in runs this process does not execute (resume a run to answer it here "
+            "with a form; an answer sent now is checked when the resumed step takes it):\n"
+            "- run 'again', step 'ask', key 'refund', waiting since "
+        )
         resumed = workflow.resume_async("again")
         await resumed.wait_waiting(timeout_seconds=5)
-        [question] = await asyncio.to_thread(workflow.pending)
+        after = await asyncio.to_thread(workflow.pending)
+        [question] = after
         assert (question.step_id, question.key, question.attempt) == ("ask", "refund", 2)
+        assert after.elsewhere == ()
         with pytest.raises(evkit.AnswerError):
             await send("again", "refund", {"approve": True})
         await send("again", "refund", {"approve": True, "amount": 7})

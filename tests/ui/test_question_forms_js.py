@@ -130,6 +130,12 @@ def test_field_errors_show_next_to_their_inputs_and_typed_values_stay():
         assert page.locator(".evkit-question").count() == 1
 
 
-def test_pending_view_says_when_nothing_is_open():
-    with rendered(PendingWidget()) as page:
+def test_pending_view_says_when_nothing_is_open_and_lists_other_runs_questions():
+    widget = PendingWidget()
+    widget.elsewhere = [
+        {"workflow_id": "old", "step": "ask", "key": "k", "prompt": "Still there?", "model": "M", "since": 0}
+    ]
+    with rendered(widget) as page:
         assert page.inner_text(".evkit-questions-empty") == "No open questions."
+        item = page.inner_text('.evkit-question-elsewhere[data-question="old/ask"]')
+        assert item.startswith("Still there? — run old, step ask, key k, waiting since ")

@@ -32,7 +32,12 @@ from evkit.api import (
     sql as sql,
     wait_for_any as wait_for_any,
 )
-from evkit.asking import PendingQuestions as PendingQuestions, ask as ask, pending as pending
+from evkit.asking import (
+    PendingQuestions as PendingQuestions,
+    StoredQuestion as StoredQuestion,
+    ask as ask,
+    pending as pending,
+)
 from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
 from evkit.context import (
     EventContext as EventContext,
@@ -73,7 +78,7 @@ from evkit.errors import (
 )
 from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
-from evkit.listeners.ask import AskListener as AskListener
+from evkit.listeners.ask import AskListener as AskListener, OpenQuestion as OpenQuestion
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.cron import CronListener as CronListener
 from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
@@ -122,6 +127,7 @@ __all__ = [
     "KafkaMessage",
     "ManualListener",
     "NotAStoreError",
+    "OpenQuestion",
     "PayloadError",
     "PendingQuestions",
     "RedisStreamListener",
@@ -143,6 +149,7 @@ __all__ = [
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreVersionError",
+    "StoredQuestion",
     "StreamEntry",
     "StripeSignature",
     "TimerListener",

@@ -59,7 +59,9 @@ def ask(
         prompt: The question, shown above the form.
         key: The event key that answers it. Default: ``name`` if given, else the prompt
             made into a short key (``"Approve the refund?"`` -> ``approve-the-refund``),
-            else the model's name in lower case.
+            else the model's name in lower case. Two questions of a run that wait at
+            once on the same key take its answers in the order they started waiting:
+            give each its own ``key`` or ``name``.
         timeout_seconds: Give up after this long, as ``wait_for_event`` does.
         default: The value on timeout instead of raising ``EventTimeoutError``.
         name: The step's name in the views and its id in the run (made unique); without

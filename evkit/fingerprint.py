@@ -1,65 +1,703 @@
 """Fingerprints: short digests that change when a step's code or inputs change.
 
 A re-run compares the fingerprints of the DAG it is given with those stored for the run
-to decide which checkpoints it may reuse. This module computes digests and runs nothing.
-
-This first version digests a function's own code object (bytecode, constants and names,
-recursively through nested code), its defaults and its closure's values; a value by its
-pickled bytes.
+to decide which checkpoints it may reuse. This module computes digests and runs nothing;
+what a fingerprint sees, and what it does not, is in docs/design.md ("What a fingerprint
+sees"). It must stay cheap: it runs for every step of every re-run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import opcode
+import os
+import sys
 import types
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import cast
 
 from evkit import codec
 
 DIGEST_SIZE = 16
+# A global container holding more items than this, or a str/bytes longer than
+# SMALL_TEXT, is "data": seen by a cheap check (type, length, shape, a sample), not hashed.
+SMALL_ITEMS = 1_000
+SMALL_TEXT = 65_536
+# Literal arguments are stored with the run anyway, so they are hashed whole, up to this
+# many items by the plain encoding (beyond it, by their pickled bytes).
+ARGUMENT_ITEMS = 1_000_000
+# Helpers calling helpers deeper than this are seen by qualified name only (Python's own
+# recursion limit would be reached otherwise).
+MAX_HELPER_DEPTH = 100
+
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, type(Ellipsis)})
+_CODE_LIKE = (types.FunctionType, type)
+_NO_CODE_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
+)
+# Class attributes that say where a class was written or are rebuilt per definition,
+# not what it does.
+_CLASS_NOISE = frozenset(
+    {"__dict__", "__weakref__", "__module__", "__qualname__", "__firstlineno__", "__static_attributes__"}
+)
 
 
 def _hasher() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=DIGEST_SIZE)
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_SIZE).hexdigest()
+
+
+class _Unbound:
+    """A global name the code loads that its module does not define (a builtin, or a typo)."""
+
+    def __repr__(self) -> str:
+        return "<unbound>"
+
+
+_UNBOUND = _Unbound()
+
+
+class _TooBig(Exception):
+    """A value outgrew its budget of items: it is data, seen by the cheap check."""
+
+
+# ------------------------------------------------------------------------ where code lives
+
+
+@functools.cache
+def _origin(module_name: str | None) -> str | None:
+    """``None`` when the module is the user's code (hashed), else ``"dist==version"``.
+
+    The user's code is ``__main__`` (a notebook's cells, a script) and any module that is
+    neither in the standard library nor installed in a site-packages folder (a module
+    beside the notebook, an editable install). evkit itself is seen by its version.
+    """
+    if module_name is None or module_name == "__main__":
+        return None
+    top = module_name.partition(".")[0]
+    if top == "evkit":
+        return f"evkit=={_version('evkit')}"
+    if top in sys.builtin_module_names:
+        return f"python=={sys.version.split()[0]}"
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return None
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        dists = _packages_distributions().get(top) or [top]
+        return f"{dists[0]}=={_version(dists[0])}"
+    import sysconfig  # usually imported already, by site
+
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib"):
+        if path.startswith(os.path.realpath(paths[key]) + os.sep):
+            return f"python=={sys.version.split()[0]}"
+    return None
+
+
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    # Scans every installed distribution's metadata: once per process, when first needed
+    # (imported here: importlib.metadata is slow to import, and most runs never need it).
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(sys.modules.get(dist), "__version__", "unknown"))
+
+
+def _external_name(value: object) -> str:
+    module = getattr(value, "__module__", None)
+    if not isinstance(module, str):
+        owner = getattr(value, "__self__", None)
+        module = getattr(owner, "__name__", None) if isinstance(owner, types.ModuleType) else None
+    qualname = (
+        getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or type(value).__qualname__
+    )
+    return f"{module}.{qualname}@{_origin(module) or 'no-code'}"
+
+
+def _is_user_code(value: object) -> bool:
+    module = getattr(value, "__module__", None)
+    return _origin(module if isinstance(module, str) else None) is None
+
+
+# ----------------------------------------------------------------------- what code loads
+
+
+_LOAD_GLOBAL = opcode.opmap["LOAD_GLOBAL"]
+_EXTENDED_ARG = opcode.EXTENDED_ARG
+
+
+@functools.lru_cache(maxsize=65_536)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The global names ``code`` (and the code nested in it) loads, sorted.
+
+    Read from the bytecode (a loop over its bytes, faster than ``dis``): ``co_names``
+    also holds attribute names, and a later global of the same name is no change.
+    """
+    found: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        raw = current.co_code
+        names = current.co_names
+        extended = 0
+        for at in range(0, len(raw), 2):
+            op, arg = raw[at], raw[at + 1] | extended
+            if op == _EXTENDED_ARG:
+                extended = arg << 8
+                continue
+            extended = 0
+            if op == _LOAD_GLOBAL:  # from 3.11 on its argument is the name's index << 1
+                found.add(names[arg >> 1])
+        stack += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+    return tuple(sorted(found))
+
+
 def _feed_code(code: types.CodeType, feed: Callable[[bytes], None]) -> None:
+    # Not co_filename, co_firstlineno or the line table: a notebook cell's file name
+    # changes when the cell is edited anywhere, and a blank line moves every line number.
     feed(code.co_code)
-    feed(repr(code.co_names).encode())
+    header = (
+        code.co_name,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+    )
+    feed(repr(header).encode())
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             _feed_code(const, feed)
         else:
-            feed(repr(const).encode())
+            # Constants are plain values, tuples and frozensets of them; a frozenset's
+            # order depends on str hashing, which differs between processes.
+            # Constants are part of the code: hashed whole, however long.
+            feed(_plain_text(const, [sys.maxsize], sys.maxsize).encode("utf-8", "surrogatepass"))
+
+
+def _plain_text(value: object, budget: list[int], max_text: int = SMALL_TEXT) -> str:
+    """A canonical text for plain values and containers of them.
+
+    Raises:
+        _TooBig: The value is not plain, or holds more items than ``budget[0]``.
+    """
+    kind = type(value)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
+    if kind in _SCALARS:
+        if (kind is str or kind is bytes) and len(value) > max_text:  # type: ignore[arg-type]
+            raise _TooBig
+        return repr(value)
+    if kind is tuple or kind is list:
+        items = cast("Iterable[object]", value)
+        return f"{kind.__name__}(" + ",".join([_plain_text(v, budget, max_text) for v in items]) + ")"
+    if kind is dict:
+        pairs = cast("dict[object, object]", value).items()
+        texts = [f"{_plain_text(k, budget, max_text)}:{_plain_text(v, budget, max_text)}" for k, v in pairs]
+        return "dict(" + ",".join(texts) + ")"
+    if kind is set or kind is frozenset:
+        members = [_plain_text(v, budget, max_text) for v in cast("Iterable[object]", value)]
+        return f"{kind.__name__}(" + ",".join(sorted(members)) + ")"
+    raise _TooBig
+
+
+# --------------------------------------------------------------- the cheap check of data
+
+
+def _cheap_check(value: object) -> str:
+    """What a fingerprint sees of data: type, length, shape, dtype and a first/last sample.
+
+    Bounded whatever the size of ``value``, and never raises.
+    """
+    kind = type(value)
+    parts = [f"data:{kind.__module__}.{kind.__qualname__}"]
+    for attribute in ("shape", "dtype", "dtypes", "columns"):
+        try:
+            found = getattr(value, attribute, None)
+            if found is not None and not callable(found):
+                parts.append(f"{attribute}={_bounded_repr(found)}")
+        except Exception:  # a property of a user's object can raise anything
+            pass
+    with contextlib.suppress(Exception):  # no len(), or a broken one
+        parts.append(f"len={len(value)}")  # type: ignore[arg-type]
+    parts += [_sample_text(item) for item in _sample(value)]
+    if not any(p.startswith(("len=", "shape=")) for p in parts) and hasattr(value, "__dict__"):
+        try:
+            attributes = dict(vars(value))
+        except TypeError:
+            attributes = {}
+        if len(attributes) <= 50:
+            parts += [f"{name}={_sample_text(item)}" for name, item in attributes.items()]
+    return " ".join(parts)
+
+
+def _bounded_repr(value: object) -> str:
+    if type(value) is tuple:
+        return repr(value)
+    text = str(value)
+    return text if len(text) <= 2_000 else text[:2_000] + "..."
+
+
+def _sample(value: object) -> list[object]:
+    try:
+        flat = getattr(value, "flat", None)  # numpy arrays
+        if flat is not None and getattr(value, "size", None):
+            return [flat[0], flat[-1]]
+        iat = getattr(value, "iat", None)  # pandas Series and DataFrames
+        ndim = getattr(value, "ndim", None)
+        if iat is not None and isinstance(ndim, int) and len(value):  # type: ignore[arg-type]
+            return [iat[(0,) * ndim], iat[(-1,) * ndim]]
+        if isinstance(value, (list, tuple, str, bytes, bytearray, range)) and len(value):
+            return [value[0], value[-1]]
+        if isinstance(value, dict) and value:
+            first, last = next(iter(value.items())), next(reversed(value.items()))
+            return [*first, *last]
+    except Exception:  # a sample is a best effort: __getitem__ of a user's type can raise
+        pass
+    return []
+
+
+def _sample_text(item: object) -> str:
+    try:
+        return _plain_text(item, [50])
+    except (_TooBig, RecursionError):
+        kind = type(item)
+        if hasattr(item, "item") and hasattr(item, "dtype"):  # a numpy scalar
+            try:
+                return f"{kind.__qualname__}({_plain_text(item.item(), [50])})"
+            except Exception:  # not a plain scalar after all
+                pass
+        return f"{kind.__module__}.{kind.__qualname__}"
+
+
+# ------------------------------------------------------------------- walking the code
+
+
+_CELL = object()  # the key of a dependency on a closure cell's contents
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A node's digest and what it was computed from, for the per-object cache."""
+
+    digest: str
+    # (holder, key, id of the value found): the digest holds while each key of each holder
+    # still has the same object. ``holder`` is a namespace (a dict or a mappingproxy), a
+    # closure cell (key _CELL) or a function (key: an attribute name).
+    deps: tuple[tuple[object, object, int], ...]
+    # Small mutable containers seen by value, with the text they had.
+    values: tuple[tuple[object, str], ...]
+
+
+_CACHE: weakref.WeakKeyDictionary[object, _Entry] = weakref.WeakKeyDictionary()
+
+
+def _lookup(holder: object, key: object) -> object:
+    if key is _CELL:
+        try:
+            return holder.cell_contents  # type: ignore[attr-defined]
+        except ValueError:  # an empty cell: the variable is not assigned yet
+            return _UNBOUND
+    if isinstance(key, str) and isinstance(holder, (dict, types.MappingProxyType)):
+        return holder.get(key, _UNBOUND)
+    return getattr(holder, cast("str", key), _UNBOUND)
+
+
+def _still_valid(entry: _Entry) -> bool:
+    for holder, key, expected in entry.deps:
+        if id(_lookup(holder, key)) != expected:
+            return False
+    for container, text in entry.values:
+        try:
+            if _plain_text(container, [SMALL_ITEMS]) != text:
+                return False
+        except _TooBig:
+            return False
+    return True
+
+
+class _Walk:
+    """One fingerprint computation: the nodes being visited, for the cycle guard."""
+
+    __slots__ = ("depth_of",)
+
+    def __init__(self) -> None:
+        self.depth_of: dict[int, int] = {}
+
+    def node(
+        self,
+        obj: object,
+        depth: int,
+        deps: list[tuple[object, object, int]],
+        values: list[tuple[object, str]],
+    ) -> tuple[str, int]:
+        """The digest of a user-defined function or class, and the lowest depth it reached.
+
+        A node whose walk met no node above it (a cycle through an ancestor) has the
+        same digest wherever it is met, so it is cached.
+        """
+        entry = _CACHE.get(obj)
+        if entry is not None and _still_valid(entry):
+            deps += entry.deps
+            values += entry.values
+            return entry.digest, depth
+        own_deps: list[tuple[object, object, int]] = []
+        own_values: list[tuple[object, str]] = []
+        self.depth_of[id(obj)] = depth
+        try:
+            if isinstance(obj, type):
+                digest, low = self._class(obj, depth, own_deps, own_values)
+            else:
+                digest, low = self._function(obj, depth, own_deps, own_values)  # type: ignore[arg-type]
+        finally:
+            del self.depth_of[id(obj)]
+        if low >= depth:
+            with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
+                _CACHE[obj] = _Entry(digest, tuple(own_deps), tuple(own_values))
+        deps += own_deps
+        values += own_values
+        return digest, low
+
+    def _function(
+        self,
+        func: types.FunctionType,
+        depth: int,
+        deps: list[tuple[object, object, int]],
+        values: list[tuple[object, str]],
+    ) -> tuple[str, int]:
+        hasher = _hasher()
+        feed = hasher.update
+        code = func.__code__
+        for attribute in ("__code__", "__defaults__", "__kwdefaults__"):
+            deps.append((func, attribute, id(getattr(func, attribute))))
+        feed(b"function\0")
+        _feed_code(code, feed)
+        low = depth
+        for label, value in (("defaults", func.__defaults__), ("kwdefaults", func.__kwdefaults__)):
+            text, reached = self.ref(value, depth, deps, values)
+            low = min(low, reached)
+            feed(f"\0{label}={text}".encode("utf-8", "surrogatepass"))
+        for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
+            contents = _lookup(cell, _CELL)
+            deps.append((cell, _CELL, id(contents)))
+            text, reached = self.ref(contents, depth, deps, values)
+            low = min(low, reached)
+            feed(f"\0closure {name}={text}".encode("utf-8", "surrogatepass"))
+        namespace = func.__globals__
+        for name in _global_names(code):
+            value = namespace.get(name, _UNBOUND)
+            deps.append((namespace, name, id(value)))
+            if value is _UNBOUND:
+                continue  # a builtin: its name is in co_names already
+            text, reached = self.ref(value, depth, deps, values)
+            low = min(low, reached)
+            feed(f"\0global {name}={text}".encode("utf-8", "surrogatepass"))
+            if isinstance(value, types.ModuleType) and _origin(value.__name__) is None:
+                # A module of the user's: what the code reaches through it (helpers.clean)
+                # counts, as a name imported from it would.
+                text, reached = self._module_attributes(value, code, depth, deps, values)
+                low = min(low, reached)
+                feed(text.encode("utf-8", "surrogatepass"))
+        return hasher.hexdigest(), low
+
+    def _module_attributes(
+        self,
+        module: types.ModuleType,
+        code: types.CodeType,
+        depth: int,
+        deps: list[tuple[object, object, int]],
+        values: list[tuple[object, str]],
+    ) -> tuple[str, int]:
+        namespace = vars(module)
+        parts = []
+        low = depth
+        for name in _all_names(code):
+            value = namespace.get(name, _UNBOUND)
+            if not isinstance(value, _CODE_LIKE) or getattr(value, "__module__", None) != module.__name__:
+                continue
+            deps.append((namespace, name, id(value)))
+            text, reached = self.ref(value, depth, deps, values)
+            low = min(low, reached)
+            parts.append(f"\0{module.__name__}.{name}={text}")
+        return "".join(parts), low
+
+    def _class(
+        self, cls: type, depth: int, deps: list[tuple[object, object, int]], values: list[tuple[object, str]]
+    ) -> tuple[str, int]:
+        hasher = _hasher()
+        feed = hasher.update
+        feed(f"class {cls.__qualname__}\0".encode())
+        low = depth
+        for base in cls.__bases__:
+            text, reached = self.ref(base, depth, deps, values)
+            low = min(low, reached)
+            feed(f"base={text}\0".encode("utf-8", "surrogatepass"))
+        namespace = cls.__dict__
+        for name, value in namespace.items():
+            if name in _CLASS_NOISE:
+                continue
+            deps.append((namespace, name, id(value)))
+            if isinstance(value, (staticmethod, classmethod)):
+                inner: object = value.__func__
+                label = type(value).__name__
+            elif isinstance(value, property):
+                inner = (value.fget, value.fset, value.fdel)
+                label = "property"
+            else:
+                inner, label = value, ""
+            text, reached = self.ref(inner, depth, deps, values)
+            low = min(low, reached)
+            feed(f"{name}={label}{text}\0".encode("utf-8", "surrogatepass"))
+        return hasher.hexdigest(), low
+
+    def ref(
+        self,
+        value: object,
+        depth: int,
+        deps: list[tuple[object, object, int]],
+        values: list[tuple[object, str]],
+    ) -> tuple[str, int]:
+        """The text that stands for ``value`` in a digest, and the lowest depth it reached."""
+        kind = type(value)
+        if kind in _SCALARS:
+            try:
+                return _plain_text(value, [1]), depth
+            except _TooBig:
+                return _cheap_check(value), depth
+        if kind is types.FunctionType or isinstance(value, type):
+            if not _is_user_code(value):
+                return "ext:" + _external_name(value), depth
+            seen = self.depth_of.get(id(value))
+            if seen is not None:  # a cycle: name it; its digest is being computed above
+                return f"cycle:{getattr(value, '__qualname__', '?')}", seen
+            if depth >= MAX_HELPER_DEPTH:
+                return (
+                    f"deep:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}",
+                    depth,
+                )
+            digest, low = self.node(value, depth + 1, deps, values)
+            return "code:" + digest, low
+        if isinstance(value, _NO_CODE_CALLABLES):
+            return "ext:" + _external_name(value), depth
+        if kind is types.MethodType:
+            text, low = self.ref(value.__func__, depth, deps, values)  # type: ignore[attr-defined]
+            owner = value.__self__  # type: ignore[attr-defined]
+            bound = (
+                self.ref(owner, depth, deps, values)[0] if isinstance(owner, type) else _cheap_check(owner)
+            )
+            return f"method:{text} of {bound}", low
+        if kind is functools.partial:
+            low = depth
+            parts = []
+            for part in (value.func, value.args, value.keywords):  # type: ignore[attr-defined]
+                text, reached = self.ref(part, depth, deps, values)
+                low = min(low, reached)
+                parts.append(text)
+            return "partial(" + ",".join(parts) + ")", low
+        if kind is types.ModuleType:
+            return "module:" + value.__name__, depth  # type: ignore[attr-defined]
+        wrapped = getattr(value, "__wrapped__", None) if callable(value) else None
+        if wrapped is not None:  # a @workflow.step function, or another wrapper: its function
+            text, low = self.ref(wrapped, depth, deps, values)
+            return "wrapped:" + text, low
+        if kind in (tuple, list, dict, set, frozenset):
+            return self._container(value, depth, deps, values)
+        return _cheap_check(value), depth
+
+    def _container(
+        self,
+        value: object,
+        depth: int,
+        deps: list[tuple[object, object, int]],
+        values: list[tuple[object, str]],
+    ) -> tuple[str, int]:
+        try:
+            text = _plain_text(value, [SMALL_ITEMS])
+        except _TooBig:
+            pass
+        else:
+            if type(value) in (list, dict, set):  # mutable: checked by value on every call
+                values.append((value, text))
+            return text, depth
+        # Not plain: functions in a tuple, a registry dict of handlers... Small ones are
+        # walked item by item (mutating one in place is not seen within a process); big
+        # ones are data.
+        try:
+            size = len(value)  # type: ignore[arg-type]
+        except TypeError:  # pragma: no cover - every container type above has a len
+            size = SMALL_ITEMS + 1
+        if size > SMALL_ITEMS:
+            return _cheap_check(value), depth
+        low = depth
+        items = list(value.items()) if isinstance(value, dict) else cast("Iterable[object]", value)
+        parts = []
+        for item in items:
+            text, reached = self.ref(item, depth, deps, values)
+            low = min(low, reached)
+            parts.append(text)
+        if isinstance(value, (set, frozenset)):
+            parts.sort()
+        return f"{type(value).__name__}(" + ",".join(parts) + ")", low
+
+
+def _all_names(code: types.CodeType) -> tuple[str, ...]:
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+    return tuple(sorted(names))
+
+
+# ------------------------------------------------------------------------- public API
 
 
 def function_fingerprint(func: Callable[..., object]) -> str:
-    """The digest of the code ``func`` runs: a new one when its definition changes.
+    """The digest of the code ``func`` runs: a new one when what it runs changes.
 
-    Re-defining a function with the same source gives the same digest.
+    Sees the function's code object (bytecode, constants, names, nested code), its
+    defaults and keyword defaults, its closure's values, and what it loads by global
+    name: the user's functions and classes (hashed the same way, recursively), installed
+    functions and classes (by qualified name and their package's version), modules (by
+    name), small constants (by value) and data (by a cheap check). ``func`` may also be a
+    ``@workflow.step`` function (its function is used), a class (an event listener), a
+    ``functools.partial`` or a bound method. Re-defining a function with the same source
+    gives the same digest, in a new process too. Cached per object: calling it again for
+    the same function only checks that the names it depends on still hold the same objects.
+
+    Args:
+        func: The step's function, or any callable.
+
+    Returns:
+        A hex digest of 32 characters.
     """
-    hasher = _hasher()
-    code = getattr(func, "__code__", None)
-    if code is None:
-        hasher.update(f"{type(func).__module__}.{type(func).__qualname__}".encode())
-        return hasher.hexdigest()
-    _feed_code(code, hasher.update)
-    hasher.update(value_fingerprint(getattr(func, "__defaults__", None)).encode())
-    hasher.update(value_fingerprint(getattr(func, "__kwdefaults__", None)).encode())
-    for cell in getattr(func, "__closure__", None) or ():
-        hasher.update(value_fingerprint(cell.cell_contents).encode())
-    return hasher.hexdigest()
+    kind = type(func)
+    if kind is not types.FunctionType and not isinstance(func, type):
+        wrapped = getattr(func, "__wrapped__", None)  # a @workflow.step function: its function
+        if wrapped is not None and callable(func):
+            return function_fingerprint(wrapped)
+    if kind is types.FunctionType or isinstance(func, type):
+        entry = _CACHE.get(func)
+        if entry is not None and _still_valid(entry):
+            return entry.digest
+        if _is_user_code(func):
+            return _Walk().node(func, 0, [], [])[0]
+    text, _ = _Walk().ref(func, 0, [], [])
+    return _digest(text)
+
+
+step_code_fingerprint = function_fingerprint
+"""The code digest of a step: pass a ``@workflow.step`` function, a plain function or an
+event step's listener class (see :func:`function_fingerprint`)."""
 
 
 def value_fingerprint(value: object) -> str:
-    """The digest of a literal argument or constant, by its pickled bytes."""
-    return hashlib.blake2b(codec.dumps(value), digest_size=DIGEST_SIZE).hexdigest()
+    """The digest of a literal argument: its whole value, the same in every process.
+
+    Plain values (None, bool, int, float, complex, str, bytes, and tuples, lists, dicts
+    and sets of them) are digested from a canonical text, with no pickling; sets are
+    sorted, so their digest does not depend on the process's str hashing. A function or
+    class is digested as :func:`function_fingerprint` does. Anything else by its pickled
+    bytes, or, if it cannot be pickled, by the cheap check used for global data.
+
+    Args:
+        value: A literal argument of a step (not a node).
+
+    Returns:
+        A hex digest of 32 characters.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        if kind is str:
+            return _digest("str:" + value)  # type: ignore[operator]
+        if kind is bytes:
+            return hashlib.blake2b(b"bytes:" + value, digest_size=DIGEST_SIZE).hexdigest()  # type: ignore[operator]
+        return _digest(repr(value))
+    try:
+        return _digest(_plain_text(value, [ARGUMENT_ITEMS], sys.maxsize))
+    except (_TooBig, RecursionError):
+        pass
+    if kind is types.FunctionType or isinstance(
+        value, (type, functools.partial, types.MethodType, *_NO_CODE_CALLABLES)
+    ):
+        return _digest("code:" + function_fingerprint(value))  # type: ignore[arg-type]
+    try:
+        blob = codec.dumps(value)
+    except TypeError:
+        return _digest(_cheap_check(value))
+    return hashlib.blake2b(blob, digest_size=DIGEST_SIZE).hexdigest()
 
 
 def combine(parts: Iterable[str]) -> str:
-    """One digest for several: a step's code digest followed by its inputs' digests."""
+    """One digest for several: a step's code digest followed by its inputs' digests.
+
+    Args:
+        parts: Digests (or any strings), in an order that means something.
+
+    Returns:
+        A hex digest of 32 characters.
+    """
     hasher = _hasher()
     for part in parts:
         hasher.update(part.encode())
         hasher.update(b"\0")
     return hasher.hexdigest()
+
+
+class Fingerprinter:
+    """Fingerprints for one comparison: each function and listener class digested once.
+
+    Use one for all the steps of a DAG (a 100,000-step fan-out of one function then costs
+    one fingerprint and 100,000 dictionary look-ups). It assumes nothing is redefined
+    while it is in use; make a new one for the next comparison.
+    """
+
+    __slots__ = ("_codes",)
+
+    def __init__(self) -> None:
+        # id -> (the object, its digest): the object is held so its id is not reused.
+        self._codes: dict[int, tuple[object, str]] = {}
+
+    def code(self, target: Callable[..., object]) -> str:
+        """The code digest of a step function, a ``@workflow.step`` or a listener class.
+
+        Args:
+            target: What :func:`function_fingerprint` takes.
+
+        Returns:
+            The digest :func:`function_fingerprint` gives.
+        """
+        found = self._codes.get(id(target))
+        if found is not None:
+            return found[1]
+        digest = function_fingerprint(target)
+        self._codes[id(target)] = (target, digest)
+        return digest

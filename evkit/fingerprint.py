@@ -68,6 +68,9 @@ class _Unbound:
 _UNBOUND = _Unbound()
 
 
+_NO_CYCLE = sys.maxsize  # the "lowest depth reached" of a walk that met no cycle
+
+
 class _TooBig(Exception):
     """A value outgrew its budget of items: it is data, seen by the cheap check."""
 
@@ -314,6 +317,11 @@ class _Entry:
     deps: tuple[tuple[object, object, int], ...]
     # Small mutable containers seen by value, with the text they had.
     values: tuple[tuple[object, str], ...]
+    # No cycle met below: the digest is the same wherever the object is met. Else (a
+    # member of a cycle) it is the digest of a walk that began at the object, and is used
+    # only for a walk that begins there: met from another member, the cycle is cut
+    # elsewhere and the digest differs.
+    acyclic: bool
 
 
 _CACHE: weakref.WeakKeyDictionary[object, _Entry] = weakref.WeakKeyDictionary()
@@ -360,14 +368,15 @@ class _Walk:
     ) -> tuple[str, int]:
         """The digest of a user-defined function or class, and the lowest depth it reached.
 
-        A node whose walk met no node above it (a cycle through an ancestor) has the
-        same digest wherever it is met, so it is cached.
+        The depth is that of the highest node on the walk's stack that a cycle led back
+        to, ``_NO_CYCLE`` when none. A node whose walk led back to no node above it has
+        the digest a walk beginning at it would give, so it is cached.
         """
         entry = _CACHE.get(obj)
-        if entry is not None and _still_valid(entry):
+        if entry is not None and (entry.acyclic or depth == 0) and _still_valid(entry):
             deps += entry.deps
             values += entry.values
-            return entry.digest, depth
+            return entry.digest, _NO_CYCLE
         own_deps: list[tuple[object, object, int]] = []
         own_values: list[tuple[object, str]] = []
         self.depth_of[id(obj)] = depth
@@ -380,7 +389,7 @@ class _Walk:
             del self.depth_of[id(obj)]
         if low >= depth:
             with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
-                _CACHE[obj] = _Entry(digest, tuple(own_deps), tuple(own_values))
+                _CACHE[obj] = _Entry(digest, tuple(own_deps), tuple(own_values), acyclic=low == _NO_CYCLE)
         deps += own_deps
         values += own_values
         return digest, low
@@ -399,7 +408,7 @@ class _Walk:
             deps.append((func, attribute, id(getattr(func, attribute))))
         feed(b"function\0")
         _feed_code(code, feed)
-        low = depth
+        low = _NO_CYCLE
         for label, value in (("defaults", func.__defaults__), ("kwdefaults", func.__kwdefaults__)):
             text, reached = self.ref(value, depth, deps, values)
             low = min(low, reached)
@@ -437,7 +446,7 @@ class _Walk:
     ) -> tuple[str, int]:
         namespace = vars(module)
         parts = []
-        low = depth
+        low = _NO_CYCLE
         for name in _all_names(code):
             value = namespace.get(name, _UNBOUND)
             if not isinstance(value, _CODE_LIKE) or getattr(value, "__module__", None) != module.__name__:
@@ -454,7 +463,7 @@ class _Walk:
         hasher = _hasher()
         feed = hasher.update
         feed(f"class {cls.__qualname__}\0".encode())
-        low = depth
+        low = _NO_CYCLE
         for base in cls.__bases__:
             text, reached = self.ref(base, depth, deps, values)
             low = min(low, reached)
@@ -488,33 +497,34 @@ class _Walk:
         kind = type(value)
         if kind in _SCALARS:
             try:
-                return _plain_text(value, [1]), depth
+                return _plain_text(value, [1]), _NO_CYCLE
             except _TooBig:
-                return _cheap_check(value), depth
+                return _cheap_check(value), _NO_CYCLE
         if kind is types.FunctionType or isinstance(value, type):
             if not _is_user_code(value):
-                return "ext:" + _external_name(value), depth
+                return "ext:" + _external_name(value), _NO_CYCLE
             seen = self.depth_of.get(id(value))
             if seen is not None:  # a cycle: name it; its digest is being computed above
                 return f"cycle:{getattr(value, '__qualname__', '?')}", seen
             if depth >= MAX_HELPER_DEPTH:
-                return (
-                    f"deep:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}",
-                    depth,
-                )
+                # Context-dependent (how deep depends on where the walk began): reported
+                # as a cycle through the root, so only the root's digest is cached.
+                return f"deep:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}", 0
             digest, low = self.node(value, depth + 1, deps, values)
             return "code:" + digest, low
         if isinstance(value, _NO_CODE_CALLABLES):
-            return "ext:" + _external_name(value), depth
+            return "ext:" + _external_name(value), _NO_CYCLE
         if kind is types.MethodType:
             text, low = self.ref(value.__func__, depth, deps, values)  # type: ignore[attr-defined]
             owner = value.__self__  # type: ignore[attr-defined]
-            bound = (
-                self.ref(owner, depth, deps, values)[0] if isinstance(owner, type) else _cheap_check(owner)
-            )
+            if isinstance(owner, type):  # a classmethod bound to its class
+                bound, reached = self.ref(owner, depth, deps, values)
+                low = min(low, reached)
+            else:
+                bound = _cheap_check(owner)
             return f"method:{text} of {bound}", low
         if kind is functools.partial:
-            low = depth
+            low = _NO_CYCLE
             parts = []
             for part in (value.func, value.args, value.keywords):  # type: ignore[attr-defined]
                 text, reached = self.ref(part, depth, deps, values)
@@ -522,14 +532,14 @@ class _Walk:
                 parts.append(text)
             return "partial(" + ",".join(parts) + ")", low
         if kind is types.ModuleType:
-            return "module:" + value.__name__, depth  # type: ignore[attr-defined]
+            return "module:" + value.__name__, _NO_CYCLE  # type: ignore[attr-defined]
         wrapped = getattr(value, "__wrapped__", None) if callable(value) else None
         if wrapped is not None:  # a @workflow.step function, or another wrapper: its function
             text, low = self.ref(wrapped, depth, deps, values)
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
             return self._container(value, depth, deps, values)
-        return _cheap_check(value), depth
+        return _cheap_check(value), _NO_CYCLE
 
     def _container(
         self,
@@ -545,7 +555,7 @@ class _Walk:
         else:
             if type(value) in (list, dict, set):  # mutable: checked by value on every call
                 values.append((value, text))
-            return text, depth
+            return text, _NO_CYCLE
         # Not plain: functions in a tuple, a registry dict of handlers... Small ones are
         # walked item by item (mutating one in place is not seen within a process); big
         # ones are data.
@@ -554,8 +564,8 @@ class _Walk:
         except TypeError:  # pragma: no cover - every container type above has a len
             size = SMALL_ITEMS + 1
         if size > SMALL_ITEMS:
-            return _cheap_check(value), depth
-        low = depth
+            return _cheap_check(value), _NO_CYCLE
+        low = _NO_CYCLE
         items = list(value.items()) if isinstance(value, dict) else cast("Iterable[object]", value)
         parts = []
         for item in items:

@@ -407,6 +407,36 @@ def scenario_kafka(quick: bool, raw: dict[str, object]) -> list[Row]:
     ]
 
 
+def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 10_000 if quick else 100_000
+    fanout = _child("bench.scen_fingerprint:fingerprint_fanout", n=n)
+    chain = _child("bench.scen_fingerprint:fingerprint_chain", n=1_000)
+    raw["fingerprint"] = {"n": n, "fanout": fanout, "chain": chain}
+    return [
+        Row(
+            "10",
+            "step fingerprints, first in the process (floor: flatten)",
+            f"{n:,}-step fan-out of one function",
+            "s",
+            fanout["fingerprint_cold_s"],
+            fanout["flatten_s"],
+            note=(
+                f"again {fanout['fingerprint_s']:.3f} s; function_fingerprint per step, "
+                f"no Fingerprinter: {fanout['function_fingerprint_per_step_s']:.3f} s"
+            ),
+        ),
+        Row(
+            "10",
+            "step fingerprints, first in the process (floor: flatten)",
+            "1,000-step chain of distinct functions",
+            "s",
+            chain["fingerprint_cold_s"],
+            chain["flatten_s"],
+            note=f"{chain['cold_per_function_us']:.0f} us per function; again {chain['fingerprint_s']:.4f} s",
+        ),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "waits": scenario_waits,
     "latency": scenario_latency,
@@ -417,6 +447,7 @@ SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "widget": scenario_widget,
     "cluster": scenario_cluster,
     "kafka": scenario_kafka,
+    "fingerprint": scenario_fingerprint,
 }
 
 

@@ -539,6 +539,9 @@ class _Walk:
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
             return self._container(value, depth, deps, values)
+        if _is_user_code(kind):  # an instance of the user's class: its class's code counts too
+            text, low = self.ref(kind, depth, deps, values)
+            return f"{_cheap_check(value)} of {text}", low
         return _cheap_check(value), _NO_CYCLE
 
     def _container(

@@ -368,7 +368,7 @@ def digest_of_with(source: str, **globals_: object) -> str:
     return function_fingerprint(run_cell(source, {"__name__": "__main__", **globals_})["step"])  # type: ignore[arg-type]
 
 
-def test_user_objects_without_a_default_repr_do_not_leak_their_address() -> None:
+def test_an_instance_of_a_users_class_is_its_class_code_and_attributes_not_its_address() -> None:
     source = """
         class Config:
             def __init__(self, n):
@@ -383,8 +383,12 @@ def test_user_objects_without_a_default_repr_do_not_leak_their_address() -> None
     second["CONFIG"] = second["Config"](2)  # type: ignore[operator]
     third = run_cell(source)
     third["CONFIG"] = third["Config"](3)  # type: ignore[operator]
-    digests = [function_fingerprint(ns["step"]) for ns in (first, second, third)]  # type: ignore[arg-type]
-    assert digests[0] == digests[1] != digests[2]
+    edited = run_cell(source.replace("self.n = n", "self.n = -n"))
+    edited["CONFIG"] = edited["Config"](2)  # type: ignore[operator]
+    digests = [function_fingerprint(ns["step"]) for ns in (first, second, third, edited)]  # type: ignore[arg-type]
+    assert digests[0] == digests[1]
+    assert digests[2] != digests[0]  # another attribute value
+    assert digests[3] not in (digests[0], digests[2])  # the class's code changed
 
 
 def test_a_fan_out_of_one_function_is_fingerprinted_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,7 +78,6 @@ class _TooBig(Exception):
 # ------------------------------------------------------------------------ where code lives
 
 
-@functools.cache
 def _origin(module_name: str | None) -> str | None:
     """``None`` when the module is the user's code (hashed), else ``"dist==version"``.
 
@@ -86,8 +85,13 @@ def _origin(module_name: str | None) -> str | None:
     neither in the standard library nor installed in a site-packages folder (a module
     beside the notebook, an editable install). evkit itself is seen by its version.
     """
-    if module_name is None or module_name == "__main__":
-        return None
+    if module_name is None or module_name == "__main__" or module_name not in sys.modules:
+        return None  # not cached: a module imported later may be installed code
+    return _origin_of_imported(module_name)
+
+
+@functools.cache
+def _origin_of_imported(module_name: str) -> str | None:
     top = module_name.partition(".")[0]
     if top == "evkit":
         return f"evkit=={_version('evkit')}"
@@ -96,6 +100,9 @@ def _origin(module_name: str | None) -> str | None:
     module = sys.modules.get(module_name)
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
+        spec = getattr(module, "__spec__", None)
+        if getattr(spec, "origin", None) in ("frozen", "built-in"):
+            return f"python=={sys.version.split()[0]}"
         return None
     path = os.path.realpath(path)
     parts = path.split(os.sep)
@@ -152,13 +159,23 @@ _LOAD_GLOBAL = opcode.opmap["LOAD_GLOBAL"]
 _EXTENDED_ARG = opcode.EXTENDED_ARG
 
 
-@functools.lru_cache(maxsize=65_536)
+_GLOBAL_NAMES: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
 def _global_names(code: types.CodeType) -> tuple[str, ...]:
     """The global names ``code`` (and the code nested in it) loads, sorted.
 
     Read from the bytecode (a loop over its bytes, faster than ``dis``): ``co_names``
     also holds attribute names, and a later global of the same name is no change.
+    Cached per code object, weakly: a redefined cell's old code is not kept alive.
     """
+    names = _GLOBAL_NAMES.get(code)
+    if names is None:
+        names = _GLOBAL_NAMES[code] = _read_global_names(code)
+    return names
+
+
+def _read_global_names(code: types.CodeType) -> tuple[str, ...]:
     found: set[str] = set()
     stack = [code]
     while stack:

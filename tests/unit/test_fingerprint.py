@@ -158,6 +158,28 @@ def test_mutual_recursion_seen_from_either_side_after_the_other_was_cached() -> 
     assert function_fingerprint(fresh["a"]) == first_a  # type: ignore[arg-type]
 
 
+def test_a_function_brought_back_by_cloudpickle_keeps_its_digest() -> None:
+    # A resumed run's stored DAG holds the user's functions pickled by value: compared
+    # with the live definitions, an unedited one must be unchanged.
+    source = """
+        K = [1, 2]
+
+        def helper(x):
+            return x + K[0]
+
+        class Model:
+            def predict(self, x):
+                return helper(x)
+
+        def step(x, y=3):
+            return [helper(i) for i in range(x)], Model().predict(y)
+    """
+    live = run_cell(source)["step"]
+    loaded = cloudpickle.loads(cloudpickle.dumps(live))
+    assert loaded is not live
+    assert function_fingerprint(loaded) == function_fingerprint(live)  # type: ignore[arg-type]
+
+
 def test_installed_functions_are_seen_by_name_and_version_not_code(monkeypatch: pytest.MonkeyPatch) -> None:
     source = """
         from cloudpickle import dumps
@@ -172,11 +194,11 @@ def test_installed_functions_are_seen_by_name_and_version_not_code(monkeypatch: 
     monkeypatch.undo()
     # ...but another version of the package is a change.
     monkeypatch.setattr(fingerprint, "_version", lambda dist: "0.0-test")
-    fingerprint._origin.cache_clear()
+    fingerprint._origin_of_imported.cache_clear()
     try:
         assert digest_of(source) != before
     finally:
-        fingerprint._origin.cache_clear()
+        fingerprint._origin_of_imported.cache_clear()
     assert function_fingerprint(json.dumps) == function_fingerprint(json.dumps)
     assert function_fingerprint(json.dumps) != function_fingerprint(json.loads)
     assert function_fingerprint(len) != function_fingerprint(abs)  # builtins: by name

@@ -104,11 +104,15 @@ def _origin_of_imported(module_name: str) -> str | None:
         if getattr(spec, "origin", None) in ("frozen", "built-in"):
             return f"python=={sys.version.split()[0]}"
         return None
+    return _file_origin(path, top)
+
+
+@functools.lru_cache(maxsize=4_096)
+def _file_origin(path: str, top: str) -> str | None:
     path = os.path.realpath(path)
     parts = path.split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
-        dists = _packages_distributions().get(top) or [top]
-        return f"{dists[0]}=={_version(dists[0])}"
+        return _installed_version(top)
     import sysconfig  # usually imported already, by site
 
     paths = sysconfig.get_paths()
@@ -127,6 +131,16 @@ def _packages_distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+def _installed_version(top: str) -> str:
+    import importlib.metadata
+
+    try:  # usually the distribution is named like its package: no scan needed
+        return f"{top}=={importlib.metadata.version(top)}"
+    except importlib.metadata.PackageNotFoundError:  # yaml (PyYAML), sklearn (scikit-learn)...
+        dists = _packages_distributions().get(top) or [top]
+        return f"{dists[0]}=={_version(dists[0])}"
+
+
 def _version(dist: str) -> str:
     import importlib.metadata
 
@@ -136,20 +150,40 @@ def _version(dist: str) -> str:
         return str(getattr(sys.modules.get(dist), "__version__", "unknown"))
 
 
-def _external_name(value: object) -> str:
+def _module_of(value: object) -> str | None:
     module = getattr(value, "__module__", None)
-    if not isinstance(module, str):
-        owner = getattr(value, "__self__", None)
-        module = getattr(owner, "__name__", None) if isinstance(owner, types.ModuleType) else None
+    if isinstance(module, str):
+        return module
+    owner = getattr(value, "__self__", None)  # a builtin function: its module
+    if isinstance(owner, types.ModuleType):
+        return owner.__name__
+    return None
+
+
+def _origin_of(value: object) -> str | None:
+    """``_origin`` of the module ``value`` was defined in.
+
+    For a function whose module is not imported (its ``__module__`` names a public
+    alias), the origin of its code's file.
+    """
+    module = _module_of(value)
+    if module is not None and module != "__main__" and module not in sys.modules:
+        code = getattr(value, "__code__", None)
+        if isinstance(code, types.CodeType):
+            return _file_origin(code.co_filename, module.partition(".")[0])
+    return _origin(module)
+
+
+def _external_name(value: object) -> str:
+    module = _module_of(value) or type(value).__module__
     qualname = (
         getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or type(value).__qualname__
     )
-    return f"{module}.{qualname}@{_origin(module) or 'no-code'}"
+    return f"{module}.{qualname}@{_origin_of(value) or _origin(module) or 'no-code'}"
 
 
 def _is_user_code(value: object) -> bool:
-    module = getattr(value, "__module__", None)
-    return _origin(module if isinstance(module, str) else None) is None
+    return _origin_of(value) is None
 
 
 # ----------------------------------------------------------------------- what code loads
@@ -556,6 +590,9 @@ class _Walk:
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
             return self._container(value, depth, deps, values)
+        if callable(value) and isinstance(getattr(value, "__name__", None), str) and not _is_user_code(kind):
+            # A callable object of an installed package (a numpy ufunc): by name.
+            return "ext:" + _external_name(value), _NO_CYCLE
         if _is_user_code(kind):  # an instance of the user's class: its class's code counts too
             text, low = self.ref(kind, depth, deps, values)
             return f"{_cheap_check(value)} of {text}", low

@@ -180,6 +180,11 @@ def test_a_function_brought_back_by_cloudpickle_keeps_its_digest() -> None:
     assert function_fingerprint(loaded) == function_fingerprint(live)  # type: ignore[arg-type]
 
 
+def forget_origins() -> None:
+    fingerprint._origin_of_imported.cache_clear()
+    fingerprint._file_origin.cache_clear()
+
+
 def test_installed_functions_are_seen_by_name_and_version_not_code(monkeypatch: pytest.MonkeyPatch) -> None:
     source = """
         from cloudpickle import dumps
@@ -193,15 +198,23 @@ def test_installed_functions_are_seen_by_name_and_version_not_code(monkeypatch: 
     assert digest_of(source) == before
     monkeypatch.undo()
     # ...but another version of the package is a change.
-    monkeypatch.setattr(fingerprint, "_version", lambda dist: "0.0-test")
-    fingerprint._origin_of_imported.cache_clear()
+    monkeypatch.setattr(fingerprint, "_installed_version", lambda top: f"{top}==0.0-test")
+    forget_origins()
     try:
         assert digest_of(source) != before
     finally:
-        fingerprint._origin_of_imported.cache_clear()
+        forget_origins()
     assert function_fingerprint(json.dumps) == function_fingerprint(json.dumps)
     assert function_fingerprint(json.dumps) != function_fingerprint(json.loads)
     assert function_fingerprint(len) != function_fingerprint(abs)  # builtins: by name
+
+
+def test_installed_callables_without_code_are_told_apart_by_name() -> None:
+    np = pytest.importorskip("numpy")
+    source = "import numpy as np\nadd = np.add\ndef step(x):\n    return add(x, 1)\n"
+    assert digest_of(source) == digest_of(source)
+    assert digest_of(source) != digest_of(source.replace("np.add", "np.subtract"))
+    assert function_fingerprint(np.add) != function_fingerprint(np.subtract)
 
 
 def test_a_module_is_seen_by_name() -> None:

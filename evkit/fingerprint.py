@@ -16,9 +16,9 @@ import os
 import sys
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import cast, final
 
 from evkit import codec
 
@@ -33,6 +33,8 @@ ARGUMENT_ITEMS = 1_000_000
 # Helpers calling helpers deeper than this are seen by qualified name only (Python's own
 # recursion limit would be reached otherwise).
 MAX_HELPER_DEPTH = 100
+# Containers nested deeper than this are data (and Python's recursion limit stays far).
+MAX_NESTING = 50
 
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, type(Ellipsis)})
 _CODE_LIKE = (types.FunctionType, type)
@@ -252,10 +254,14 @@ def _feed_code(code: types.CodeType, feed: Callable[[bytes], None]) -> None:
             # Constants are plain values, tuples and frozensets of them; a frozenset's
             # order depends on str hashing, which differs between processes.
             # Constants are part of the code: hashed whole, however long.
-            feed(_plain_text(const, [sys.maxsize], sys.maxsize).encode("utf-8", "surrogatepass"))
+            try:
+                text = _plain_text(const, [sys.maxsize], sys.maxsize)
+            except _TooBig:  # constants nested over MAX_NESTING deep
+                text = repr(const)
+            feed(text.encode("utf-8", "surrogatepass"))
 
 
-def _plain_text(value: object, budget: list[int], max_text: int = SMALL_TEXT) -> str:
+def _plain_text(value: object, budget: list[int], max_text: int = SMALL_TEXT, nesting: int = 0) -> str:
     """A canonical text for plain values and containers of them.
 
     Raises:
@@ -263,21 +269,27 @@ def _plain_text(value: object, budget: list[int], max_text: int = SMALL_TEXT) ->
     """
     kind = type(value)
     budget[0] -= 1
-    if budget[0] < 0:
+    if budget[0] < 0 or nesting > MAX_NESTING:
         raise _TooBig
+    nesting += 1
     if kind in _SCALARS:
         if (kind is str or kind is bytes) and len(value) > max_text:  # type: ignore[arg-type]
             raise _TooBig
         return repr(value)
     if kind is tuple or kind is list:
         items = cast("Iterable[object]", value)
-        return f"{kind.__name__}(" + ",".join([_plain_text(v, budget, max_text) for v in items]) + ")"
+        return (
+            f"{kind.__name__}(" + ",".join([_plain_text(v, budget, max_text, nesting) for v in items]) + ")"
+        )
     if kind is dict:
         pairs = cast("dict[object, object]", value).items()
-        texts = [f"{_plain_text(k, budget, max_text)}:{_plain_text(v, budget, max_text)}" for k, v in pairs]
+        texts = [
+            f"{_plain_text(k, budget, max_text, nesting)}:{_plain_text(v, budget, max_text, nesting)}"
+            for k, v in pairs
+        ]
         return "dict(" + ",".join(texts) + ")"
     if kind is set or kind is frozenset:
-        members = [_plain_text(v, budget, max_text) for v in cast("Iterable[object]", value)]
+        members = [_plain_text(v, budget, max_text, nesting) for v in cast("Iterable[object]", value)]
         return f"{kind.__name__}(" + ",".join(sorted(members)) + ")"
     raise _TooBig
 
@@ -292,6 +304,12 @@ def _cheap_check(value: object) -> str:
     """
     kind = type(value)
     parts = [f"data:{kind.__module__}.{kind.__qualname__}"]
+    with contextlib.suppress(Exception):  # a user's object may raise anything from hasattr, len...
+        _add_cheap_check(value, parts)
+    return " ".join(parts)
+
+
+def _add_cheap_check(value: object, parts: list[str]) -> None:
     for attribute in ("shape", "dtype", "dtypes", "columns"):
         try:
             found = getattr(value, attribute, None)
@@ -309,13 +327,14 @@ def _cheap_check(value: object) -> str:
             attributes = {}
         if len(attributes) <= 50:
             parts += [f"{name}={_sample_text(item)}" for name, item in attributes.items()]
-    return " ".join(parts)
 
 
 def _bounded_repr(value: object) -> str:
     if type(value) is tuple:
         return repr(value)
     text = str(value)
+    if " at 0x" in text:  # a default repr: an address, different in every process
+        return f"{type(value).__module__}.{type(value).__qualname__}"
     return text if len(text) <= 2_000 else text[:2_000] + "..."
 
 
@@ -395,9 +414,9 @@ def _still_valid(entry: _Entry) -> bool:
             return False
     for container, text in entry.values:
         try:
-            if _plain_text(container, [SMALL_ITEMS]) != text:
+            if _container_text(container) != text:
                 return False
-        except _TooBig:
+        except (_TooBig, RecursionError):
             return False
     return True
 
@@ -405,10 +424,11 @@ def _still_valid(entry: _Entry) -> bool:
 class _Walk:
     """One fingerprint computation: the nodes being visited, for the cycle guard."""
 
-    __slots__ = ("depth_of",)
+    __slots__ = ("depth_of", "nesting")
 
     def __init__(self) -> None:
         self.depth_of: dict[int, int] = {}
+        self.nesting = 0  # how many non-plain containers the walk is inside
 
     def node(
         self,
@@ -584,13 +604,13 @@ class _Walk:
             return "partial(" + ",".join(parts) + ")", low
         if kind is types.ModuleType:
             return "module:" + value.__name__, _NO_CYCLE  # type: ignore[attr-defined]
-        wrapped = getattr(value, "__wrapped__", None) if callable(value) else None
+        wrapped = _attribute(value, "__wrapped__") if callable(value) else None
         if wrapped is not None:  # a @workflow.step function, or another wrapper: its function
             text, low = self.ref(wrapped, depth, deps, values)
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
             return self._container(value, depth, deps, values)
-        if callable(value) and isinstance(getattr(value, "__name__", None), str) and not _is_user_code(kind):
+        if callable(value) and isinstance(_attribute(value, "__name__"), str) and not _is_user_code(kind):
             # A callable object of an installed package (a numpy ufunc): by name.
             return "ext:" + _external_name(value), _NO_CYCLE
         if _is_user_code(kind):  # an instance of the user's class: its class's code counts too
@@ -605,13 +625,14 @@ class _Walk:
         deps: list[tuple[object, object, int]],
         values: list[tuple[object, str]],
     ) -> tuple[str, int]:
+        mutable = type(value) in (list, dict, set)
         try:
             text = _plain_text(value, [SMALL_ITEMS])
-        except _TooBig:
+        except (_TooBig, RecursionError):
             pass
         else:
-            if type(value) in (list, dict, set):  # mutable: checked by value on every call
-                values.append((value, text))
+            if mutable:  # checked by value on every call
+                values.append((value, _container_text(value)))
             return text, _NO_CYCLE
         # Not plain: functions in a tuple, a registry dict of handlers... Small ones are
         # walked item by item (mutating one in place is not seen within a process); big
@@ -620,18 +641,59 @@ class _Walk:
             size = len(value)  # type: ignore[arg-type]
         except TypeError:  # pragma: no cover - every container type above has a len
             size = SMALL_ITEMS + 1
-        if size > SMALL_ITEMS:
+        if size > SMALL_ITEMS or self.nesting >= MAX_NESTING:
             return _cheap_check(value), _NO_CYCLE
+        if mutable:  # which objects it holds, checked on every call
+            values.append((value, _container_text(value)))
         low = _NO_CYCLE
         items = list(value.items()) if isinstance(value, dict) else cast("Iterable[object]", value)
         parts = []
-        for item in items:
-            text, reached = self.ref(item, depth, deps, values)
-            low = min(low, reached)
-            parts.append(text)
+        self.nesting += 1
+        try:
+            for item in items:
+                text, reached = self.ref(item, depth, deps, values)
+                low = min(low, reached)
+                parts.append(text)
+        finally:
+            self.nesting -= 1
         if isinstance(value, (set, frozenset)):
             parts.sort()
         return f"{type(value).__name__}(" + ",".join(parts) + ")", low
+
+
+def _container_text(container: object) -> str:
+    """How a small mutable global is checked again on every call.
+
+    By value when it holds plain values, else by the identity of what it holds (a
+    registry of functions given a new function is a change).
+
+    Raises:
+        _TooBig: The container grew past ``SMALL_ITEMS``.
+    """
+    try:
+        return _plain_text(container, [SMALL_ITEMS])
+    except _TooBig:
+        items = (
+            list(cast("dict[object, object]", container).items()) if type(container) is dict else container
+        )
+        if len(items) > SMALL_ITEMS:  # type: ignore[arg-type]
+            raise
+        return "ids:" + ",".join([str(id(item)) for item in _flat_items(items)])  # type: ignore[arg-type]
+
+
+def _flat_items(items: Iterable[object]) -> Iterator[object]:
+    for item in items:
+        if type(item) is tuple:  # a dict's (key, value) pairs
+            yield from item
+        else:
+            yield item
+
+
+def _attribute(value: object, name: str) -> object:
+    try:
+        return getattr(value, name, None)
+    except Exception:  # a proxy's __getattr__ may raise anything
+        return None
 
 
 def _all_names(code: types.CodeType) -> tuple[str, ...]:
@@ -739,6 +801,7 @@ def combine(parts: Iterable[str]) -> str:
     return hasher.hexdigest()
 
 
+@final
 class Fingerprinter:
     """Fingerprints for one comparison: each function and listener class digested once.
 

@@ -364,6 +364,40 @@ def test_small_global_containers_count_by_value_even_mutated_in_place() -> None:
     assert function_fingerprint(namespace["step"]) != before  # type: ignore[arg-type]
 
 
+def test_a_small_registry_of_functions_given_another_function_in_place_is_a_change() -> None:
+    namespace = run_cell(
+        "def a(x):\n    return x\ndef b(x):\n    return -x\nHANDLERS = {'go': a}\n"
+        "def step(kind, x):\n    return HANDLERS[kind](x)\n"
+    )
+    before = function_fingerprint(namespace["step"])  # type: ignore[arg-type]
+    assert function_fingerprint(namespace["step"]) == before  # type: ignore[arg-type]
+    namespace["HANDLERS"]["go"] = namespace["b"]  # type: ignore[index]
+    assert function_fingerprint(namespace["step"]) != before  # type: ignore[arg-type]
+
+
+def test_odd_globals_never_break_a_fingerprint() -> None:
+    source = """
+        class Proxy:
+            def __getattr__(self, name):
+                raise RuntimeError("no attributes here")
+
+            def __len__(self):
+                raise RuntimeError("no length either")
+
+            def __call__(self):
+                return 1
+
+        PROXY = Proxy()
+        NESTED = []
+        for _ in range(5_000):
+            NESTED = [NESTED]
+
+        def step(x):
+            return PROXY() + len(NESTED) + x
+    """
+    assert digest_of(source) == digest_of(source)
+
+
 def test_large_global_data_gets_a_cheap_check_not_a_hash() -> None:
     np = pytest.importorskip("numpy")
     source = "def step(i):\n    return float(TABLE[i])\n"

@@ -193,6 +193,7 @@ def _is_user_code(value: object) -> bool:
 
 _LOAD_GLOBAL = opcode.opmap["LOAD_GLOBAL"]
 _EXTENDED_ARG = opcode.EXTENDED_ARG
+_LOAD_GLOBAL_BYTE = bytes([_LOAD_GLOBAL])
 
 
 _GLOBAL_NAMES: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -218,15 +219,17 @@ def _read_global_names(code: types.CodeType) -> tuple[str, ...]:
         current = stack.pop()
         raw = current.co_code
         names = current.co_names
-        extended = 0
-        for at in range(0, len(raw), 2):
-            op, arg = raw[at], raw[at + 1] | extended
-            if op == _EXTENDED_ARG:
-                extended = arg << 8
-                continue
-            extended = 0
-            if op == _LOAD_GLOBAL:  # from 3.11 on its argument is the name's index << 1
-                found.add(names[arg >> 1])
+        # Instructions are 2 bytes, opcode then argument: find the opcode's byte (in C)
+        # and keep the hits at even offsets, rather than loop over every instruction.
+        at = raw.find(_LOAD_GLOBAL_BYTE)
+        while at != -1:
+            if not at % 2:
+                arg, back, shift = raw[at + 1], at - 2, 8
+                while back >= 0 and raw[back] == _EXTENDED_ARG:
+                    arg |= raw[back + 1] << shift
+                    back, shift = back - 2, shift + 8
+                found.add(names[arg >> 1])  # from 3.11 on the argument is the name's index << 1
+            at = raw.find(_LOAD_GLOBAL_BYTE, at + 1)
         stack += [c for c in current.co_consts if isinstance(c, types.CodeType)]
     return tuple(sorted(found))
 

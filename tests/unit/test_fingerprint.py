@@ -505,3 +505,18 @@ def test_combine_depends_on_order_and_boundaries() -> None:
     assert combine(["a", "b"]) != combine(["b", "a"])
     assert combine(["ab", "c"]) != combine(["a", "bc"])
     assert len(combine([])) == 2 * fingerprint.DIGEST_SIZE
+
+
+def test_the_global_names_read_from_bytecode_are_those_dis_reads() -> None:
+    import dis
+    import types
+
+    # 700 globals: arguments past 255 need EXTENDED_ARG prefixes.
+    source = "def step():\n    x.attribute\n" + "".join(f"    g{i}\n" for i in range(700))
+    code = run_cell(source)["step"].__code__  # type: ignore[attr-defined]
+    expected: set[str] = set()
+    for current in (code, *[c for c in code.co_consts if isinstance(c, types.CodeType)]):
+        expected |= {i.argval for i in dis.get_instructions(current) if i.opname == "LOAD_GLOBAL"}
+    assert fingerprint._read_global_names(code) == tuple(sorted(expected))
+    assert "attribute" not in expected
+    assert len(expected) == 701

@@ -3,7 +3,8 @@
 A re-run compares the fingerprints of the DAG it is given with those stored for the run
 to decide which checkpoints it may reuse. This module computes digests and runs nothing;
 what a fingerprint sees, and what it does not, is in docs/design.md ("What a fingerprint
-sees"). It must stay cheap: it runs for every step of every re-run.
+sees"). It must stay cheap: it runs for every step of every re-run. This module walks
+code; ``evkit.fingerprint.data`` says what a digest sees of values.
 """
 
 from __future__ import annotations
@@ -21,22 +22,23 @@ from dataclasses import dataclass
 from typing import cast, final
 
 from evkit import codec
+from evkit.fingerprint.data import (
+    MAX_NESTING,
+    SCALARS,
+    SMALL_ITEMS,
+    TooBig,
+    cheap_check,
+    plain_text,
+)
 
 DIGEST_SIZE = 16
-# A global container holding more items than this, or a str/bytes longer than
-# SMALL_TEXT, is "data": seen by a cheap check (type, length, shape, a sample), not hashed.
-SMALL_ITEMS = 1_000
-SMALL_TEXT = 65_536
 # Literal arguments are stored with the run anyway, so they are hashed whole, up to this
 # many items by the plain encoding (beyond it, by their pickled bytes).
 ARGUMENT_ITEMS = 1_000_000
 # Helpers calling helpers deeper than this are seen by qualified name only (Python's own
 # recursion limit would be reached otherwise).
 MAX_HELPER_DEPTH = 100
-# Containers nested deeper than this are data (and Python's recursion limit stays far).
-MAX_NESTING = 50
 
-_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes, type(Ellipsis)})
 _CODE_LIKE = (types.FunctionType, type)
 _NO_CODE_CALLABLES = (
     types.BuiltinFunctionType,
@@ -71,10 +73,6 @@ _UNBOUND = _Unbound()
 
 
 _NO_CYCLE = sys.maxsize  # the "lowest depth reached" of a walk that met no cycle
-
-
-class _TooBig(Exception):
-    """A value outgrew its budget of items: it is data, seen by the cheap check."""
 
 
 # ------------------------------------------------------------------------ where code lives
@@ -258,119 +256,10 @@ def _feed_code(code: types.CodeType, feed: Callable[[bytes], None]) -> None:
             # order depends on str hashing, which differs between processes.
             # Constants are part of the code: hashed whole, however long.
             try:
-                text = _plain_text(const, [sys.maxsize], sys.maxsize)
-            except _TooBig:  # constants nested over MAX_NESTING deep
+                text = plain_text(const, [sys.maxsize], sys.maxsize)
+            except TooBig:  # constants nested over MAX_NESTING deep
                 text = repr(const)
             feed(text.encode("utf-8", "surrogatepass"))
-
-
-def _plain_text(value: object, budget: list[int], max_text: int = SMALL_TEXT, nesting: int = 0) -> str:
-    """A canonical text for plain values and containers of them.
-
-    Raises:
-        _TooBig: The value is not plain, or holds more items than ``budget[0]``.
-    """
-    kind = type(value)
-    budget[0] -= 1
-    if budget[0] < 0 or nesting > MAX_NESTING:
-        raise _TooBig
-    nesting += 1
-    if kind in _SCALARS:
-        if (kind is str or kind is bytes) and len(value) > max_text:  # type: ignore[arg-type]
-            raise _TooBig
-        return repr(value)
-    if kind is tuple or kind is list:
-        items = cast("Iterable[object]", value)
-        return (
-            f"{kind.__name__}(" + ",".join([_plain_text(v, budget, max_text, nesting) for v in items]) + ")"
-        )
-    if kind is dict:
-        pairs = cast("dict[object, object]", value).items()
-        texts = [
-            f"{_plain_text(k, budget, max_text, nesting)}:{_plain_text(v, budget, max_text, nesting)}"
-            for k, v in pairs
-        ]
-        return "dict(" + ",".join(texts) + ")"
-    if kind is set or kind is frozenset:
-        members = [_plain_text(v, budget, max_text, nesting) for v in cast("Iterable[object]", value)]
-        return f"{kind.__name__}(" + ",".join(sorted(members)) + ")"
-    raise _TooBig
-
-
-# --------------------------------------------------------------- the cheap check of data
-
-
-def _cheap_check(value: object) -> str:
-    """What a fingerprint sees of data: type, length, shape, dtype and a first/last sample.
-
-    Bounded whatever the size of ``value``, and never raises.
-    """
-    kind = type(value)
-    parts = [f"data:{kind.__module__}.{kind.__qualname__}"]
-    with contextlib.suppress(Exception):  # a user's object may raise anything from hasattr, len...
-        _add_cheap_check(value, parts)
-    return " ".join(parts)
-
-
-def _add_cheap_check(value: object, parts: list[str]) -> None:
-    for attribute in ("shape", "dtype", "dtypes", "columns"):
-        try:
-            found = getattr(value, attribute, None)
-            if found is not None and not callable(found):
-                parts.append(f"{attribute}={_bounded_repr(found)}")
-        except Exception:  # a property of a user's object can raise anything
-            pass
-    with contextlib.suppress(Exception):  # no len(), or a broken one
-        parts.append(f"len={len(value)}")  # type: ignore[arg-type]
-    parts += [_sample_text(item) for item in _sample(value)]
-    if not any(p.startswith(("len=", "shape=")) for p in parts) and hasattr(value, "__dict__"):
-        try:
-            attributes = dict(vars(value))
-        except TypeError:
-            attributes = {}
-        if len(attributes) <= 50:
-            parts += [f"{name}={_sample_text(item)}" for name, item in attributes.items()]
-
-
-def _bounded_repr(value: object) -> str:
-    if type(value) is tuple:
-        return repr(value)
-    text = str(value)
-    if " at 0x" in text:  # a default repr: an address, different in every process
-        return f"{type(value).__module__}.{type(value).__qualname__}"
-    return text if len(text) <= 2_000 else text[:2_000] + "..."
-
-
-def _sample(value: object) -> list[object]:
-    try:
-        flat = getattr(value, "flat", None)  # numpy arrays
-        if flat is not None and getattr(value, "size", None):
-            return [flat[0], flat[-1]]
-        iat = getattr(value, "iat", None)  # pandas Series and DataFrames
-        ndim = getattr(value, "ndim", None)
-        if iat is not None and isinstance(ndim, int) and len(value):  # type: ignore[arg-type]
-            return [iat[(0,) * ndim], iat[(-1,) * ndim]]
-        if isinstance(value, (list, tuple, str, bytes, bytearray, range)) and len(value):
-            return [value[0], value[-1]]
-        if isinstance(value, dict) and value:
-            first, last = next(iter(value.items())), next(reversed(value.items()))
-            return [*first, *last]
-    except Exception:  # a sample is a best effort: __getitem__ of a user's type can raise
-        pass
-    return []
-
-
-def _sample_text(item: object) -> str:
-    try:
-        return _plain_text(item, [50])
-    except (_TooBig, RecursionError):
-        kind = type(item)
-        if hasattr(item, "item") and hasattr(item, "dtype"):  # a numpy scalar
-            try:
-                return f"{kind.__qualname__}({_plain_text(item.item(), [50])})"
-            except Exception:  # not a plain scalar after all
-                pass
-        return f"{kind.__module__}.{kind.__qualname__}"
 
 
 # ------------------------------------------------------------------- walking the code
@@ -419,7 +308,7 @@ def _still_valid(entry: _Entry) -> bool:
         try:
             if _container_text(container) != text:
                 return False
-        except (_TooBig, RecursionError):
+        except (TooBig, RecursionError):
             return False
     return True
 
@@ -569,11 +458,11 @@ class _Walk:
     ) -> tuple[str, int]:
         """The text that stands for ``value`` in a digest, and the lowest depth it reached."""
         kind = type(value)
-        if kind in _SCALARS:
+        if kind in SCALARS:
             try:
-                return _plain_text(value, [1]), _NO_CYCLE
-            except _TooBig:
-                return _cheap_check(value), _NO_CYCLE
+                return plain_text(value, [1]), _NO_CYCLE
+            except TooBig:
+                return cheap_check(value), _NO_CYCLE
         if kind is types.FunctionType or isinstance(value, type):
             if not _is_user_code(value):
                 return "ext:" + _external_name(value), _NO_CYCLE
@@ -595,7 +484,7 @@ class _Walk:
                 bound, reached = self.ref(owner, depth, deps, values)
                 low = min(low, reached)
             else:
-                bound = _cheap_check(owner)
+                bound = cheap_check(owner)
             return f"method:{text} of {bound}", low
         if kind is functools.partial:
             low = _NO_CYCLE
@@ -618,8 +507,8 @@ class _Walk:
             return "ext:" + _external_name(value), _NO_CYCLE
         if _is_user_code(kind):  # an instance of the user's class: its class's code counts too
             text, low = self.ref(kind, depth, deps, values)
-            return f"{_cheap_check(value)} of {text}", low
-        return _cheap_check(value), _NO_CYCLE
+            return f"{cheap_check(value)} of {text}", low
+        return cheap_check(value), _NO_CYCLE
 
     def _container(
         self,
@@ -630,8 +519,8 @@ class _Walk:
     ) -> tuple[str, int]:
         mutable = type(value) in (list, dict, set)
         try:
-            text = _plain_text(value, [SMALL_ITEMS])
-        except (_TooBig, RecursionError):
+            text = plain_text(value, [SMALL_ITEMS])
+        except (TooBig, RecursionError):
             pass
         else:
             if mutable:  # checked by value on every call
@@ -645,7 +534,7 @@ class _Walk:
         except TypeError:  # pragma: no cover - every container type above has a len
             size = SMALL_ITEMS + 1
         if size > SMALL_ITEMS or self.nesting >= MAX_NESTING:
-            return _cheap_check(value), _NO_CYCLE
+            return cheap_check(value), _NO_CYCLE
         if mutable:  # which objects it holds, checked on every call
             values.append((value, _container_text(value)))
         low = _NO_CYCLE
@@ -671,11 +560,11 @@ def _container_text(container: object) -> str:
     registry of functions given a new function is a change).
 
     Raises:
-        _TooBig: The container grew past ``SMALL_ITEMS``.
+        TooBig: The container grew past ``SMALL_ITEMS``.
     """
     try:
-        return _plain_text(container, [SMALL_ITEMS])
-    except _TooBig:
+        return plain_text(container, [SMALL_ITEMS])
+    except TooBig:
         items = (
             list(cast("dict[object, object]", container).items()) if type(container) is dict else container
         )
@@ -767,15 +656,15 @@ def value_fingerprint(value: object) -> str:
         A hex digest of 32 characters.
     """
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         if kind is str:
             return _digest("str:" + value)  # type: ignore[operator]
         if kind is bytes:
             return hashlib.blake2b(b"bytes:" + value, digest_size=DIGEST_SIZE).hexdigest()  # type: ignore[operator]
         return _digest(repr(value))
     try:
-        return _digest(_plain_text(value, [ARGUMENT_ITEMS], sys.maxsize))
-    except (_TooBig, RecursionError):
+        return _digest(plain_text(value, [ARGUMENT_ITEMS], sys.maxsize))
+    except (TooBig, RecursionError):
         pass
     if kind is types.FunctionType or isinstance(
         value, (type, functools.partial, types.MethodType, *_NO_CODE_CALLABLES)
@@ -784,7 +673,7 @@ def value_fingerprint(value: object) -> str:
     try:
         blob = codec.dumps(value)
     except TypeError:
-        return _digest(_cheap_check(value))
+        return _digest(cheap_check(value))
     return hashlib.blake2b(blob, digest_size=DIGEST_SIZE).hexdigest()
 
 

@@ -125,3 +125,31 @@ def fingerprint_chain(n: int) -> dict[str, float]:
         "cold_per_function_us": cold_s / n * 1e6,
         "rss_mb": peak_rss_mb(),
     }
+
+
+def fingerprint_scenario_dags(n_waits: int, n_chain: int) -> dict[str, float]:
+    """The DAGs of scenario 1 (manual waits, each feeding a ``handle`` step, collected)
+    and of scenario 4 (a chain of one ``add`` function), fingerprinted but not run."""
+    from bench.listeners import CountingManualListener, collect, handle
+    from bench.scen_steps import add
+    from evkit import fingerprint, workflow
+    from evkit.dag import flatten
+
+    waits = collect.step(
+        *[handle.step(workflow.wait_for_event(CountingManualListener, f"k{i}")) for i in range(n_waits)]
+    )
+    add_step = workflow.step(add)
+    chain = add_step.step(0, 1)
+    for _ in range(n_chain - 1):
+        chain = add_step.step(chain, 1)
+    result: dict[str, float] = {}
+    for label, node in (("waits", waits), ("chain", chain)):
+        flat = flatten(node)
+        result[f"{label}_steps"] = len(flat.steps)
+        result[f"{label}_flatten_s"] = _median_seconds(lambda node=node: flatten(node))  # type: ignore[misc]
+        fingerprint._CACHE.clear()
+        start = time.perf_counter()
+        dag_fingerprints(flat, fingerprint.Fingerprinter())
+        result[f"{label}_fingerprint_s"] = time.perf_counter() - start
+    result["rss_mb"] = peak_rss_mb()
+    return result

@@ -640,17 +640,23 @@ step_code_fingerprint = function_fingerprint
 event step's listener class (see :func:`function_fingerprint`)."""
 
 
-def value_fingerprint(value: object) -> str:
+def value_fingerprint(value: object, *, substitute: Callable[[object], str | None] | None = None) -> str:
     """The digest of a literal argument: its whole value, the same in every process.
 
     Plain values (None, bool, int, float, complex, str, bytes, and tuples, lists, dicts
     and sets of them) are digested from a canonical text, with no pickling; sets are
     sorted, so their digest does not depend on the process's str hashing. A function or
     class is digested as :func:`function_fingerprint` does. Anything else by its pickled
-    bytes, or, if it cannot be pickled, by the cheap check used for global data.
+    bytes, or, if it cannot be pickled, by the cheap check used for global data; inside
+    a tuple, list, dict or set, item by item.
 
     Args:
-        value: A literal argument of a step (not a node).
+        value: A literal argument of a step.
+        substitute: Called with ``value`` and with each item inside it that is not a
+            plain value; when it returns a string, that string stands for the item. A
+            re-run passes one that returns the fingerprint of the upstream step a ``Ref``
+            names, so a step's inputs change when an upstream step's fingerprint does,
+            wherever the reference sits (``total.step([a.step(), b.step()])``).
 
     Returns:
         A hex digest of 32 characters.
@@ -666,15 +672,45 @@ def value_fingerprint(value: object) -> str:
         return _digest(plain_text(value, [ARGUMENT_ITEMS], sys.maxsize))
     except (TooBig, RecursionError):
         pass
-    if kind is types.FunctionType or isinstance(
+    try:
+        return _digest(_argument_text(value, substitute, 0))
+    except RecursionError:  # deeper than MAX_NESTING containers of objects: as one object
+        return _digest(_leaf_text(value))
+
+
+def _argument_text(value: object, substitute: Callable[[object], str | None] | None, nesting: int) -> str:
+    kind = type(value)
+    if kind in SCALARS:
+        return plain_text(value, [1], sys.maxsize)
+    if substitute is not None:
+        found = substitute(value)
+        if found is not None:
+            return f"substitute({found})"
+    if nesting > MAX_NESTING or kind not in (tuple, list, dict, set, frozenset):
+        return _leaf_text(value)
+    if kind is dict:
+        pairs = cast("dict[object, object]", value).items()
+        texts = [
+            f"{_argument_text(k, substitute, nesting + 1)}:{_argument_text(v, substitute, nesting + 1)}"
+            for k, v in pairs
+        ]
+    else:
+        texts = [_argument_text(v, substitute, nesting + 1) for v in cast("Iterable[object]", value)]
+        if kind is set or kind is frozenset:
+            texts.sort()
+    return f"{kind.__name__}(" + ",".join(texts) + ")"
+
+
+def _leaf_text(value: object) -> str:
+    if type(value) is types.FunctionType or isinstance(
         value, (type, functools.partial, types.MethodType, *_NO_CODE_CALLABLES)
     ):
-        return _digest("code:" + function_fingerprint(value))  # type: ignore[arg-type]
+        return "code:" + function_fingerprint(value)
     try:
         blob = codec.dumps(value)
     except TypeError:
-        return _digest(cheap_check(value))
-    return hashlib.blake2b(blob, digest_size=DIGEST_SIZE).hexdigest()
+        return cheap_check(value)
+    return "pickle:" + hashlib.blake2b(blob, digest_size=DIGEST_SIZE).hexdigest()
 
 
 def combine(parts: Iterable[str]) -> str:

@@ -520,3 +520,29 @@ def test_the_global_names_read_from_bytecode_are_those_dis_reads() -> None:
     assert fingerprint._read_global_names(code) == tuple(sorted(expected))
     assert "attribute" not in expected
     assert len(expected) == 701
+
+
+def test_references_inside_an_argument_stand_for_their_upstream_fingerprint() -> None:
+    from evkit.dag import Ref
+
+    upstream = {"a": "1" * 32, "b": "2" * 32}
+
+    def substitute(value: object) -> str | None:
+        return upstream[value.step_id] if isinstance(value, Ref) else None
+
+    argument = {"inputs": [Ref("a"), (Ref("b"), 3)], "scale": 2}
+    before = value_fingerprint(argument, substitute=substitute)
+    assert value_fingerprint(argument, substitute=substitute) == before
+    upstream["b"] = "3" * 32
+    assert value_fingerprint(argument, substitute=substitute) != before
+    assert value_fingerprint(Ref("a"), substitute=substitute) == value_fingerprint(
+        [Ref("a")][0], substitute=substitute
+    )
+
+
+def test_functions_inside_an_argument_are_digested_by_code_not_by_pickle() -> None:
+    first = run_cell(BASE)["step"]
+    again = run_cell("\n\n" + textwrap.dedent(BASE))["step"]  # other file name and lines
+    edited = run_cell(BASE.replace("x + 1", "x + 2"))["step"]
+    assert value_fingerprint([first, 1]) == value_fingerprint([again, 1])
+    assert value_fingerprint({"f": first}) != value_fingerprint({"f": edited})

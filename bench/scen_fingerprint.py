@@ -60,11 +60,18 @@ def dag_fingerprints(flat: FlatDag, fingerprinter: Fingerprinter) -> dict[str, s
     from evkit.fingerprint import combine, value_fingerprint
 
     prints: dict[str, str] = {}
+
+    def upstream(value: object) -> str | None:  # a Ref nested in an argument
+        return prints[value.step_id] if type(value) is Ref else None
+
     for step in flat.steps:
         code = fingerprinter.code(step.func if step.listener is None else step.listener)  # type: ignore[arg-type]
         parts = [code]
         for value in (*step.args, *step.kwargs.items()):
-            parts.append(prints[value.step_id] if type(value) is Ref else value_fingerprint(value))
+            if type(value) is Ref:
+                parts.append(prints[value.step_id])
+            else:
+                parts.append(value_fingerprint(value, substitute=upstream))
         prints[step.step_id] = combine(parts)
     return prints
 

@@ -622,7 +622,7 @@ def function_fingerprint(func: Callable[..., object]) -> str:
     """
     kind = type(func)
     if kind is not types.FunctionType and not isinstance(func, type):
-        wrapped = getattr(func, "__wrapped__", None)  # a @workflow.step function: its function
+        wrapped = _attribute(func, "__wrapped__")  # a @workflow.step function: its function
         if wrapped is not None and callable(func):
             return function_fingerprint(wrapped)
     if kind is types.FunctionType or isinstance(func, type):

@@ -623,7 +623,7 @@ def function_fingerprint(func: Callable[..., object]) -> str:
     kind = type(func)
     if kind is not types.FunctionType and not isinstance(func, type):
         wrapped = _attribute(func, "__wrapped__")  # a @workflow.step function: its function
-        if wrapped is not None and callable(func):
+        if callable(wrapped):
             return function_fingerprint(wrapped)
     if kind is types.FunctionType or isinstance(func, type):
         entry = _CACHE.get(func)

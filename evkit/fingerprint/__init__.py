@@ -497,7 +497,7 @@ class _Walk:
         if kind is types.ModuleType:
             return "module:" + value.__name__, _NO_CYCLE  # type: ignore[attr-defined]
         wrapped = _attribute(value, "__wrapped__") if callable(value) else None
-        if wrapped is not None:  # a @workflow.step function, or another wrapper: its function
+        if callable(wrapped) and wrapped is not value:  # a @workflow.step function, or another wrapper
             text, low = self.ref(wrapped, depth, deps, values)
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
@@ -623,7 +623,7 @@ def function_fingerprint(func: Callable[..., object]) -> str:
     kind = type(func)
     if kind is not types.FunctionType and not isinstance(func, type):
         wrapped = _attribute(func, "__wrapped__")  # a @workflow.step function: its function
-        if callable(wrapped):
+        if callable(wrapped) and wrapped is not func:
             return function_fingerprint(wrapped)
     if kind is types.FunctionType or isinstance(func, type):
         entry = _CACHE.get(func)

@@ -414,7 +414,7 @@ def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
     raw["fingerprint"] = {"n": n, "fanout": fanout, "chain": chain}
     return [
         Row(
-            "10",
+            "11",
             "step fingerprints, first in the process (floor: flatten)",
             f"{n:,}-step fan-out of one function",
             "s",
@@ -426,7 +426,7 @@ def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
             ),
         ),
         Row(
-            "10",
+            "11",
             "step fingerprints, first in the process (floor: flatten)",
             "1,000-step chain of distinct functions",
             "s",
@@ -465,7 +465,7 @@ def _fingerprint_share_rows(quick: bool, raw: dict[str, object]) -> list[Row]:
             note += f"; {seconds / run_s * 100:.1f}% of scenario {scenario}'s run ({run_s:.2f} s)"
         rows.append(
             Row(
-                "10",
+                "11",
                 "step fingerprints, first in the process (floor: flatten)",
                 case,
                 "s",

@@ -1,4 +1,4 @@
-"""Scenario 10: what fingerprinting a DAG's steps costs, beside flattening the same DAG.
+"""Scenario 11: what fingerprinting a DAG's steps costs, beside flattening the same DAG.
 
 A re-run fingerprints every step of the DAG it is given (its code, its literal arguments,
 its upstream steps' fingerprints) to compare them with the stored run. Two shapes: a

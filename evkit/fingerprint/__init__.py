@@ -17,7 +17,7 @@ import os
 import sys
 import types
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast, final
 
@@ -277,8 +277,6 @@ class _Entry:
     # still has the same object. ``holder`` is a namespace (a dict or a mappingproxy), a
     # closure cell (key _CELL) or a function (key: an attribute name).
     deps: tuple[tuple[object, object, int], ...]
-    # Small mutable containers seen by value, with the text they had.
-    values: tuple[tuple[object, str], ...]
     # No cycle met below: the digest is the same wherever the object is met. Else (a
     # member of a cycle) it is the digest of a walk that began at the object, and is used
     # only for a walk that begins there: met from another member, the cycle is cut
@@ -301,16 +299,42 @@ def _lookup(holder: object, key: object) -> object:
 
 
 def _still_valid(entry: _Entry) -> bool:
-    for holder, key, expected in entry.deps:
+    for holder, key, expected in entry.deps:  # noqa: SIM110 - the hot path: a loop beats all(<genexpr>)
         if id(_lookup(holder, key)) != expected:
             return False
-    for container, text in entry.values:
-        try:
-            if _container_text(container) != text:
-                return False
-        except (TooBig, RecursionError):
-            return False
     return True
+
+
+# Global objects other than code, read once per process: id -> (the object, or a weak
+# reference to it, and what was read). A list or dict that a step appends to as it runs
+# (a log, a counter) must not look like an edit on the next run; an edit is made by
+# running the cell again, which binds the name to a new object.
+_SEEN: dict[int, tuple[object, str]] = {}
+_SEEN_LIMIT = 4_096
+
+
+def _first_sight(value: object, read: Callable[[object], str]) -> str:
+    """``read(value)`` the first time this object is met in the process, then the same.
+
+    Only objects that can be weakly referenced, and small plain lists, dicts and sets
+    (held strongly: they cannot be), are remembered; other objects are read each time.
+    """
+    found = _SEEN.get(id(value))
+    if found is not None:
+        holder, text = found
+        if (holder() if isinstance(holder, weakref.ref) else holder) is value:
+            return text
+    text = read(value)
+    holder = value
+    try:
+        holder = weakref.ref(value)
+    except TypeError:  # a list, dict, set, int...: held only when it is small and plain
+        if type(value) not in (list, dict, set) or text.startswith("data:"):
+            return text
+    if len(_SEEN) >= _SEEN_LIMIT:
+        _SEEN.clear()  # objects met again are read again: never a missed edit
+    _SEEN[id(value)] = (holder, text)
+    return text
 
 
 class _Walk:
@@ -327,7 +351,6 @@ class _Walk:
         obj: object,
         depth: int,
         deps: list[tuple[object, object, int]],
-        values: list[tuple[object, str]],
     ) -> tuple[str, int]:
         """The digest of a user-defined function or class, and the lowest depth it reached.
 
@@ -338,23 +361,20 @@ class _Walk:
         entry = _CACHE.get(obj)
         if entry is not None and (entry.acyclic or depth == 0) and _still_valid(entry):
             deps += entry.deps
-            values += entry.values
             return entry.digest, _NO_CYCLE
         own_deps: list[tuple[object, object, int]] = []
-        own_values: list[tuple[object, str]] = []
         self.depth_of[id(obj)] = depth
         try:
             if isinstance(obj, type):
-                digest, low = self._class(obj, depth, own_deps, own_values)
+                digest, low = self._class(obj, depth, own_deps)
             else:
-                digest, low = self._function(obj, depth, own_deps, own_values)  # type: ignore[arg-type]
+                digest, low = self._function(obj, depth, own_deps)  # type: ignore[arg-type]
         finally:
             del self.depth_of[id(obj)]
         if low >= depth:
             with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
-                _CACHE[obj] = _Entry(digest, tuple(own_deps), tuple(own_values), acyclic=low == _NO_CYCLE)
+                _CACHE[obj] = _Entry(digest, tuple(own_deps), acyclic=low == _NO_CYCLE)
         deps += own_deps
-        values += own_values
         return digest, low
 
     def _function(
@@ -362,7 +382,6 @@ class _Walk:
         func: types.FunctionType,
         depth: int,
         deps: list[tuple[object, object, int]],
-        values: list[tuple[object, str]],
     ) -> tuple[str, int]:
         hasher = _hasher()
         feed = hasher.update
@@ -373,13 +392,13 @@ class _Walk:
         _feed_code(code, feed)
         low = _NO_CYCLE
         for label, value in (("defaults", func.__defaults__), ("kwdefaults", func.__kwdefaults__)):
-            text, reached = self.ref(value, depth, deps, values)
+            text, reached = self.ref(value, depth, deps)
             low = min(low, reached)
             feed(f"\0{label}={text}".encode("utf-8", "surrogatepass"))
         for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
             contents = _lookup(cell, _CELL)
             deps.append((cell, _CELL, id(contents)))
-            text, reached = self.ref(contents, depth, deps, values)
+            text, reached = self.ref(contents, depth, deps)
             low = min(low, reached)
             feed(f"\0closure {name}={text}".encode("utf-8", "surrogatepass"))
         namespace = func.__globals__
@@ -388,13 +407,13 @@ class _Walk:
             deps.append((namespace, name, id(value)))
             if value is _UNBOUND:
                 continue  # a builtin: its name is in co_names already
-            text, reached = self.ref(value, depth, deps, values)
+            text, reached = self.ref(value, depth, deps)
             low = min(low, reached)
             feed(f"\0global {name}={text}".encode("utf-8", "surrogatepass"))
             if isinstance(value, types.ModuleType) and _origin(value.__name__) is None:
                 # A module of the user's: what the code reaches through it (helpers.clean)
                 # counts, as a name imported from it would.
-                text, reached = self._module_attributes(value, code, depth, deps, values)
+                text, reached = self._module_attributes(value, code, depth, deps)
                 low = min(low, reached)
                 feed(text.encode("utf-8", "surrogatepass"))
         return hasher.hexdigest(), low
@@ -405,7 +424,6 @@ class _Walk:
         code: types.CodeType,
         depth: int,
         deps: list[tuple[object, object, int]],
-        values: list[tuple[object, str]],
     ) -> tuple[str, int]:
         namespace = vars(module)
         parts = []
@@ -415,20 +433,18 @@ class _Walk:
             if not isinstance(value, _CODE_LIKE) or getattr(value, "__module__", None) != module.__name__:
                 continue
             deps.append((namespace, name, id(value)))
-            text, reached = self.ref(value, depth, deps, values)
+            text, reached = self.ref(value, depth, deps)
             low = min(low, reached)
             parts.append(f"\0{module.__name__}.{name}={text}")
         return "".join(parts), low
 
-    def _class(
-        self, cls: type, depth: int, deps: list[tuple[object, object, int]], values: list[tuple[object, str]]
-    ) -> tuple[str, int]:
+    def _class(self, cls: type, depth: int, deps: list[tuple[object, object, int]]) -> tuple[str, int]:
         hasher = _hasher()
         feed = hasher.update
         feed(f"class {cls.__qualname__}\0".encode())
         low = _NO_CYCLE
         for base in cls.__bases__:
-            text, reached = self.ref(base, depth, deps, values)
+            text, reached = self.ref(base, depth, deps)
             low = min(low, reached)
             feed(f"base={text}\0".encode("utf-8", "surrogatepass"))
         namespace = cls.__dict__
@@ -444,7 +460,7 @@ class _Walk:
                 label = "property"
             else:
                 inner, label = value, ""
-            text, reached = self.ref(inner, depth, deps, values)
+            text, reached = self.ref(inner, depth, deps)
             low = min(low, reached)
             feed(f"{name}={label}{text}\0".encode("utf-8", "surrogatepass"))
         return hasher.hexdigest(), low
@@ -454,7 +470,6 @@ class _Walk:
         value: object,
         depth: int,
         deps: list[tuple[object, object, int]],
-        values: list[tuple[object, str]],
     ) -> tuple[str, int]:
         """The text that stands for ``value`` in a digest, and the lowest depth it reached."""
         kind = type(value)
@@ -473,15 +488,15 @@ class _Walk:
                 # Context-dependent (how deep depends on where the walk began): reported
                 # as a cycle through the root, so only the root's digest is cached.
                 return f"deep:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}", 0
-            digest, low = self.node(value, depth + 1, deps, values)
+            digest, low = self.node(value, depth + 1, deps)
             return "code:" + digest, low
         if isinstance(value, _NO_CODE_CALLABLES):
             return "ext:" + _external_name(value), _NO_CYCLE
         if kind is types.MethodType:
-            text, low = self.ref(value.__func__, depth, deps, values)  # type: ignore[attr-defined]
+            text, low = self.ref(value.__func__, depth, deps)  # type: ignore[attr-defined]
             owner = value.__self__  # type: ignore[attr-defined]
             if isinstance(owner, type):  # a classmethod bound to its class
-                bound, reached = self.ref(owner, depth, deps, values)
+                bound, reached = self.ref(owner, depth, deps)
                 low = min(low, reached)
             else:
                 bound = cheap_check(owner)
@@ -490,7 +505,7 @@ class _Walk:
             low = _NO_CYCLE
             parts = []
             for part in (value.func, value.args, value.keywords):  # type: ignore[attr-defined]
-                text, reached = self.ref(part, depth, deps, values)
+                text, reached = self.ref(part, depth, deps)
                 low = min(low, reached)
                 parts.append(text)
             return "partial(" + ",".join(parts) + ")", low
@@ -498,52 +513,49 @@ class _Walk:
             return "module:" + value.__name__, _NO_CYCLE  # type: ignore[attr-defined]
         wrapped = _attribute(value, "__wrapped__") if callable(value) else None
         if callable(wrapped) and wrapped is not value:  # a @workflow.step function, or another wrapper
-            text, low = self.ref(wrapped, depth, deps, values)
+            text, low = self.ref(wrapped, depth, deps)
             return "wrapped:" + text, low
         if kind in (tuple, list, dict, set, frozenset):
-            return self._container(value, depth, deps, values)
+            return self._container(value, depth, deps)
         if callable(value) and isinstance(_attribute(value, "__name__"), str) and not _is_user_code(kind):
             # A callable object of an installed package (a numpy ufunc): by name.
             return "ext:" + _external_name(value), _NO_CYCLE
         if _is_user_code(kind):  # an instance of the user's class: its class's code counts too
-            text, low = self.ref(kind, depth, deps, values)
-            return f"{cheap_check(value)} of {text}", low
-        return cheap_check(value), _NO_CYCLE
+            text, low = self.ref(kind, depth, deps)
+            return f"{_first_sight(value, cheap_check)} of {text}", low
+        return _first_sight(value, cheap_check), _NO_CYCLE
 
     def _container(
         self,
         value: object,
         depth: int,
         deps: list[tuple[object, object, int]],
-        values: list[tuple[object, str]],
     ) -> tuple[str, int]:
-        mutable = type(value) in (list, dict, set)
-        try:
-            text = plain_text(value, [SMALL_ITEMS])
-        except (TooBig, RecursionError):
-            pass
+        if type(value) in (list, dict, set):  # mutable: read when first met
+            text = _first_sight(value, _plain_or_data)
+            if not text.startswith("data:"):
+                return text, _NO_CYCLE
         else:
-            if mutable:  # checked by value on every call
-                values.append((value, _container_text(value)))
-            return text, _NO_CYCLE
+            try:
+                return plain_text(value, [SMALL_ITEMS]), _NO_CYCLE
+            except (TooBig, RecursionError):
+                pass
         # Not plain: functions in a tuple, a registry dict of handlers... Small ones are
-        # walked item by item (mutating one in place is not seen within a process); big
-        # ones are data.
+        # walked item by item, whenever the function is (their functions may have
+        # changed); big ones are data.
         try:
             size = len(value)  # type: ignore[arg-type]
         except TypeError:  # pragma: no cover - every container type above has a len
             size = SMALL_ITEMS + 1
         if size > SMALL_ITEMS or self.nesting >= MAX_NESTING:
             return cheap_check(value), _NO_CYCLE
-        if mutable:  # which objects it holds, checked on every call
-            values.append((value, _container_text(value)))
         low = _NO_CYCLE
         items = list(value.items()) if isinstance(value, dict) else cast("Iterable[object]", value)
         parts = []
         self.nesting += 1
         try:
             for item in items:
-                text, reached = self.ref(item, depth, deps, values)
+                text, reached = self.ref(item, depth, deps)
                 low = min(low, reached)
                 parts.append(text)
         finally:
@@ -553,32 +565,12 @@ class _Walk:
         return f"{type(value).__name__}(" + ",".join(parts) + ")", low
 
 
-def _container_text(container: object) -> str:
-    """How a small mutable global is checked again on every call.
-
-    By value when it holds plain values, else by the identity of what it holds (a
-    registry of functions given a new function is a change).
-
-    Raises:
-        TooBig: The container grew past ``SMALL_ITEMS``.
-    """
+def _plain_or_data(value: object) -> str:
+    # "data:..." (what cheap_check starts with) when the value is not small and plain.
     try:
-        return plain_text(container, [SMALL_ITEMS])
-    except TooBig:
-        items = (
-            list(cast("dict[object, object]", container).items()) if type(container) is dict else container
-        )
-        if len(items) > SMALL_ITEMS:  # type: ignore[arg-type]
-            raise
-        return "ids:" + ",".join([str(id(item)) for item in _flat_items(items)])  # type: ignore[arg-type]
-
-
-def _flat_items(items: Iterable[object]) -> Iterator[object]:
-    for item in items:
-        if type(item) is tuple:  # a dict's (key, value) pairs
-            yield from item
-        else:
-            yield item
+        return plain_text(value, [SMALL_ITEMS])
+    except (TooBig, RecursionError):
+        return "data:not plain"
 
 
 def _attribute(value: object, name: str) -> object:
@@ -630,8 +622,8 @@ def function_fingerprint(func: Callable[..., object]) -> str:
         if entry is not None and _still_valid(entry):
             return entry.digest
         if _is_user_code(func):
-            return _Walk().node(func, 0, [], [])[0]
-    text, _ = _Walk().ref(func, 0, [], [])
+            return _Walk().node(func, 0, [])[0]
+    text, _ = _Walk().ref(func, 0, [])
     return _digest(text)
 
 

@@ -354,25 +354,42 @@ def test_a_function_reached_through_a_users_module_counts() -> None:
     assert function_fingerprint(namespace["step"]) != before  # type: ignore[arg-type]
 
 
-def test_small_global_containers_count_by_value_even_mutated_in_place() -> None:
+def test_a_small_global_container_counts_by_value_read_when_first_met() -> None:
+    config_cell = "SETTINGS = {'threshold': 3, 'names': ['a', 'b']}\n"
+    namespace = run_cell(config_cell + "def step(x):\n    return x > SETTINGS['threshold']\n")
+    before = function_fingerprint(namespace["step"])  # type: ignore[arg-type]
+    run_cell(config_cell, namespace)  # the config cell run again, unedited
+    assert function_fingerprint(namespace["step"]) == before  # type: ignore[arg-type]
+    run_cell(config_cell.replace("3", "4"), namespace)  # edited
+    edited = function_fingerprint(namespace["step"])  # type: ignore[arg-type]
+    assert edited != before
+    # The documented limit: changed in place, it is read again only in a new process.
+    namespace["SETTINGS"]["threshold"] = 5  # type: ignore[index]
+    assert function_fingerprint(namespace["step"]) == edited  # type: ignore[arg-type]
+
+
+def test_a_global_list_a_step_appends_to_is_no_change_after_the_run() -> None:
+    # A log or a counter the step fills as it runs: the next run must reuse the step.
     namespace = run_cell(
-        "SETTINGS = {'threshold': 3, 'names': ['a', 'b']}\n"
-        "def step(x):\n    return x > SETTINGS['threshold']\n"
+        "CALLS = []\ndef helper():\n    return 1\n"
+        "def step():\n    CALLS.append('step')\n    return helper()\n"
     )
     before = function_fingerprint(namespace["step"])  # type: ignore[arg-type]
-    namespace["SETTINGS"]["threshold"] = 4  # type: ignore[index]
-    assert function_fingerprint(namespace["step"]) != before  # type: ignore[arg-type]
+    namespace["step"]()  # type: ignore[operator]
+    assert function_fingerprint(namespace["step"]) == before  # type: ignore[arg-type]
+    run_cell("def helper():\n    return 1\n", namespace)  # an unedited cell run again: a new walk
+    assert function_fingerprint(namespace["step"]) == before  # type: ignore[arg-type]
 
 
-def test_a_small_registry_of_functions_given_another_function_in_place_is_a_change() -> None:
-    namespace = run_cell(
+def test_a_small_registry_of_functions_counts_by_the_code_of_each() -> None:
+    source = (
         "def a(x):\n    return x\ndef b(x):\n    return -x\nHANDLERS = {'go': a}\n"
         "def step(kind, x):\n    return HANDLERS[kind](x)\n"
     )
-    before = function_fingerprint(namespace["step"])  # type: ignore[arg-type]
-    assert function_fingerprint(namespace["step"]) == before  # type: ignore[arg-type]
-    namespace["HANDLERS"]["go"] = namespace["b"]  # type: ignore[index]
-    assert function_fingerprint(namespace["step"]) != before  # type: ignore[arg-type]
+    before = function_fingerprint(run_cell(source)["step"])  # type: ignore[arg-type]
+    assert function_fingerprint(run_cell(source)["step"]) == before  # type: ignore[arg-type]
+    assert function_fingerprint(run_cell(source.replace("'go': a", "'go': b"))["step"]) != before  # type: ignore[arg-type]
+    assert function_fingerprint(run_cell(source.replace("return x\n", "return x + 1\n", 1))["step"]) != before  # type: ignore[arg-type]
 
 
 def test_odd_globals_never_break_a_fingerprint() -> None:

@@ -499,7 +499,7 @@ class _Walk:
                 bound, reached = self.ref(owner, depth, deps)
                 low = min(low, reached)
             else:
-                bound = cheap_check(owner)
+                bound = _first_sight(owner, cheap_check)
             return f"method:{text} of {bound}", low
         if kind is functools.partial:
             low = _NO_CYCLE

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from evkit import codec
+from evkit.answers import InvalidAnswer
 from evkit.context import current_clock
 from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
 from evkit.errors import (
@@ -29,6 +30,7 @@ from evkit.errors import (
 from evkit.execution import failure_from_store
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
+from evkit.listeners.ask import Questions, answer_error, notebook_user
 from evkit.listeners.base import TimerListener
 from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime
@@ -640,6 +642,8 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     Raises:
         WorkflowNotFoundError: The store has no such run.
         PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
+        AnswerError: A ``workflow.ask`` step waits on ``key`` and the payload does not
+            fit its model (nothing is stored); also a ValueError.
         ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
@@ -655,10 +659,28 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     async def send(engine: Engine) -> str:
         if engine.active(workflow_id) is None and await engine.load(workflow_id) is None:
             raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        result = await engine.inbox.send(workflow_id, key, payload, event_id=event_id)
+        stored, source = _checked_answer(engine, workflow_id, key, payload)
+        result = await engine.inbox.send(workflow_id, key, stored, event_id=event_id, source=source)
         return result.event_id
 
     return get_runtime().call(send)
+
+
+def _checked_answer(engine: Engine, workflow_id: str, key: str, payload: object) -> tuple[object, str]:
+    """What ``send_event`` stores, and its source: an ``ask`` step's validated answer.
+
+    Raises:
+        AnswerError: An ``ask`` step waits on ``key`` and ``payload`` does not fit its model.
+    """
+    questions = engine.services.get(Questions)
+    question = questions.find(workflow_id, key) if questions is not None else None
+    if questions is None or question is None:
+        return payload, "notebook"
+    answered_by = notebook_user()
+    try:
+        return questions.check(workflow_id, key, payload, answered_by=answered_by), answered_by
+    except InvalidAnswer as exc:
+        raise answer_error(exc, question, call=f"send_event({workflow_id!r}, {key!r}, ...)") from None
 
 
 def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[str]:

@@ -271,7 +271,8 @@ function render({ model, el }) {
   timelineBox.hidden = true;
   timelineBox.setAttribute("role", "region");
   timelineBox.setAttribute("aria-label", "timeline");
-  root.append(header, counts, toolbar, dagBox, timelineBox, panel, tableBox, pager);
+  const questionsBox = html("div", "evkit-questions");  // workflow.ask forms: question_forms.js
+  root.append(header, counts, questionsBox, toolbar, dagBox, timelineBox, panel, tableBox, pager);
   el.appendChild(root);
 
   let nodeEls = new Map();
@@ -950,9 +951,11 @@ function render({ model, el }) {
   drawDag();
   drawEvents();
   const timer = setInterval(tick, 500);
+  const stopQuestions = renderQuestions(model, questionsBox);
   return () => {
     clearInterval(timer);
     if (resized) resized.disconnect();
+    stopQuestions();
     for (const [name, fn] of handlers) model.off(name, fn);
   };
 }

@@ -25,6 +25,7 @@ from evkit.handle import RunHandle
 from evkit.listeners.ask import questions_of
 from evkit.model import RunProgress
 from evkit.notebook.forms import submit_answer
+from evkit.notebook.grouping import group_steps
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
 from evkit.notebook.timeline import timeline_json
 from evkit.notebook.widget import RunWidget, parse_payload
@@ -288,7 +289,10 @@ class LiveRun:
             self._read_details(widget.selected_step)  # selected or changed while reading
 
     def _wants_dot(self, progress: RunProgress) -> bool:
-        return dot_would_be_used(len(progress.shapes), engine=self._layout_engine)
+        # The browser lays out a grouped DAG itself (dot's positions are per step).
+        return dot_would_be_used(len(progress.shapes), engine=self._layout_engine) and not (
+            group_steps(progress.shapes).grouped
+        )
 
     def _relayout(self, progress: RunProgress) -> None:
         if self._layout_task is not None:

@@ -62,3 +62,16 @@ def test_snapshot_widget_draws_its_timeline_from_the_state_times():
     assert ["ManualListener", "commit", pytest.approx(2.01), pytest.approx(2.02)] in bars
     waiting = [b for b in bars if b[0] == "ManualListener_5"]
     assert waiting == [["ManualListener_5", "waiting", 1.0, 4.0]]  # still waiting: ends now
+
+
+def test_a_grouped_dag_is_left_to_the_browser_no_dot_drawing_is_sent(runtime, until):
+    # 30 waits of one listener group in the browser, which lays the groups out itself:
+    # dot's per-step positions would be computed and sent for nothing.
+    waits = [workflow.wait_for_event(workflow.ManualListener, key=f"k{i}") for i in range(30)]
+    handle = report.step(*waits).run_async(workflow_id="grouped")
+    widget = run_widget(handle)
+    workflow.send_events("grouped", [(f"k{i}", i) for i in range(30)])
+    assert handle.result(timeout=10) == 30
+    until(lambda: widget.status == "SUCCESSFUL", what="the final push")
+    assert widget.dag_layout is None
+    assert all("x" not in n for n in widget.nodes)

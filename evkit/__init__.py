@@ -13,6 +13,7 @@ from evkit import workflow as workflow
 from evkit.api import (
     cancel as cancel,
     delete as delete,
+    fork as fork,
     get_metadata as get_metadata,
     get_output as get_output,
     get_runtime as get_runtime,
@@ -69,6 +70,7 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
+from evkit.execution.plan import RunPlan as RunPlan
 from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
@@ -121,6 +123,7 @@ __all__ = [
     "RedisStreamListener",
     "RunError",
     "RunHandle",
+    "RunPlan",
     "RunProgress",
     "RunSnapshot",
     "RunStateError",
@@ -152,6 +155,7 @@ __all__ = [
     "WorkerLostError",
     "cancel",
     "delete",
+    "fork",
     "get_current_step_id",
     "get_current_workflow_id",
     "get_event_context",

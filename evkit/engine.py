@@ -347,6 +347,7 @@ class Engine:
             executors=self.executors,
             default_executor=self.default_executor,
             services=self.services,
+            reused=active.plan.reused if active.plan is not None else (),
         )
         active.execution = execution
         execution.cancel_requested = active.cancel_requested

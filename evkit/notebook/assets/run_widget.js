@@ -299,13 +299,15 @@ function render({ model, el }) {
 
   function paintStates() {
     const states = model.get("states");
+    const reused = new Set(model.get("reused") || []);
     const tally = new Map();
     for (const [id, ent] of nodeEls) {
       const state = states[id] || "pending";
       tally.set(state, (tally.get(state) || 0) + 1);
-      ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}`);
+      const mark = reused.has(id) ? " evkit-reused" : "";
+      ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}${mark}`);
       ent.g.setAttribute("data-state", state);
-      ent.title.textContent = `${id}: ${state}`;
+      ent.title.textContent = `${id}: ${state}${mark ? " (reused)" : ""}`;
     }
     const parts = STATE_ORDER.filter((s) => tally.has(s)).map((s) => {
       const part = html("span", `evkit-count evkit-state-${s}`, `${tally.get(s).toLocaleString("en")} ${s}`);
@@ -458,6 +460,7 @@ function render({ model, el }) {
     ["change:event_total", drawPager],
     ["change:event_offset", drawPager],
     ["change:states", paintStates],
+    ["change:reused", paintStates],
     ["change:labels", paintLabels],
     ["change:events", drawEvents],
     ["change:send_status", drawEvents],

@@ -51,11 +51,19 @@ def fingerprint_dag(dag: FlatDag) -> dict[str, StepPrint]:
         if code is None:
             code = codes[id(step.func)] = function_fingerprint(step.func)
         parts = [code, "catch" if step.options.catch_exceptions else "raise"]
-        parts += [_argument_part(value) for value in step.args]
+        for value in step.args:  # inline for the usual arguments: a big DAG pays this per step
+            kind = type(value)
+            if kind is Ref:
+                parts.append("@" + cast("Ref", value).step_id)
+            elif kind in _ATOMS:
+                parts.append(f"{kind.__name__}:{value!r}")
+            else:
+                parts.append(_argument_part(value))
         if step.kwargs:
             parts += [f"{key}={_argument_part(value)}" for key, value in step.kwargs.items()]
         parts += [prints[up][1] for up in step.upstream]
-        prints[step.step_id] = (code, combine(parts))
+        # One string, one digest: a big DAG pays this per step on every start.
+        prints[step.step_id] = (code, combine(("\0".join(parts),)))
     return prints
 
 
@@ -205,9 +213,20 @@ def make_plan(
     dirty: dict[str, Reason] = {}
     reused: list[str] = []
     pending: list[str] = []
+    stored_print = stored_prints.get
     for step in dag.steps:
         step_id = step.step_id
-        reason = _reason(step, prints[step_id], stored_prints.get(step_id), dirty, repoll, rerun)
+        before = stored_print(step_id)
+        if (
+            before is not None
+            and before == prints[step_id]
+            and (not dirty or not any(up in dirty for up in step.upstream))
+            and step_id not in repoll
+            and step_id not in rerun
+        ):
+            reason = None  # the usual case, without a call per step
+        else:
+            reason = _reason(step, prints[step_id], before, dirty, repoll, rerun)
         if reason is not None:
             dirty[step_id] = reason
         elif step_id in checkpointed:

@@ -75,7 +75,12 @@ def _argument_part(value: object) -> str:
         return "@" + cast("Ref", value).step_id
     if kind in _ATOMS:
         return f"{kind.__name__}:{value!r}"
-    return value_fingerprint(value)
+    try:
+        return value_fingerprint(value)
+    except TypeError:
+        # It cannot be pickled, so the run cannot be stored either: registering it fails
+        # with the message that says so (any digest will do until then).
+        return f"unpicklable {kind.__qualname__}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

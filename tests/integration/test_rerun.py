@@ -61,6 +61,7 @@ def _history(workflow_id: str) -> list[tuple[object, ...]]:
     ).fetchall()
 
 
+@pytest.mark.slow
 def test_a_fixed_step_runs_again_and_its_unchanged_upstream_is_reused(
     runtime: evkit.Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -128,6 +129,7 @@ def test_an_unchanged_finished_run_returns_its_stored_output_without_running(run
     assert handle.plan.reused == ("load", "add")
 
 
+@pytest.mark.slow
 def test_a_checkpointed_event_is_kept_and_polled_again_only_when_named(runtime: evkit.Runtime) -> None:
     def dag(offset: int) -> evkit.StepNode:
         event = workflow.wait_for_event(workflow.ManualListener, key="k", name="approval")
@@ -184,6 +186,7 @@ def test_a_removed_step_keeps_its_rows_marked_superseded(runtime: evkit.Runtime)
     assert CALLS == ["add(1, 2)", "add(3, 3)"]
 
 
+@pytest.mark.slow
 def test_fork_copies_the_checkpoints_and_reruns_what_it_is_told(runtime: evkit.Runtime) -> None:
     event = workflow.wait_for_event(workflow.ManualListener, key="k")
     first = workflow.run_async(add.step(event, load.step()), workflow_id="src")
@@ -213,3 +216,29 @@ def test_fork_copies_the_checkpoints_and_reruns_what_it_is_told(runtime: evkit.R
         workflow.fork("src", "what-if")
     with pytest.raises(evkit.WorkflowNotFoundError, match=r"run 'nope' is not in store"):
         workflow.fork("nope", "n2")
+
+
+class _FailingCommit(workflow.ManualListener):
+    async def event_checkpointed(self, event: object) -> None:
+        raise ConnectionError("the source did not answer")
+
+
+class _CountingCommit(workflow.ManualListener):
+    async def event_checkpointed(self, event: object) -> None:
+        CALLS.append(f"commit {event!r}")
+        await super().event_checkpointed(event)
+
+
+def test_an_uncommitted_event_is_committed_by_the_current_listener_class(runtime: evkit.Runtime) -> None:
+    first = workflow.run_async(
+        add.step(workflow.wait_for_event(_FailingCommit, key="k", name="approval"), 1), workflow_id="c"
+    )
+    workflow.send_event("c", "k", 5)
+    with pytest.raises(evkit.WorkflowExecutionError):
+        first.result()
+    node = add.step(workflow.wait_for_event(_CountingCommit, key="k", name="approval"), 1)
+    assert node.run(workflow_id="c") == 6
+    assert CALLS == ["commit 5", "add(5, 1)"]
+    assert evkit.sql("SELECT poll_attempts, commits FROM events WHERE workflow_id = 'c'").fetchall() == [
+        (1, 1)
+    ]

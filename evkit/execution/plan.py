@@ -166,6 +166,8 @@ def resolve_step_names(
             f"`{argument}` must be a list of step names, got the str {names!r}: write [{names!r}]."
         )
     wanted = list(names)
+    if not wanted:
+        return set()  # the usual case: no pass over a big DAG
     candidates = [step for step in dag.steps if step.kind == kind]
     by_name: dict[str, list[str]] = {}
     for step in candidates:

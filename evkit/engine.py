@@ -334,7 +334,10 @@ class Engine:
                     assert stored.output_blob is not None
                     return codec.loads(stored.output_blob)
                 if plan.changed:
-                    stored = self._supersede(workflow_id, dag, prints, stored, plan)
+                    user_metadata = (
+                        stored.user_metadata if metadata is None else codec.to_json(dict(metadata))
+                    )
+                    stored = self._supersede(workflow_id, dag, prints, stored, plan, user_metadata)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
@@ -429,6 +432,7 @@ class Engine:
         prints: Mapping[str, StepPrint],
         stored: StoredRun,
         plan: RunPlan,
+        user_metadata: str | None,
     ) -> StoredRun:
         """Queue the run's new definition and its new generations; the checkpoints still valid.
 
@@ -443,7 +447,7 @@ class Engine:
                 created_at=recorded_at,
                 dag_blob=codec.dumps(dag),
                 output_step=dag.output,
-                user_metadata=stored.user_metadata,
+                user_metadata=user_metadata,
                 fingerprints_blob=codec.dumps(dict(prints)),
                 revision=plan.revision,
             )

@@ -183,6 +183,9 @@ def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str
               UNION ALL
               SELECT recorded_at, state, attempt, seq, error_text FROM event_log
               WHERE workflow_id = $1 AND step_id = $2)
+        -- the current generation's rows (a re-run may have run the step again)
+        WHERE seq > coalesce(
+            (SELECT max(seq) FROM step_generations WHERE workflow_id = $1 AND step_id = $2), -1)
         """,
         [workflow_id, step_id],
     ).fetchone()

@@ -86,6 +86,9 @@ def test_a_fixed_step_runs_again_and_its_unchanged_upstream_is_reused(
         ("double", 2, "code changed", "succeeded", False),
         ("load", 1, "first run", "succeeded", False),
     ]
+    # A step's metadata and details describe its current generation.
+    step = workflow.get_metadata("w1", "double")
+    assert (step["state"], step["attempts"], step["error"]) == ("succeeded", 1, None)
 
 
 def test_resume_runs_the_stored_code_and_warns_of_the_new_definition(

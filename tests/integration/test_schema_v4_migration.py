@@ -2,14 +2,19 @@
 
 ``data/store_v3.duckdb.gz`` was written by ``data/make_store_v3.py`` run with the code of
 schema version 3: run ``w1`` failed in ``double`` after ``load`` succeeded and event
-``approval`` (key ``k``, payload 5) was checkpointed and committed.
+``approval`` (key ``k``, payload 5) was checkpointed and committed. ``data/rerun_store_v3.py``
+re-runs it with ``double`` fixed.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -28,16 +33,6 @@ def v3_store(store_path: str) -> str:
     return store_path
 
 
-@workflow.step
-def load() -> int:
-    return 21
-
-
-@workflow.step(max_retries=0)
-def double(x: int, event: object) -> int:
-    return x * 2 + int(event)  # type: ignore[call-overload]
-
-
 @pytest.mark.slow
 def test_a_version_3_store_is_migrated_and_its_failed_run_re_runs_only_the_fixed_step(v3_store: str) -> None:
     workflow.init(storage=v3_store, loop="thread")
@@ -49,14 +44,25 @@ def test_a_version_3_store_is_migrated_and_its_failed_run_re_runs_only_the_fixed
             "SELECT step_id, state, generation, reused FROM steps WHERE workflow_id = 'w1' ORDER BY step_id"
         ).fetchall() == [("double", "failed", 1, False), ("load", "succeeded", 1, False)]
         assert evkit.sql("SELECT revision FROM workflows").fetchall() == [(1,)]
-        node = double.step(
-            load.step(), workflow.wait_for_event(workflow.ManualListener, key="k", name="approval")
-        )
-        handle = workflow.run_async(node, workflow_id="w1")
-        assert handle.result() == 47
-        assert handle.plan is not None
-        assert handle.plan.reused == ("load", "approval")
-        assert dict(handle.plan.rerun) == {"double": "code changed"}
+    finally:
+        workflow.shutdown()
+    # The re-run in a process of its own, whose __main__ defines the steps as a notebook
+    # would: `load` as it was, `double` fixed.
+    child = subprocess.run(
+        [sys.executable, str(DATA.with_name("rerun_store_v3.py")), v3_store],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {
+        "output": 47,
+        "reused": ["load", "approval"],
+        "rerun": {"double": "code changed"},
+    }
+    workflow.init(storage=v3_store, loop="thread")
+    try:
         assert evkit.sql(
             "SELECT step_id, poll_attempts, commits, generation, reused FROM events WHERE workflow_id = 'w1'"
         ).fetchall() == [("approval", 1, 1, 1, True)]

@@ -30,3 +30,20 @@ def test_a_reused_step_is_marked_in_the_progress_and_the_static_svg() -> None:
     )
     assert '<g data-step="double" data-state="running"><title>double: running</title>' in svg
     assert svg.count('stroke-dasharray="4 2"') == 1
+
+
+def test_the_widget_gets_the_reused_steps() -> None:
+    from evkit.notebook.widget import RunWidget
+
+    snapshot = RunSnapshot(
+        workflow_id="w1",
+        status=WorkflowStatus.RUNNING,
+        steps=(
+            StepSnapshot(step_id="load", name="load", kind="function", state="done", reused=True),
+            StepSnapshot(
+                step_id="double", name="double", kind="function", state="running", upstream=("load",)
+            ),
+        ),
+    )
+    widget = RunWidget.from_snapshot(snapshot, now=0.0, layout_engine="layers")
+    assert widget.reused == ["load"]

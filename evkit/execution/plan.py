@@ -8,7 +8,8 @@ The rule: a function step whose fingerprint changed runs again, and so does ever
 downstream of it; every other checkpoint is reused. An event step keeps its checkpointed
 event whatever changed (its listener, its arguments, its upstream steps): an event is
 committed at its source and cannot be fetched twice. It is polled again only when the
-user names it (``repoll``), and then its downstream runs again too.
+user names it (``repoll``), and then its downstream runs again too. An event step still
+waiting (nothing checkpointed) whose upstream step runs again starts its wait anew.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def make_plan(
         ):
             reason = None  # the usual case, without a call per step
         else:
-            reason = _reason(step, prints[step_id], before, dirty, repoll, rerun)
+            reason = _reason(step, prints[step_id], before, dirty, repoll, rerun, step_id in checkpointed)
         if reason is not None:
             dirty[step_id] = reason
         elif step_id in checkpointed:
@@ -285,10 +286,16 @@ def _reason(
     dirty: Mapping[str, Reason],
     repoll: Collection[str],
     rerun: Collection[str],
+    checkpointed: bool,
 ) -> Reason | None:
     if step.kind == "event":
-        # Kept whatever changed: see the module docstring.
-        return "repoll" if step.step_id in repoll else None
+        if step.step_id in repoll:
+            return "repoll"
+        if not checkpointed and any(up in dirty for up in step.upstream):
+            # Nothing was consumed yet: the wait starts again with its new arguments (a
+            # timer's new deadline), not the ones its stored wait recorded.
+            return "input changed"
+        return None  # a checkpointed event is kept whatever changed: see the module docstring
     if before is None:
         return "added"
     if step.step_id in rerun:

@@ -90,6 +90,31 @@ def test_an_event_step_keeps_its_event_whatever_changed_unless_repolled() -> Non
     assert dict(polled.rerun) == {"approval": "repoll", "scale": "input changed"}
 
 
+def test_a_wait_with_nothing_checkpointed_starts_again_when_its_upstream_changed() -> None:
+    def dag(seconds: float) -> FlatDag:
+        return flatten(total.step(workflow.sleep(seconds, name="pause")))
+
+    plan = make_plan(
+        workflow_id="w",
+        dag=dag(10),
+        prints=fingerprint_dag(dag(10)),
+        stored_prints=fingerprint_dag(dag(5)),
+        checkpointed={"sleep_deadline"},
+        started={"sleep_deadline", "pause"},  # the timer waits
+        generations={},
+        revision=1,
+    )
+    assert dict(plan.rerun) == {
+        "sleep_deadline": "input changed",
+        "pause": "input changed",
+        "total": "input changed",
+    }
+    assert [(s.step_id, s.generation) for s in plan.supersede] == [("sleep_deadline", 2), ("pause", 2)]
+    checkpointed = _plan(dag(10), dag(5))
+    assert dict(checkpointed.rerun) == {"sleep_deadline": "input changed"}
+    assert checkpointed.reused == ("pause", "total")
+
+
 def test_added_removed_and_never_run_steps() -> None:
     stored = flatten(total.step(scale.step(load.step(), 2), scale.step(load.step(), 5)))
     dag = flatten(total.step(scale.step(load.step(), 2), load.step(), scale.step(load.step(), 7)))

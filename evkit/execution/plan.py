@@ -43,15 +43,22 @@ def fingerprint_dag(dag: FlatDag) -> dict[str, StepPrint]:
     shared string (pickled once with the run's definition).
     """
     codes: dict[int, str] = {}
+    # The code digest and the option, joined once per function and option: most steps of a
+    # big DAG share a function.
+    heads: dict[tuple[int, bool], tuple[str, str]] = {}
     prints: dict[str, StepPrint] = {}
     for step in dag.steps:
         if step.kind == "event" or step.func is None:
             prints[step.step_id] = EVENT_PRINT
             continue
-        code = codes.get(id(step.func))
-        if code is None:
-            code = codes[id(step.func)] = function_fingerprint(step.func)
-        parts = [code, "catch" if step.options.catch_exceptions else "raise"]
+        key = (id(step.func), step.options.catch_exceptions)
+        head = heads.get(key)
+        if head is None:
+            code = codes.get(key[0])
+            if code is None:
+                code = codes[key[0]] = function_fingerprint(step.func)
+            head = heads[key] = (code, code + ("\0catch" if key[1] else "\0raise"))
+        parts = [head[1]]
         for value in step.args:  # inline for the usual arguments: a big DAG pays this per step
             kind = type(value)
             if kind is Ref:
@@ -61,10 +68,11 @@ def fingerprint_dag(dag: FlatDag) -> dict[str, StepPrint]:
             else:
                 parts.append(_argument_part(value))
         if step.kwargs:
-            parts += [f"{key}={_argument_part(value)}" for key, value in step.kwargs.items()]
-        parts += [prints[up][1] for up in step.upstream]
+            parts += [f"{name}={_argument_part(value)}" for name, value in step.kwargs.items()]
+        for up in step.upstream:
+            parts.append(prints[up][1])
         # One string, one digest: a big DAG pays this per step on every start.
-        prints[step.step_id] = (code, combine(("\0".join(parts),)))
+        prints[step.step_id] = (head[0], combine(("\0".join(parts),)))
     return prints
 
 

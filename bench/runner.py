@@ -477,6 +477,67 @@ def _fingerprint_share_rows(quick: bool, raw: dict[str, object]) -> list[Row]:
     return rows
 
 
+def scenario_rerun(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 10_000 if quick else 100_000
+    evkit = _child("bench.scen_rerun:evkit_plan", n=n)
+    floor = _child("bench.scen_rerun:floor_plan", n=n)
+    rows = [
+        Row(
+            "10",
+            "re-run: compare with the stored run and decide",
+            f"{evkit['steps']:,} steps",  # type: ignore[str-format]
+            "s",
+            evkit["compare_s"],  # type: ignore[arg-type]
+            floor["compare_s"],  # type: ignore[arg-type]
+            "<= 1 s" if n == 100_000 else "",
+            _check(evkit["compare_s"], 1.0) if n == 100_000 else None,  # type: ignore[arg-type]
+            f"CPU {evkit['cpu_s']:.2f} s",
+        )
+    ]
+    ab: dict[str, object] = {"plan": {"evkit": evkit, "floor": floor}}
+    # A/B of fingerprinting, alternated (A, B, A, B) so a slow moment hits both sides.
+    cases = [
+        (
+            "waits",
+            f"{n:,} manual waits",
+            "bench.scen_waits:evkit_waits",
+            "bench.scen_rerun:waits_without_fingerprints",
+            {"n": n, "kind": "manual", "delay": 0.0},
+        ),
+        (
+            "chain",
+            "1,000-step chain",
+            "bench.scen_steps:evkit_steps",
+            "bench.scen_rerun:steps_without_fingerprints",
+            {"n": 1_000, "shape": "chain"},
+        ),
+    ]
+    for key, case, with_target, without_target, kwargs in cases:
+        with_fp, without_fp = [], []
+        # The chain is short (0.1-0.2 s), so more pairs for its best-of.
+        for _ in range(1 if quick else (2 if key == "waits" else 7)):
+            with_fp.append(_child(with_target, **kwargs)["total_s"])
+            without_fp.append(_child(without_target, **kwargs)["total_s"])
+        a, b = min(with_fp), min(without_fp)  # type: ignore[type-var]
+        ab[key] = {"with": with_fp, "without": without_fp}
+        added = (a - b) / b * 100  # type: ignore[operator]
+        rows.append(
+            Row(
+                "10",
+                "re-run: fingerprinting added to a first run",
+                case,
+                "% of the run",
+                added,
+                None,
+                "" if quick else "<= 5 %",
+                None if quick else _check(added, 5.0),
+                f"with {a:.2f} s, without {b:.2f} s (best of {len(with_fp)})",
+            )
+        )
+    raw["rerun"] = ab
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "waits": scenario_waits,
     "latency": scenario_latency,
@@ -487,6 +548,7 @@ SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "widget": scenario_widget,
     "cluster": scenario_cluster,
     "kafka": scenario_kafka,
+    "rerun": scenario_rerun,
     "fingerprint": scenario_fingerprint,
 }
 

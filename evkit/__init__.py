@@ -13,6 +13,7 @@ from evkit import workflow as workflow
 from evkit.api import (
     cancel as cancel,
     delete as delete,
+    fork as fork,
     get_metadata as get_metadata,
     get_output as get_output,
     get_runtime as get_runtime,
@@ -76,6 +77,7 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
+from evkit.execution.plan import RunPlan as RunPlan
 from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.ask import AskListener as AskListener, OpenQuestion as OpenQuestion
@@ -133,6 +135,7 @@ __all__ = [
     "RedisStreamListener",
     "RunError",
     "RunHandle",
+    "RunPlan",
     "RunProgress",
     "RunSnapshot",
     "RunStateError",
@@ -166,6 +169,7 @@ __all__ = [
     "ask",
     "cancel",
     "delete",
+    "fork",
     "get_current_step_id",
     "get_current_workflow_id",
     "get_event_context",

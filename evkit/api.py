@@ -20,6 +20,7 @@ from evkit import codec
 from evkit.answers import InvalidAnswer
 from evkit.context import current_clock
 from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
+from evkit.engine import RerunRequest
 from evkit.errors import (
     PayloadError,
     RunStateError,
@@ -28,6 +29,7 @@ from evkit.errors import (
     WorkflowNotFoundError,
 )
 from evkit.execution import failure_from_store
+from evkit.execution.plan import fingerprint_dag, resolve_step_names
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.ask import Questions, answer_error, notebook_user
@@ -211,7 +213,12 @@ def _check_id(workflow_id: object, argument: str = "workflow_id") -> str:
     return workflow_id
 
 
-def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, object] | None) -> RunHandle:
+def _start(
+    node: StepNode,
+    workflow_id: str | None,
+    metadata: Mapping[str, object] | None,
+    repoll: Iterable[str] = (),
+) -> RunHandle:
     if not isinstance(node, StepNode):
         raise TypeError(
             f"run() needs a step node (fn.step(...) or wait_for_event(...)), got {type(node).__qualname__}."
@@ -220,8 +227,77 @@ def _start(node: StepNode, workflow_id: str | None, metadata: Mapping[str, objec
         raise ValueError(f"`metadata` must be a JSON-serializable dict, got {metadata!r}.")
     workflow_id = _check_new_id(workflow_id) if workflow_id is not None else _new_workflow_id(node)
     dag = flatten(node)
+    request = RerunRequest(repoll=tuple(_names(repoll, "repoll")))
+    # Unknown names fail here, at the call, before anything is stored or started.
+    resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=workflow_id, kind="event")
+    prints = fingerprint_dag(dag)
     runtime = get_runtime()
-    active = runtime.call_soon(lambda engine: engine.start(workflow_id, dag, metadata=metadata))
+    active = runtime.call_soon(
+        lambda engine: engine.start(workflow_id, dag, metadata=metadata, prints=prints, rerun=request)
+    )
+    _wait_registered(runtime, active)
+    return RunHandle(runtime, active)
+
+
+def _names(names: object, argument: str) -> list[str]:
+    # `object`: callers need not obey the types.
+    if isinstance(names, str):
+        raise TypeError(f"`{argument}` must be a list of step names (ids or `name=`): write [{names!r}].")
+    if not isinstance(names, Iterable):
+        raise TypeError(f"`{argument}` must be a list of step names (ids or `name=`), got {names!r}.")
+    return [str(name) if isinstance(name, str) else name for name in names]
+
+
+def fork(
+    workflow_id: str,
+    new_workflow_id: str,
+    *,
+    node: StepNode | None = None,
+    rerun: Iterable[str] = (),
+    repoll: Iterable[str] = (),
+) -> RunHandle:
+    """Start a new run from a copy of another run's checkpoints: for what-if analysis.
+
+    The new run ``new_workflow_id`` starts with every checkpoint of run ``workflow_id``
+    (its events too: they are never polled again unless named in ``repoll``), then runs
+    ``node``'s DAG compared with them as ``node.run(workflow_id=...)`` does (without
+    ``node``, the stored DAG), running again the steps named in ``rerun`` and everything
+    downstream of them. The source run is not changed.
+
+    Args:
+        workflow_id: The run to copy.
+        new_workflow_id: The new run's id (not in the store yet).
+        node: The DAG to run; ``None`` runs the source's stored DAG.
+        rerun: Function steps (ids or ``name=``) to run again though unchanged.
+        repoll: Event steps (ids or ``name=``) to poll again.
+
+    Returns:
+        The new run's handle (``handle.plan`` says what it reuses and runs again).
+
+    Raises:
+        WorkflowNotFoundError: The store has no run ``workflow_id``.
+        RunStateError: The store already has a run ``new_workflow_id``, or it is running.
+        ValueError: A name in ``rerun`` or ``repoll`` is not a step of the DAG (the
+            message lists them); ``new_workflow_id`` is too long.
+        TypeError: ``node`` is not a step node, or ``rerun``/``repoll`` is a str.
+    """
+    source = _check_id(workflow_id)
+    new_id = _check_new_id(_check_id(new_workflow_id, "new_workflow_id"))
+    if node is not None and not isinstance(node, StepNode):
+        raise TypeError(
+            f"fork(): `node` must be a step node (fn.step(...)) or None, got {type(node).__qualname__}."
+        )
+    request = RerunRequest(
+        repoll=tuple(_names(repoll, "repoll")), rerun=tuple(_names(rerun, "rerun")), fork_from=source
+    )
+    dag = flatten(node) if node is not None else None
+    prints = None
+    if dag is not None:
+        resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=new_id, kind="event")
+        resolve_step_names(dag, request.rerun, argument="rerun", workflow_id=new_id, kind="function")
+        prints = fingerprint_dag(dag)
+    runtime = get_runtime()
+    active = runtime.call_soon(lambda engine: engine.start(new_id, dag, prints=prints, rerun=request))
     _wait_registered(runtime, active)
     return RunHandle(runtime, active)
 
@@ -267,65 +343,105 @@ def _log_unregistered(runtime: Runtime, active: ActiveRun) -> None:
 
 
 def run_async(
-    node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+    node: StepNode,
+    *,
+    workflow_id: str | None = None,
+    metadata: Mapping[str, object] | None = None,
+    repoll: Iterable[str] = (),
 ) -> RunHandle:
     """Start a workflow and return its handle at once (the cell returns immediately).
 
-    A ``workflow_id`` that the store already has is resumed instead of started again.
-    It returns once the run is registered in the store (on the engine's own loop, e.g. in
-    a notebook cell in the default mode, it cannot wait, and the handle reports it).
+    A ``workflow_id`` that the store already has is re-run: the DAG of ``node`` is
+    compared with the stored one, step id by step id. Steps whose code and inputs are
+    unchanged reuse their checkpoints (a finished unchanged run returns its stored
+    output); changed steps run again with everything downstream of them. A checkpointed
+    event is never polled again unless its step is named in ``repoll``; steps the DAG no
+    longer has keep their rows, marked superseded. ``handle.plan`` (and one log line) say
+    what is reused and what runs again, and why. ``workflow.resume(id)`` runs the stored
+    code instead. It returns once the run is registered in the store (on the engine's
+    own loop, e.g. in a notebook cell in the default mode, it cannot wait, and the handle
+    reports it).
+
+    Args:
+        node: The DAG's output step.
+        workflow_id: The run's id (default: a new one).
+        metadata: JSON-serializable data stored with the run.
+        repoll: Event steps (ids or ``name=``) whose checkpointed event is replaced by a
+            new poll; the old event stays in the store, superseded.
 
     Raises:
         RunStateError: A run with this id is already running in this process.
-        ValueError: ``metadata`` is not JSON-serializable, or ``workflow_id`` is longer
-            than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
+        ValueError: ``metadata`` is not JSON-serializable, ``workflow_id`` is longer
+            than ``MAX_WORKFLOW_ID_CHARS`` (200 characters), or ``repoll`` names a step
+            that is not an event step of the DAG (the message lists them).
         StoreError: The run could not be registered in the store (the message names the
             run and the store); it was not started.
         TypeError: The run's definition (a step argument) cannot be pickled; it was not
             started.
     """
-    return _start(node, workflow_id, metadata)
+    return _start(node, workflow_id, metadata, repoll)
 
 
 def run(
-    node: StepNode, *, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+    node: StepNode,
+    *,
+    workflow_id: str | None = None,
+    metadata: Mapping[str, object] | None = None,
+    repoll: Iterable[str] = (),
 ) -> object:
     """Run a workflow to the end and return its output (blocks; works in a notebook cell).
+
+    A ``workflow_id`` the store already has is re-run as :func:`run_async` says: what
+    is unchanged is reused, checkpointed events are not polled again (unless named in
+    ``repoll``), and what changed runs again with its downstream.
 
     Raises:
         StepFailedError: A step failed (``__cause__`` is its error); a
             ``WorkflowExecutionError``.
         WorkflowCancellationError: The run was cancelled meanwhile.
         RunStateError: A run with this id is already running in this process.
-        ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters).
+        ValueError: ``workflow_id`` is longer than ``MAX_WORKFLOW_ID_CHARS`` (200 characters),
+            or ``repoll`` names a step that is not an event step of the DAG.
         StoreError: The run could not be registered in the store; it was not started.
     """
-    return _start(node, workflow_id, metadata).result()
+    return _start(node, workflow_id, metadata, repoll).result()
 
 
 class _Runner:
     """Lets ``node.run()`` / ``node.run_async()`` call this module (registered below)."""
 
     def run(
-        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+        self,
+        node: StepNode,
+        *,
+        workflow_id: str | None,
+        metadata: Mapping[str, object] | None,
+        repoll: Iterable[str] = (),
     ) -> object:
-        return run(node, workflow_id=workflow_id, metadata=metadata)
+        return run(node, workflow_id=workflow_id, metadata=metadata, repoll=repoll)
 
     def run_async(
-        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+        self,
+        node: StepNode,
+        *,
+        workflow_id: str | None,
+        metadata: Mapping[str, object] | None,
+        repoll: Iterable[str] = (),
     ) -> RunHandle:
-        return run_async(node, workflow_id=workflow_id, metadata=metadata)
+        return run_async(node, workflow_id=workflow_id, metadata=metadata, repoll=repoll)
 
 
 set_runner(_Runner())
 
 
 def resume_async(workflow_id: str) -> RunHandle:
-    """Resume a run from its checkpoints and return its handle at once.
+    """Resume a run from its checkpoints and return its handle at once (crash recovery).
 
     Committed steps and events are not run again; an event checkpointed but not committed
-    gets ``event_checkpointed`` again; everything else runs. A finished run's handle gives
-    its stored output.
+    gets ``event_checkpointed`` again; everything else runs, with the code stored with
+    the run (a fresh process needs no definitions). When this process defines a step
+    still to run differently, it logs a warning naming the step: ``node.run(workflow_id=
+    ...)`` runs the new code. A finished run's handle gives its stored output.
 
     Raises:
         RunStateError: The run is already running in this process.

@@ -295,13 +295,26 @@ def _run_view(run: dict[str, object], note: str | None = None) -> RenderableType
     events = run["events"]
     assert isinstance(steps, list)
     assert isinstance(events, list)
-    step_columns = ("step_id", "kind", "state", "attempts", "started_at", "ended_at", "result", "error")
+    step_columns = (
+        "step_id",
+        "kind",
+        "state",
+        "generation",
+        "reused",
+        "attempts",
+        "started_at",
+        "ended_at",
+        "result",
+        "error",
+    )
     parts.append(_table("steps", step_columns, [[s[c] for c in step_columns] for s in steps]))
     event_columns = (
         "step_id",
         "listener",
         "args",
         "state",
+        "generation",
+        "reused",
         "waiting_at",
         "checkpointed_at",
         "committed_at",

@@ -9,12 +9,13 @@ recursion). This module runs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import operator
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, overload
 
@@ -50,13 +51,23 @@ class Runner(Protocol):
     """What ``node.run()`` calls; the API layer registers it (see :func:`set_runner`)."""
 
     def run(
-        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+        self,
+        node: StepNode,
+        *,
+        workflow_id: str | None,
+        metadata: Mapping[str, object] | None,
+        repoll: Iterable[str] = (),
     ) -> object:
         """Run to the end and return the output."""
         ...
 
     def run_async(
-        self, node: StepNode, *, workflow_id: str | None, metadata: Mapping[str, object] | None
+        self,
+        node: StepNode,
+        *,
+        workflow_id: str | None,
+        metadata: Mapping[str, object] | None,
+        repoll: Iterable[str] = (),
     ) -> object:
         """Start and return a handle at once."""
         ...
@@ -153,18 +164,39 @@ class StepNode:
             setattr(clone, slot, getattr(self, slot))
         return clone
 
-    def run(self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None) -> object:
+    def run(
+        self,
+        workflow_id: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        *,
+        repoll: Iterable[str] = (),
+    ) -> object:
         """Run the workflow ending at this node and return its output (blocks).
 
-        Works in a script, under pytest and inside a running loop (a notebook cell).
+        Works in a script, under pytest and inside a running loop (a notebook cell). On
+        a ``workflow_id`` the store already has, it re-runs what changed and reuses every
+        other checkpoint; events are polled again only when named in ``repoll`` (see
+        ``evkit.run_async``).
+
+        Raises:
+            ValueError: ``repoll`` names a step that is not an event step of this DAG.
+            StepFailedError: A step failed.
         """
-        return _get_runner().run(self, workflow_id=workflow_id, metadata=metadata)
+        return _get_runner().run(self, workflow_id=workflow_id, metadata=metadata, repoll=repoll)
 
     def run_async(
-        self, workflow_id: str | None = None, metadata: Mapping[str, object] | None = None
+        self,
+        workflow_id: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        *,
+        repoll: Iterable[str] = (),
     ) -> object:
-        """Start the workflow and return a handle at once (await it, poll it, cancel it)."""
-        return _get_runner().run_async(self, workflow_id=workflow_id, metadata=metadata)
+        """Start the workflow and return a handle at once (await it, poll it, cancel it).
+
+        Raises:
+            ValueError: ``repoll`` names a step that is not an event step of this DAG.
+        """
+        return _get_runner().run_async(self, workflow_id=workflow_id, metadata=metadata, repoll=repoll)
 
     def __repr__(self) -> str:
         return f"<evkit step node {self.name!r}>"
@@ -213,6 +245,20 @@ def _event_placeholder(*args: object, **kwargs: object) -> object:  # pragma: no
     raise AssertionError("event steps have no body")
 
 
+# The latest function defined as a step under each (module, qualified name) in this process:
+# a resume, which runs the stored code, warns when a step it still runs is defined here
+# differently (a cell edited and run again). Weak, so a redefined function can go.
+_LIVE_STEPS: weakref.WeakValueDictionary[tuple[str, str], Callable[..., object]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def live_step_function(func: Callable[..., object]) -> Callable[..., object] | None:
+    """The function this process last made a step under ``func``'s module and qualified name."""
+    key = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", None) or "")
+    return _LIVE_STEPS.get(key)
+
+
 class StepFunction(Generic[P, R]):
     """A function decorated with ``@workflow.step``.
 
@@ -226,6 +272,9 @@ class StepFunction(Generic[P, R]):
         self.func = func
         self.step_options = options
         functools.update_wrapper(self, func)
+        # A callable object may have no name, or no weak reference support: then it is not kept.
+        with contextlib.suppress(AttributeError, TypeError):
+            _LIVE_STEPS[(func.__module__ or "", func.__qualname__)] = func
         # inspect.signature() is slow next to building a node: computed once, when first needed.
         self._signature: inspect.Signature | None = None
         # How many positional arguments fit when no keyword is given, or None when only

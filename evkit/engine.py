@@ -8,6 +8,7 @@ run's outcome is written to the store before the task ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag
+from evkit.dag import FlatDag, live_step_function
 from evkit.errors import (
     RunStateError,
     WorkflowNotFoundError,
@@ -25,14 +26,16 @@ from evkit.errors import (
     WorkflowStillActiveError,
 )
 from evkit.execution import RunExecution
+from evkit.execution.plan import RunPlan, StepPrint, fingerprint_dag, make_plan, resolve_step_names
 from evkit.executors.base import StepExecutor
+from evkit.fingerprint import function_fingerprint
 from evkit.listeners.manual import Inbox
 from evkit.missing_code import MissingCode, find_missing_code
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import StoreWriter, WriteQueue, now, run_status
-from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
-from evkit.store.rows import RunDefinitionRecord
+from evkit.store.reads import DELETE_RUN_SQL, FORK_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
+from evkit.store.rows import RunDefinitionRecord, StepGenerationRecord
 from evkit.store.service import StoreReads
 from evkit.watchdog import LoopWatchdog
 
@@ -61,6 +64,8 @@ class ActiveRun:
     # `registered`, so the starter can raise it at its call instead of returning a handle.
     registration_error: Exception | None = None
     dag: FlatDag | None = None  # the DAG a new run was started with (None on resume)
+    # What a re-run of a stored run reuses and runs again; set before `registered`.
+    plan: RunPlan | None = None
 
     def snapshot(self) -> RunSnapshot:
         """The execution's snapshot, or a RUNNING one while the run is loading.
@@ -86,6 +91,21 @@ class ActiveRun:
     def status(self) -> WorkflowStatus:
         """The live status."""
         return self.execution.status if self.execution is not None else WorkflowStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RerunRequest:
+    """What a re-run is asked to do beyond comparing fingerprints.
+
+    Attributes:
+        repoll: Event steps (ids or ``name=``) to poll again.
+        rerun: Function steps (ids or ``name=``) to run again though unchanged.
+        fork_from: The run whose checkpoints a new run starts from (``workflow.fork``).
+    """
+
+    repoll: tuple[str, ...] = ()
+    rerun: tuple[str, ...] = ()
+    fork_from: str | None = None
 
 
 def _waits_on_inbox(dag: FlatDag) -> bool:
@@ -179,10 +199,16 @@ class Engine:
         dag: FlatDag | None,
         *,
         metadata: Mapping[str, object] | None = None,
+        prints: Mapping[str, StepPrint] | None = None,
+        rerun: RerunRequest | None = None,
     ) -> ActiveRun:
-        """Start (or, if the store has it, resume) a run; returns at once.
+        """Start a run, re-run a stored one with ``dag``, or resume it; returns at once.
 
-        ``dag`` is ``None`` for a resume: the run must then exist in the store.
+        ``dag`` is ``None`` for a resume (the stored code): the run must then exist in
+        the store. With a ``dag``, a run the store has is compared with it (see
+        ``evkit.execution.plan``): what is unchanged is reused. ``prints`` are the
+        fingerprints of ``dag`` (computed here when not given); ``rerun`` says what to
+        poll or run again, and whether the run is a fork of another.
 
         Raises:
             RunStateError: A run with this id is already running in this process.
@@ -193,7 +219,12 @@ class Engine:
                 f"(workflow.get_output({workflow_id!r})), cancel it, or use another workflow_id.",
                 workflow_id=workflow_id,
             )
-        task = self.loop.create_task(self._main(workflow_id, dag, metadata), name=f"evkit-run:{workflow_id}")
+        request = rerun or RerunRequest()
+        if dag is not None and prints is None:
+            prints = fingerprint_dag(dag)
+        task = self.loop.create_task(
+            self._main(workflow_id, dag, metadata, prints, request), name=f"evkit-run:{workflow_id}"
+        )
         active = ActiveRun(workflow_id=workflow_id, task=task, dag=dag)
         self._active[workflow_id] = active
         task.add_done_callback(lambda t: self._ended(workflow_id, t))
@@ -219,11 +250,16 @@ class Engine:
             task.exception()
 
     async def _main(
-        self, workflow_id: str, dag: FlatDag | None, metadata: Mapping[str, object] | None
+        self,
+        workflow_id: str,
+        dag: FlatDag | None,
+        metadata: Mapping[str, object] | None,
+        prints: Mapping[str, StepPrint] | None,
+        request: RerunRequest,
     ) -> object:
         active = self._active[workflow_id]
         try:
-            return await self._load_and_execute(active, dag, metadata)
+            return await self._load_and_execute(active, dag, metadata, prints, request)
         except WorkflowNotResumableError:
             raise  # the handle reports it (an unknown or cancelled run), as documented
         except Exception as exc:
@@ -237,9 +273,16 @@ class Engine:
             active.registered.set()  # never leave a starter waiting
 
     async def _load_and_execute(
-        self, active: ActiveRun, dag: FlatDag | None, metadata: Mapping[str, object] | None
+        self,
+        active: ActiveRun,
+        dag: FlatDag | None,
+        metadata: Mapping[str, object] | None,
+        prints: Mapping[str, StepPrint] | None,
+        request: RerunRequest,
     ) -> object:
         workflow_id = active.workflow_id
+        if request.fork_from is not None:
+            await self._fork(request.fork_from, workflow_id)
         stored = await self.queue.read(load_run, workflow_id)
         if stored is None:
             if dag is None:
@@ -248,6 +291,9 @@ class Engine:
                     "resumed. Check the id with workflow.list_all().",
                     workflow_id=workflow_id,
                 )
+            # Checked here too (the API checks a node's names before it starts): nothing of
+            # the run is stored yet, so the starter gets the error at its call.
+            self._resolve(workflow_id, dag, request)
             user_metadata = codec.to_json(dict(metadata or {}))
             self.queue.append(
                 RunDefinitionRecord(
@@ -256,20 +302,42 @@ class Engine:
                     dag_blob=codec.dumps(dag),
                     output_step=dag.output,
                     user_metadata=user_metadata,
+                    fingerprints_blob=codec.dumps(prints),
                 )
             )
         else:
             status = WorkflowStatus(stored.status)
-            if status is WorkflowStatus.SUCCESSFUL:
-                assert stored.output_blob is not None
-                return codec.loads(stored.output_blob)
             if status is WorkflowStatus.CANCELED:
                 raise WorkflowNotResumableError(
                     f"Run {workflow_id!r} was cancelled, and cancelled runs cannot be resumed. "
                     f"Delete it (workflow.delete({workflow_id!r})) or use another workflow_id.",
                     workflow_id=workflow_id,
                 )
-            dag = self._load_dag(workflow_id, stored.dag_blob)
+            if dag is None and request.fork_from is not None:
+                dag = self._load_dag(workflow_id, stored.dag_blob)
+                prints = self._stored_prints(stored, dag)
+            if dag is None:
+                # A resume: the stored code, as it was (crash recovery).
+                if status is WorkflowStatus.SUCCESSFUL:
+                    assert stored.output_blob is not None
+                    return codec.loads(stored.output_blob)
+                dag = self._load_dag(workflow_id, stored.dag_blob)
+                self._warn_of_live_definitions(workflow_id, dag, stored)
+            else:
+                assert prints is not None
+                plan = self._plan(workflow_id, dag, prints, stored, request)
+                active.plan = plan
+                # A notice, not a problem: at WARNING so that a notebook shows it (Python
+                # prints WARNING and above when the user configured no logging).
+                logger.warning("%s", plan.summary())
+                if not plan.changed and status is WorkflowStatus.SUCCESSFUL:
+                    assert stored.output_blob is not None
+                    return codec.loads(stored.output_blob)
+                if plan.changed:
+                    user_metadata = (
+                        stored.user_metadata if metadata is None else codec.to_json(dict(metadata))
+                    )
+                    stored = self._supersede(workflow_id, dag, prints, stored, plan, user_metadata)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
@@ -282,6 +350,7 @@ class Engine:
             executors=self.executors,
             default_executor=self.default_executor,
             services=self.services,
+            reused=active.plan.reused if active.plan is not None else (),
         )
         active.execution = execution
         execution.cancel_requested = active.cancel_requested
@@ -299,6 +368,156 @@ class Engine:
             # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
+
+    def _resolve(self, workflow_id: str, dag: FlatDag, request: RerunRequest) -> tuple[set[str], set[str]]:
+        """The step ids ``request`` names to poll and to run again.
+
+        Raises:
+            ValueError: A name is unknown (the message lists the known steps).
+        """
+        repoll = resolve_step_names(
+            dag, request.repoll, argument="repoll", workflow_id=workflow_id, kind="event"
+        )
+        rerun = resolve_step_names(
+            dag, request.rerun, argument="rerun", workflow_id=workflow_id, kind="function"
+        )
+        return repoll, rerun
+
+    def _stored_prints(self, stored: StoredRun, dag: FlatDag | None) -> dict[str, StepPrint]:
+        """The fingerprints stored with the run's definition.
+
+        A run stored before schema version 4 has none: they are computed from its stored
+        DAG (a function pickled by reference then gives the current code's digest, so a
+        change to it is not seen; functions of a notebook are pickled by value).
+        """
+        if stored.fingerprints_blob is not None:
+            loaded = codec.loads(stored.fingerprints_blob)
+            assert isinstance(loaded, dict)
+            return loaded
+        if dag is None:
+            try:
+                dag = self._load_dag(stored.workflow_id, stored.dag_blob)
+            except WorkflowNotResumableError:
+                return {}  # its code is gone: every function step counts as added
+        return fingerprint_dag(dag)
+
+    def _plan(
+        self,
+        workflow_id: str,
+        dag: FlatDag,
+        prints: Mapping[str, StepPrint],
+        stored: StoredRun,
+        request: RerunRequest,
+    ) -> RunPlan:
+        repoll, rerun = self._resolve(workflow_id, dag, request)
+        checkpointed = set(stored.results)
+        checkpointed.update(step_id for step_id, event in stored.events.items() if event.checkpointed)
+        return make_plan(
+            workflow_id=workflow_id,
+            dag=dag,
+            prints=prints,
+            stored_prints=self._stored_prints(stored, None),
+            checkpointed=checkpointed,
+            started=stored.started,
+            generations=stored.generations,
+            revision=stored.revision,
+            repoll=repoll,
+            rerun=rerun,
+        )
+
+    def _supersede(
+        self,
+        workflow_id: str,
+        dag: FlatDag,
+        prints: Mapping[str, StepPrint],
+        stored: StoredRun,
+        plan: RunPlan,
+        user_metadata: str | None,
+    ) -> StoredRun:
+        """Queue the run's new definition and its new generations; the checkpoints still valid.
+
+        Queued together with the RUNNING status that follows, so they are durable in one
+        transaction before any step runs: a crash leaves the old definition or the new
+        one, and a resume continues the re-run.
+        """
+        recorded_at = now()
+        self.queue.append(
+            RunDefinitionRecord(
+                workflow_id=workflow_id,
+                created_at=recorded_at,
+                dag_blob=codec.dumps(dag),
+                output_step=dag.output,
+                user_metadata=user_metadata,
+                fingerprints_blob=codec.dumps(dict(prints)),
+                revision=plan.revision,
+            )
+        )
+        gone = set()
+        for entry in plan.supersede:
+            gone.add(entry.step_id)
+            self.queue.append(
+                StepGenerationRecord(
+                    workflow_id=workflow_id,
+                    step_id=entry.step_id,
+                    generation=entry.generation,
+                    revision=plan.revision,
+                    reason=entry.reason,
+                    recorded_at=recorded_at,
+                )
+            )
+        return dataclasses.replace(
+            stored,
+            results={k: v for k, v in stored.results.items() if k not in gone},
+            continuations={k: v for k, v in stored.continuations.items() if k not in gone},
+            attempts={k: v for k, v in stored.attempts.items() if k not in gone},
+            events={k: v for k, v in stored.events.items() if k not in gone},
+        )
+
+    async def _fork(self, source_id: str, workflow_id: str) -> None:
+        """Copy run ``source_id``'s definition and checkpoints to the new run ``workflow_id``.
+
+        Raises:
+            WorkflowNotFoundError: The store has no run ``source_id``.
+            RunStateError: The store already has a run ``workflow_id``.
+        """
+        if not await self.queue.read(run_exists, source_id):
+            raise WorkflowNotFoundError(
+                f"workflow.fork({source_id!r}, {workflow_id!r}): run {source_id!r} is not in store "
+                f"{self.writer.path!r}. Check the id with workflow.list_all().",
+                workflow_id=source_id,
+            )
+        if await self.queue.read(run_exists, workflow_id):
+            raise RunStateError(
+                f"workflow.fork({source_id!r}, {workflow_id!r}): store {self.writer.path!r} already has a "
+                f"run {workflow_id!r}. Give the fork a new id.",
+                workflow_id=workflow_id,
+            )
+        for sql in FORK_RUN_SQL:
+            self.queue.execute(sql, [workflow_id, source_id])
+        # Durable before the fork's run status: the copy is in the batch before it.
+
+    def _warn_of_live_definitions(self, workflow_id: str, dag: FlatDag, stored: StoredRun) -> None:
+        """Warn when this process defines a step still to run differently from the stored code."""
+        differ: list[str] = []
+        for step in dag.steps:
+            if step.func is None or step.kind != "function" or step.step_id in stored.results:
+                continue
+            live = live_step_function(step.func)
+            if (
+                live is not None
+                and live is not step.func
+                and function_fingerprint(live) != function_fingerprint(step.func)
+            ):
+                differ.append(f"{step.step_id!r} ({step.func.__module__}.{step.func.__qualname__})")
+        if differ:
+            logger.warning(
+                "Run %r resumes with its stored code, but this process defines step %s differently. "
+                "To run the new code, build the DAG again and call node.run(workflow_id=%r): it runs "
+                "what changed and reuses every other checkpoint.",
+                workflow_id,
+                ", ".join(differ),
+                workflow_id,
+            )
 
     def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
         """The run's stored DAG.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 from evkit import codec
 from evkit.dag import Ref
 from evkit.errors import RunStateError, StepFailedError, WorkflowCancellationError
+from evkit.execution.plan import RunPlan
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.runtime import running_loop
@@ -84,6 +85,16 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"<evkit.RunHandle {self.workflow_id!r} {self.status.value}>"
+
+    @property
+    def plan(self) -> RunPlan | None:
+        """What this re-run reuses and runs again (``None`` for a new run or a resume).
+
+        Set once the run is registered: at once from a script; in a notebook cell on the
+        kernel's loop, a moment after ``run_async`` returns. ``plan.summary()`` is the
+        line the re-run logged.
+        """
+        return self._active.plan
 
     def __del__(self) -> None:
         # A failure is raised to whoever waits for the run; it is logged only when nobody

@@ -117,6 +117,8 @@ class StepSnapshot:
         error: A one-line description of the failure, if the step failed.
         inbox_key: For an event step waiting on the inbox (``ManualListener`` and its
             subclasses): the ``key`` that ``workflow.send_event`` delivers to.
+        reused: True when a re-run (``node.run(workflow_id=ID)`` on a stored run) took
+            the step's checkpoint as it was instead of running it.
         label: For an event step, what identifies it to the user: its ``name=``, else
             what its listener says of the wait once it starts (a key, a stream), else
             ``None``, and then views show its ``deadline`` as a local time if it has one
@@ -137,6 +139,7 @@ class StepSnapshot:
     error: str | None = None
     inbox_key: str | None = None
     label: str | None = None
+    reused: bool = False
 
 
 StepLabel = str | dt.datetime
@@ -253,6 +256,7 @@ class RunProgress:
         error: A one-line description of the failure, if the run failed.
         labels: ``step_id -> label`` (see :func:`step_label`) of the steps that have one,
             for the text of their nodes. The same object while no label changes.
+        reused: The steps whose checkpoint a re-run reused (empty for a first run or a resume).
     """
 
     workflow_id: str
@@ -266,6 +270,7 @@ class RunProgress:
     started_at: dt.datetime | None = None
     error: str | None = None
     labels: Mapping[str, StepLabel] = field(default_factory=dict)
+    reused: frozenset[str] = frozenset()
 
     @classmethod
     def of_snapshot(
@@ -292,6 +297,7 @@ class RunProgress:
             started_at=snapshot.started_at,
             error=snapshot.error,
             labels={s.step_id: label for s in snapshot.steps if (label := step_label(s)) is not None},
+            reused=frozenset(s.step_id for s in snapshot.steps if s.reused),
         )
 
 

@@ -10,6 +10,7 @@ from evkit import event_listener as event_listener
 from evkit.api import (
     cancel as cancel,
     delete as delete,
+    fork as fork,
     get_metadata as get_metadata,
     get_output as get_output,
     get_runtime as get_runtime,
@@ -100,6 +101,7 @@ __all__ = [
     "ask",
     "cancel",
     "delete",
+    "fork",
     "event_listener",
     "get_current_step_id",
     "get_current_workflow_id",

@@ -11,7 +11,7 @@ blocks the loop. The engine (``evkit.engine``) creates, registers and cancels ex
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from evkit import codec
@@ -48,6 +48,7 @@ class RunExecution:
         clock: The runtime's clock.
         executors: Executors by name; ``default_executor`` names the one steps use.
         services: Passed to listeners in their ``EventContext``.
+        reused: The steps whose checkpoint a re-run reuses (marked so in snapshots).
     """
 
     def __init__(
@@ -61,12 +62,14 @@ class RunExecution:
         executors: Mapping[str, StepExecutor],
         default_executor: str,
         services: ServiceRegistry,
+        reused: Iterable[str] = (),
     ) -> None:
         self.workflow_id = workflow_id
         self.dag = dag
         self._results: dict[str, bytes] = dict(stored.results) if stored else {}
         self._events: dict[str, StoredEvent] = dict(stored.events) if stored else {}
         self._tracker = RunTracker(workflow_id, dict(stored.attempts) if stored else {})
+        self._tracker.reused = frozenset(reused)
         self._scope = RunScope(
             workflow_id=workflow_id, queue=queue, clock=clock, tracker=self._tracker, services=services
         )

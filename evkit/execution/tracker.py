@@ -94,6 +94,7 @@ class RunTracker:
         self.busy = 0  # function steps running + events between receipt and commit
         self.waiting = 0  # event steps polling
         self._prior_attempts = prior_attempts
+        self.reused: frozenset[str] = frozenset()  # set by a re-run: see StepSnapshot.reused
         self._started_at = time.time()
         self._ended_at: float | None = None
         self._version = 0
@@ -234,6 +235,7 @@ class RunTracker:
             started_at=as_datetime(self._started_at),
             error=self.error,
             labels=self._shown_labels(),
+            reused=self.reused,
         )
 
     def _shown_labels(self) -> dict[str, StepLabel]:
@@ -275,6 +277,7 @@ class RunTracker:
             view.error,
             view.inbox_key,
             (step.options.name or view.label) if step.kind == "event" else None,
+            step_id in self.reused,
         )
         return record
 

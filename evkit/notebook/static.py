@@ -64,10 +64,15 @@ def render_svg(progress: RunProgress, layout: Layout, drawing: Drawing | None = 
         state = states.get(str(node["id"]), "pending")
         cx, cy = float(node["x"]), float(node["y"])  # type: ignore[arg-type]
         radius = 12 if node["kind"] == "event" else 3
+        # A reused checkpoint (a re-run took it as it was): a dashed outline and a title that says so.
+        reused = str(node["id"]) in progress.reused
+        attr, note, dash = (
+            (' data-reused="true"', " (reused)", ' stroke-dasharray="4 2"') if reused else ("",) * 3
+        )
         parts.append(
-            f'<g data-step="{step_id}" data-state="{state}"><title>{step_id}: {state}</title>'
+            f'<g data-step="{step_id}" data-state="{state}"{attr}><title>{step_id}: {state}{note}</title>'
             f'<rect x="{cx - NODE_WIDTH / 2:.1f}" y="{cy - NODE_HEIGHT / 2:.1f}" width="{NODE_WIDTH:.0f}" '
-            f'height="{NODE_HEIGHT:.0f}" rx="{radius}" fill="{viewmodel.STATE_COLORS[state]}"/>'
+            f'height="{NODE_HEIGHT:.0f}" rx="{radius}" fill="{viewmodel.STATE_COLORS[state]}"{dash}/>'
             f'<text x="{cx:.1f}" y="{cy + 4:.1f}" stroke="none">{escape(str(node["label"]))}</text></g>'
         )
     parts.append("</g>")

@@ -97,6 +97,7 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
     width = traitlets.Float(0.0).tag(sync=True)  # 0: the browser lays out
     height = traitlets.Float(0.0).tag(sync=True)
     states = _plain(traitlets.Dict())
+    reused: traitlets.List[Any] = _plain(traitlets.List())  # ids of the steps a re-run reused
     # step_id -> the text of its node, or {"at": epoch seconds} for a time the browser
     # writes in its own zone; steps without a label show their id.
     labels = _plain(traitlets.Dict())
@@ -248,6 +249,8 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
             self.error = progress.error or ""
             if progress.states != self.states:
                 self.states = dict(progress.states)
+            if len(progress.reused) != len(self.reused):  # set once, when the run starts
+                self.reused = sorted(progress.reused)
             if progress.labels is not self._shown_labels:
                 self._shown_labels = progress.labels
                 labels = viewmodel.labels_json(progress.labels)

@@ -82,6 +82,13 @@ def _cut(text: str | None, limit: int) -> tuple[str | None, bool]:
     return text[:limit] + "…", True
 
 
+# The step's rows of its current generation only: those after its latest generation row
+# (a re-run that ran it again; see schema version 4). Parameters $1, $2: run, step.
+CURRENT_GENERATION_SINCE = (
+    "coalesce((SELECT max(seq) FROM step_generations WHERE workflow_id = $1 AND step_id = $2), -1)"
+)
+
+
 def load_step_details(
     con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str, *, preview_chars: int = PREVIEW_CHARS
 ) -> StepDetailsRecord | None:
@@ -95,17 +102,18 @@ def load_step_details(
     """
     # One more character than the preview: it tells a text that fills it from a cut one.
     function_rows = con.execute(
-        """
+        f"""
         SELECT state, attempt, recorded_at, left(result_text, $3), error_text FROM step_log
-        WHERE workflow_id = $1 AND step_id = $2 ORDER BY seq
+        WHERE workflow_id = $1 AND step_id = $2 AND seq > {CURRENT_GENERATION_SINCE} ORDER BY seq
         """,
         [workflow_id, step_id, preview_chars + 1],
     ).fetchall()
     event_rows = con.execute(
-        """
+        f"""
         SELECT state, attempt, recorded_at, received_at, listener, args_text,
                left(payload_text, $3), error_text, event_id
-        FROM event_log WHERE workflow_id = $1 AND step_id = $2 ORDER BY seq
+        FROM event_log WHERE workflow_id = $1 AND step_id = $2 AND seq > {CURRENT_GENERATION_SINCE}
+        ORDER BY seq
         """,
         [workflow_id, step_id, preview_chars + 1],
     ).fetchall()

@@ -10,12 +10,26 @@ from __future__ import annotations
 import duckdb
 
 RUN_COLUMNS = ("workflow_id", "status", "created_at", "updated_at", "ended_at")
-STEP_COLUMNS = ("step_id", "name", "kind", "state", "attempts", "started_at", "ended_at", "result", "error")
+STEP_COLUMNS = (
+    "step_id",
+    "name",
+    "kind",
+    "state",
+    "generation",
+    "reused",
+    "attempts",
+    "started_at",
+    "ended_at",
+    "result",
+    "error",
+)
 EVENT_COLUMNS = (
     "step_id",
     "listener",
     "args",
     "state",
+    "generation",
+    "reused",
     "waiting_at",
     "received_at",
     "checkpointed_at",

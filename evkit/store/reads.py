@@ -48,6 +48,11 @@ class StoredRun:
     continuations: dict[str, bytes] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     events: dict[str, StoredEvent] = field(default_factory=dict)
+    fingerprints_blob: bytes | None = None  # the latest definition's (None before version 4)
+    revision: int = 1  # how many times the run was defined (a re-run that changed it adds one)
+    generations: dict[str, int] = field(default_factory=dict)  # a step's current one, if not 1
+    # Every step id with rows in its current generation (run, waited or checkpointed).
+    started: set[str] = field(default_factory=set)
 
 
 @fewer_gc_passes()  # a big run's checkpoints are hundreds of thousands of records, all kept
@@ -55,19 +60,31 @@ def load_run(
     con: duckdb.DuckDBPyConnection, workflow_id: str, *, with_steps: bool = True
 ) -> StoredRun | None:
     """Load a run, or ``None`` if the store has no run with this id."""
+    # The latest definition is the run's DAG now (a re-run adds one; see schema version 4).
     head = con.execute(
         """
-        SELECT d.created_at, d.dag_blob, d.user_metadata, s.status, s.output_blob, s.error_blob,
-               s.error_text, s.recorded_at
-        FROM run_definitions d,
+        SELECT (SELECT min(created_at) FROM run_definitions WHERE workflow_id = $1),
+               d.dag_blob, d.user_metadata, s.status, s.output_blob, s.error_blob,
+               s.error_text, s.recorded_at, d.fingerprints_blob, coalesce(d.revision, 1)
+        FROM (SELECT * FROM run_definitions WHERE workflow_id = $1 ORDER BY seq DESC LIMIT 1) d,
              (SELECT * FROM run_status_log WHERE workflow_id = $1 ORDER BY seq DESC LIMIT 1) s
-        WHERE d.workflow_id = $1
         """,
         [workflow_id],
     ).fetchone()
     if head is None:
         return None
-    created_at, dag_blob, user_metadata, status, output_blob, error_blob, error_text, updated_at = head
+    (
+        created_at,
+        dag_blob,
+        user_metadata,
+        status,
+        output_blob,
+        error_blob,
+        error_text,
+        updated_at,
+        fingerprints_blob,
+        revision,
+    ) = head
     run = StoredRun(
         workflow_id=workflow_id,
         status=status,
@@ -78,16 +95,31 @@ def load_run(
         error_blob=error_blob,
         error_text=error_text,
         updated_at=updated_at,
+        fingerprints_blob=fingerprints_blob,
+        revision=revision,
     )
     if not with_steps:
         return run
-    for step_id, state, blob, attempt in con.execute(
+    # Rows of a superseded generation (before the step's latest generation row) are history.
+    generations = con.execute(
         """
-        SELECT step_id, state, result_blob, attempt FROM step_log
+        SELECT step_id, max(generation), max(seq) FROM step_generations
+        WHERE workflow_id = ? GROUP BY step_id
+        """,
+        [workflow_id],
+    ).fetchall()
+    run.generations.update((step_id, generation) for step_id, generation, _ in generations)
+    since = {step_id: seq for step_id, _, seq in generations}
+    for step_id, state, blob, attempt, seq in con.execute(
+        """
+        SELECT step_id, state, result_blob, attempt, seq FROM step_log
         WHERE workflow_id = ? AND state IN ('succeeded', 'continued', 'running')
         """,
         [workflow_id],
     ).fetchall():
+        if since and seq < since.get(step_id, -1):
+            continue
+        run.started.add(step_id)
         if state == "succeeded":
             run.results[step_id] = blob
         elif state == "continued":
@@ -96,17 +128,24 @@ def load_run(
             run.attempts[step_id] = max(run.attempts.get(step_id, 0), attempt)
     for step_id, polls, payload, committed, timeout_at, source_id, deadline in con.execute(
         """
-        SELECT step_id,
-               count(*) FILTER (WHERE state = 'waiting'),
-               arg_max(payload_blob, seq) FILTER (WHERE state = 'checkpointed'),
-               count(*) FILTER (WHERE state = 'committed') > 0,
-               max(timeout_at),
-               arg_max(source_id, seq) FILTER (WHERE state = 'checkpointed'),
-               arg_min(deadline, seq) FILTER (WHERE state = 'waiting')
-        FROM event_log WHERE workflow_id = ? GROUP BY step_id
+        WITH since AS (
+            SELECT step_id, max(seq) AS seq FROM step_generations WHERE workflow_id = $1
+            GROUP BY step_id
+        )
+        SELECT e.step_id,
+               count(*) FILTER (WHERE e.state = 'waiting'),
+               arg_max(e.payload_blob, e.seq) FILTER (WHERE e.state = 'checkpointed'),
+               count(*) FILTER (WHERE e.state = 'committed') > 0,
+               max(e.timeout_at),
+               arg_max(e.source_id, e.seq) FILTER (WHERE e.state = 'checkpointed'),
+               arg_min(e.deadline, e.seq) FILTER (WHERE e.state = 'waiting')
+        FROM event_log e LEFT JOIN since g ON g.step_id = e.step_id
+        WHERE e.workflow_id = $1 AND (g.seq IS NULL OR e.seq > g.seq)
+        GROUP BY e.step_id
         """,
         [workflow_id],
     ).fetchall():
+        run.started.add(step_id)
         run.events[step_id] = StoredEvent(
             poll_attempts=polls,
             payload_blob=payload,
@@ -144,6 +183,9 @@ def step_metadata(con: duckdb.DuckDBPyConnection, workflow_id: str, step_id: str
               UNION ALL
               SELECT recorded_at, state, attempt, seq, error_text FROM event_log
               WHERE workflow_id = $1 AND step_id = $2)
+        -- the current generation's rows (a re-run may have run the step again)
+        WHERE seq > coalesce(
+            (SELECT max(seq) FROM step_generations WHERE workflow_id = $1 AND step_id = $2), -1)
         """,
         [workflow_id, step_id],
     ).fetchone()
@@ -214,9 +256,31 @@ DELETE_RUN_SQL = [
     for table in (
         "run_definitions",
         "run_status_log",
+        "step_generations",
         "step_log",
         "event_state_log",
         "event_checkpoint_log",
         "inbox",
     )
 ]
+
+FORK_RUN_SQL = [
+    # The source's current definition and status, then every row of its steps and events
+    # (their `seq` kept, so each step's rows stay in order and in their generations). The
+    # inbox is not copied: events sent to the source and not taken stay the source's.
+    """
+    INSERT INTO run_definitions
+    SELECT * REPLACE ($1 AS workflow_id, now() AS created_at) FROM run_definitions
+    WHERE workflow_id = $2 ORDER BY seq DESC LIMIT 1
+    """,
+    """
+    INSERT INTO run_status_log
+    SELECT * REPLACE ($1 AS workflow_id) FROM run_status_log
+    WHERE workflow_id = $2 ORDER BY seq DESC LIMIT 1
+    """,
+    *(
+        f"INSERT INTO {table} SELECT * REPLACE ($1 AS workflow_id) FROM {table} WHERE workflow_id = $2"
+        for table in ("step_log", "event_state_log", "event_checkpoint_log", "step_generations")
+    ),
+]
+"""Statements that copy a run (parameters: the new run's id, the source's id): ``workflow.fork``."""

@@ -25,13 +25,37 @@ if TYPE_CHECKING:
 
 
 class RunDefinitionRecord(NamedTuple):
-    """A run's DAG, written once when the run starts (table ``run_definitions``)."""
+    """A run's DAG, written when the run starts and again by each re-run that changes it.
+
+    Table ``run_definitions``: the row with the highest ``seq`` is the run's DAG now.
+    ``fingerprints_blob`` holds each step's fingerprints (see ``evkit.execution.plan``);
+    ``revision`` counts the definitions (``None`` for the first, as stores before
+    version 4 have).
+    """
 
     workflow_id: str
     created_at: float
     dag_blob: bytes
     output_step: str
     user_metadata: str | None
+    fingerprints_blob: bytes | None = None
+    revision: int | None = None
+
+
+class StepGenerationRecord(NamedTuple):
+    """A step's checkpoint superseded: it runs again, as ``generation`` (table ``step_generations``).
+
+    The step's rows after this one belong to the new generation. ``reason`` says why it
+    runs again (``code changed``, ``input changed``, ``added``, ``repoll``, ``rerun``), or
+    ``removed`` for a step the run's new DAG no longer has.
+    """
+
+    workflow_id: str
+    step_id: str
+    generation: int
+    revision: int
+    reason: str
+    recorded_at: float
 
 
 class RunStatusRecord(NamedTuple):
@@ -128,6 +152,7 @@ class InboxRecord(NamedTuple):
 
 Record = (
     RunDefinitionRecord
+    | StepGenerationRecord
     | RunStatusRecord
     | StepRecord
     | EventStateRecord
@@ -144,6 +169,8 @@ Record = (
 # once the checkpoint is durable, so they are in a later batch.
 TABLES: dict[type[Record], str] = {
     RunDefinitionRecord: "run_definitions",
+    # Before the rows of the generations it starts (they come in later batches anyway).
+    StepGenerationRecord: "step_generations",
     RunStatusRecord: "run_status_log",
     StepRecord: "step_log",
     EventStateRecord: "event_state_log",
@@ -156,7 +183,7 @@ _INSERT_ORDER = {kind: position for position, kind in enumerate(TABLES)}
 TIMESTAMP_COLUMNS = frozenset(
     {"created_at", "recorded_at", "deadline", "timeout_at", "received_at", "sent_at", "inbox_sent_at"}
 )
-_BLOB_COLUMNS = ("dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob")
+_BLOB_COLUMNS = ("fingerprints_blob", "dag_blob", "output_blob", "error_blob", "result_blob", "payload_blob")
 
 now: Callable[[], float] = time.time
 """The current time in seconds since the epoch: what records put in timestamp columns.
@@ -255,7 +282,7 @@ def _arrow_types() -> dict[str, pa.DataType]:
 
     types: dict[str, pa.DataType] = dict.fromkeys(TIMESTAMP_COLUMNS, pa.timestamp("us", tz="UTC"))
     types.update(dict.fromkeys(_BLOB_COLUMNS, pa.binary()))
-    types.update(owner_pid=pa.int32(), attempt=pa.int32())
+    types.update(owner_pid=pa.int32(), attempt=pa.int32(), generation=pa.int32(), revision=pa.int32())
     return types
 
 

@@ -1,7 +1,7 @@
 """The store's schema: tables, user-facing views, and the migrations between versions.
 
 Every table is an append-only log (DuckDB appends are cheap, updates are not); the views
-``workflows``, ``steps``, ``events`` and ``inbox_events`` fold the logs into one row per
+``workflows``, ``steps``, ``events``, ``inbox_events`` and ``step_history`` fold the logs into one row per
 object and are the documented interface for users' SQL (see docs/store.md). The view
 ``event_log`` joins the two event tables into the one log they were up to version 2.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STORE_FORMAT = "evkit-store"
 
 _V1 = """
@@ -215,6 +215,139 @@ FROM event_checkpoint_log;
 """
 
 
+# Version 4: re-runs. A run may be defined again (``node.run(workflow_id=ID)`` with a
+# changed DAG): ``run_definitions`` gets a row per revision, with the fingerprint of each
+# step of that DAG. A step that runs again starts a new generation: a row in
+# ``step_generations`` (its number and the reason it runs again). A step's rows written
+# after its latest generation row belong to it; earlier ones stay, superseded. The views
+# ``steps`` and ``events`` show each step's current generation (and whether it was
+# reused by the run's latest revision); ``step_history`` shows every generation.
+# Nothing is written per step on the path of a first run: a step with no generation row
+# is in generation 1.
+_V4 = """
+ALTER TABLE run_definitions ADD COLUMN fingerprints_blob BLOB;
+ALTER TABLE run_definitions ADD COLUMN revision INTEGER;
+CREATE TABLE step_generations (
+    workflow_id VARCHAR NOT NULL,
+    step_id VARCHAR NOT NULL,
+    generation INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    reason VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT DEFAULT nextval('evkit_seq')
+);
+CREATE OR REPLACE VIEW workflows AS
+WITH latest AS (
+    SELECT workflow_id,
+           arg_max(status, seq) AS status,
+           max(recorded_at) AS updated_at,
+           arg_max(output_text, seq) AS output,
+           arg_max(error_text, seq) AS error
+    FROM run_status_log GROUP BY workflow_id
+), defined AS (
+    SELECT workflow_id,
+           min(created_at) AS created_at,
+           arg_max(output_step, seq) AS output_step,
+           arg_max(user_metadata, seq) AS user_metadata,
+           coalesce(arg_max(revision, seq), 1) AS revision
+    FROM run_definitions GROUP BY workflow_id
+)
+SELECT d.workflow_id, l.status, d.created_at, l.updated_at,
+       CASE WHEN l.status IN ('SUCCESSFUL', 'FAILED', 'CANCELED') THEN l.updated_at END AS ended_at,
+       d.output_step, d.user_metadata, l.output, l.error, d.revision
+FROM defined d JOIN latest l USING (workflow_id);
+
+CREATE OR REPLACE VIEW events AS
+WITH generations AS (
+    SELECT workflow_id, step_id, max(seq) AS since, max(generation) AS generation
+    FROM step_generations GROUP BY ALL
+), revised AS (
+    SELECT workflow_id, max(seq) AS revised_at FROM run_definitions GROUP BY ALL
+)
+SELECT e.workflow_id, e.step_id,
+       arg_max(e.event_id, e.seq) AS event_id,
+       arg_max(e.listener, e.seq) FILTER (WHERE e.listener IS NOT NULL) AS listener,
+       arg_max(e.args_text, e.seq) FILTER (WHERE e.args_text IS NOT NULL) AS args,
+       arg_max(e.state, e.seq) AS state,
+       max(e.recorded_at) FILTER (WHERE e.state = 'waiting') AS waiting_at,
+       max(e.received_at) AS received_at,
+       max(e.recorded_at) FILTER (WHERE e.state = 'checkpointed') AS checkpointed_at,
+       max(e.recorded_at) FILTER (WHERE e.state = 'committed') AS committed_at,
+       max(e.recorded_at) FILTER (WHERE e.state = 'cancelled') AS cancelled_at,
+       max(e.recorded_at) FILTER (WHERE e.state = 'failed') AS failed_at,
+       count(*) FILTER (WHERE e.state = 'waiting') AS poll_attempts,
+       count(*) FILTER (WHERE e.state = 'committed') AS commits,
+       arg_max(e.deadline, e.seq) FILTER (WHERE e.deadline IS NOT NULL) AS deadline,
+       arg_max(e.timeout_at, e.seq) FILTER (WHERE e.timeout_at IS NOT NULL) AS timeout_at,
+       arg_max(e.source_id, e.seq) FILTER (WHERE e.state = 'checkpointed') AS source_id,
+       arg_max(e.payload_text, e.seq) FILTER (WHERE e.state = 'checkpointed') AS payload,
+       arg_max(e.error_text, e.seq) FILTER (WHERE e.error_text IS NOT NULL) AS error,
+       coalesce(any_value(g.generation), 1) AS generation,
+       coalesce(max(e.seq) FILTER (WHERE e.state = 'checkpointed') < any_value(r.revised_at), false)
+           AS reused
+FROM event_log e
+LEFT JOIN generations g ON g.workflow_id = e.workflow_id AND g.step_id = e.step_id
+LEFT JOIN revised r ON r.workflow_id = e.workflow_id
+WHERE g.since IS NULL OR e.seq > g.since
+GROUP BY e.workflow_id, e.step_id;
+
+CREATE OR REPLACE VIEW steps AS
+WITH generations AS (
+    SELECT workflow_id, step_id, max(seq) AS since, max(generation) AS generation
+    FROM step_generations GROUP BY ALL
+), revised AS (
+    SELECT workflow_id, max(seq) AS revised_at FROM run_definitions GROUP BY ALL
+)
+SELECT s.workflow_id, s.step_id,
+       arg_max(s.name, s.seq) AS name,
+       arg_max(s.kind, s.seq) AS kind,
+       arg_max(s.state, s.seq) AS state,
+       max(s.attempt) AS attempts,
+       min(s.recorded_at) FILTER (WHERE s.state = 'running') AS started_at,
+       max(s.recorded_at) FILTER (WHERE s.state IN ('succeeded', 'failed', 'cancelled')) AS ended_at,
+       arg_max(s.result_text, s.seq) FILTER (WHERE s.state = 'succeeded') AS result,
+       arg_max(s.error_text, s.seq) FILTER (WHERE s.error_text IS NOT NULL) AS error,
+       arg_max(s.upstream, s.seq) AS upstream,
+       coalesce(any_value(g.generation), 1) AS generation,
+       coalesce(max(s.seq) FILTER (WHERE s.state = 'succeeded') < any_value(r.revised_at), false)
+           AS reused
+FROM step_log s
+LEFT JOIN generations g ON g.workflow_id = s.workflow_id AND g.step_id = s.step_id
+LEFT JOIN revised r ON r.workflow_id = s.workflow_id
+WHERE g.since IS NULL OR s.seq > g.since
+GROUP BY s.workflow_id, s.step_id;
+
+CREATE VIEW step_history AS
+WITH step_rows AS (
+    SELECT workflow_id, step_id, 'function' AS kind, state, attempt, recorded_at,
+           CASE WHEN state = 'succeeded' THEN result_text END AS result, error_text, seq
+    FROM step_log
+    UNION ALL
+    SELECT workflow_id, step_id, 'event', state, attempt, recorded_at,
+           CASE WHEN state = 'checkpointed' THEN payload_text END, error_text, seq
+    FROM event_log
+), tagged AS (
+    SELECT r.*, coalesce(g.generation, 1) AS generation, coalesce(g.reason, 'first run') AS reason,
+           g.revision AS revision
+    FROM step_rows r ASOF LEFT JOIN step_generations g
+      ON r.workflow_id = g.workflow_id AND r.step_id = g.step_id AND r.seq >= g.seq
+), current AS (
+    SELECT workflow_id, step_id, max(generation) AS generation, arg_max(reason, seq) AS reason
+    FROM step_generations GROUP BY ALL
+)
+SELECT t.workflow_id, t.step_id, t.generation, any_value(t.reason) AS reason,
+       any_value(t.kind) AS kind, arg_max(t.state, t.seq) AS state, max(t.attempt) AS attempts,
+       min(t.recorded_at) AS started_at, max(t.recorded_at) AS ended_at,
+       arg_max(t.result, t.seq) FILTER (WHERE t.result IS NOT NULL) AS result,
+       arg_max(t.error_text, t.seq) FILTER (WHERE t.error_text IS NOT NULL) AS error,
+       t.generation < coalesce(any_value(c.generation), 1) AS superseded,
+       coalesce(any_value(c.reason) = 'removed' AND t.generation < any_value(c.generation), false)
+           AS removed
+FROM tagged t LEFT JOIN current c USING (workflow_id, step_id)
+GROUP BY t.workflow_id, t.step_id, t.generation;
+"""
+
+
 def _create_v1(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_V1)
 
@@ -227,14 +360,19 @@ def _checkpoints_in_a_narrow_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_V3)
 
 
+def _generations(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_V4)
+
+
 # MIGRATIONS[n] brings a store from version n-1 to n. Version 0 is an empty file.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
     1: _create_v1,
     2: _hand_over_in_checkpoints,
     3: _checkpoints_in_a_narrow_table,
+    4: _generations,
 }
 
-USER_VIEWS = ("workflows", "steps", "events", "inbox_events")
+USER_VIEWS = ("workflows", "steps", "events", "inbox_events", "step_history")
 INTERNAL_VIEWS = ("event_log",)
 """Views evkit's own reads use; not documented for users' SQL."""
 
@@ -245,10 +383,15 @@ INTERNAL_VIEWS = ("event_log",)
 # redefines a view must point its entry here at itself.
 CURRENT_VIEWS: dict[str, str] = {
     "event_log": _V3.split("CREATE VIEW event_log AS", 1)[1],
-    "workflows": _V1.split("CREATE VIEW workflows AS", 1)[1].split("CREATE VIEW events AS", 1)[0],
-    "events": _V1.split("CREATE VIEW events AS", 1)[1].split("CREATE VIEW steps AS", 1)[0],
-    "steps": _V1.split("CREATE VIEW steps AS", 1)[1].split("CREATE VIEW inbox_events AS", 1)[0],
+    "workflows": _V4.split("CREATE OR REPLACE VIEW workflows AS", 1)[1].split(
+        "CREATE OR REPLACE VIEW events AS", 1
+    )[0],
+    "events": _V4.split("CREATE OR REPLACE VIEW events AS", 1)[1].split("CREATE OR REPLACE VIEW steps AS", 1)[
+        0
+    ],
+    "steps": _V4.split("CREATE OR REPLACE VIEW steps AS", 1)[1].split("CREATE VIEW step_history AS", 1)[0],
     "inbox_events": _V2.split("CREATE OR REPLACE VIEW inbox_events AS", 1)[1],
+    "step_history": _V4.split("CREATE VIEW step_history AS", 1)[1],
 }
 assert set(CURRENT_VIEWS) == set(USER_VIEWS) | set(INTERNAL_VIEWS)
 

@@ -28,7 +28,8 @@ def test_quick_benchmark_suite_exits_zero_and_prints_the_table(tmp_path: Path) -
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    header = next(line for line in proc.stdout.splitlines() if line.startswith("#  scenario"))
+    # The first column is as wide as the longest scenario number (10 and up take two).
+    header = next(line for line in proc.stdout.splitlines() if line.split()[:2] == ["#", "scenario"])
     assert header.split() == [
         "#",
         "scenario",
@@ -49,6 +50,7 @@ def test_quick_benchmark_suite_exits_zero_and_prints_the_table(tmp_path: Path) -
         "resume",
         "cold start",
         "live widget",
+        "re-run: compare with the stored run",
         "step fingerprints",
     ):
         assert scenario in proc.stdout, f"no row for {scenario!r} in:\n{proc.stdout}"

@@ -89,6 +89,7 @@ def test_the_engines_fast_records_equal_the_constructors_and_stay_frozen() -> No
         "error": None,
         "inbox_key": "k",
         "label": "k",
+        "reused": True,
     }
     assert [f.name for f in dataclasses.fields(StepSnapshot)] == list(fields)
     fast = make_step_snapshot(*fields.values())

@@ -628,6 +628,7 @@ function render({ model, el }) {
 
   function paintStates() {
     const states = model.get("states");
+    const reused = new Set(model.get("reused") || []);
     const tally = new Map();
     let total = 0;
     for (const n of model.get("nodes")) {
@@ -637,9 +638,10 @@ function render({ model, el }) {
     }
     for (const [id, ent] of nodeEls) {
       const state = states[id] || "pending";
-      ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}`);
+      const mark = reused.has(id) ? " evkit-reused" : "";
+      ent.g.setAttribute("class", `evkit-node evkit-kind-${ent.kind} evkit-state-${state}${mark}`);
       ent.g.setAttribute("data-state", state);
-      ent.title.textContent = `${id}: ${state}`;
+      ent.title.textContent = `${id}: ${state}${mark ? " (reused)" : ""}`;
     }
     for (const [id, ent] of groupEls) paintGroup(id, ent, states);
     const parts = STATE_ORDER.filter((s) => tally.has(s)).map((s) => {
@@ -935,6 +937,7 @@ function render({ model, el }) {
     ["change:event_total", drawPager],
     ["change:event_offset", drawPager],
     ["change:states", paintStates],
+    ["change:reused", paintStates],
     ["change:labels", paintLabels],
     ["change:events", drawEvents],
     ["change:send_status", drawEvents],

@@ -17,7 +17,7 @@ import os
 import sys
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast, final
 
@@ -109,45 +109,33 @@ def _origin_of_imported(module_name: str) -> str | None:
 
 @functools.lru_cache(maxsize=4_096)
 def _file_origin(path: str, top: str) -> str | None:
-    path = os.path.realpath(path)
-    parts = path.split(os.sep)
+    # Only string work on the path: a run starts on the kernel's loop, where a file system
+    # call (realpath's lstat, reading a distribution's metadata) would block it.
+    parts = os.path.normpath(path).split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
         return _installed_version(top)
-    import sysconfig  # usually imported already, by site
-
-    paths = sysconfig.get_paths()
-    for key in ("stdlib", "platstdlib"):
-        if path.startswith(os.path.realpath(paths[key]) + os.sep):
-            return f"python=={sys.version.split()[0]}"
+    if path.startswith(_STDLIB_PREFIXES):
+        return f"python=={sys.version.split()[0]}"
     return None
 
 
-@functools.cache
-def _packages_distributions() -> Mapping[str, list[str]]:
-    # Scans every installed distribution's metadata: once per process, when first needed
-    # (imported here: importlib.metadata is slow to import, and most runs never need it).
-    import importlib.metadata
-
-    return importlib.metadata.packages_distributions()
+_PYTHON_LIB = "python{}.{}".format(*sys.version_info[:2])
+_STDLIB_PREFIXES = tuple(
+    {
+        os.path.join(os.path.normpath(prefix), "lib", _PYTHON_LIB) + os.sep
+        for prefix in (sys.base_prefix, sys.base_exec_prefix)
+    }
+)
 
 
 def _installed_version(top: str) -> str:
-    import importlib.metadata
-
-    try:  # usually the distribution is named like its package: no scan needed
-        return f"{top}=={importlib.metadata.version(top)}"
-    except importlib.metadata.PackageNotFoundError:  # yaml (PyYAML), sklearn (scikit-learn)...
-        dists = _packages_distributions().get(top) or [top]
-        return f"{dists[0]}=={_version(dists[0])}"
+    return f"{top}=={_version(top)}"
 
 
-def _version(dist: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return str(getattr(sys.modules.get(dist), "__version__", "unknown"))
+def _version(top: str) -> str:
+    # The version the package itself declares, as most do; metadata files are not read
+    # (see _file_origin).
+    return str(getattr(sys.modules.get(top), "__version__", "unknown"))
 
 
 def _module_of(value: object) -> str | None:

@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 import nest_asyncio2
 
 from evkit.clock import Clock, WallClock
+from evkit.control_server import ControlServer
 from evkit.engine import Engine
 from evkit.errors import RunStateError, StoreError, StoreLockedError
 from evkit.executors.base import StepExecutor
@@ -194,8 +195,34 @@ class Runtime:
             engine = self._engine
             if engine is not None and not engine.loop.is_closed():
                 return engine
-            self._engine = self._make_engine()
-            return self._engine
+            self._engine = engine = self._make_engine()
+        self._serve(engine)
+        return engine
+
+    def _serve(self, engine: Engine) -> None:
+        # The owner serves other processes (the CLI, scripts, a second notebook) on the
+        # engine's loop. From another thread, wait until the owner file is written, so a
+        # client started right after init() finds it; on the engine's own loop (a notebook
+        # cell) it starts once the cell returns, and clients wait for the file meanwhile.
+        server = ControlServer(engine, self.storage)
+        engine.services.add(server)
+        if running_loop() is engine.loop:
+            server.start_soon()
+            return
+        if not engine.loop.is_running():
+            return  # a finished asyncio.run's loop: nothing could serve on it
+
+        async def start() -> None:
+            await asyncio.gather(server.start_soon(), return_exceptions=True)  # failures are logged
+
+        asyncio.run_coroutine_threadsafe(start(), engine.loop).result()
+
+    @property
+    def owner_url(self) -> str | None:
+        """Where this runtime serves the store to other processes (``None`` until it does)."""
+        engine = self._engine
+        server = engine.services.get(ControlServer) if engine is not None else None
+        return server.info.url if server is not None and server.info is not None else None
 
     def _make_engine(self) -> Engine:
         running = running_loop()

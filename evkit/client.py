@@ -27,6 +27,7 @@ from evkit.clock import WallClock
 from evkit.errors import (
     EvkitError,
     OwnerUnreachableError,
+    ReadOnlyQueryError,
     StoreError,
     StoreLockedError,
     StoreOwnedElsewhereError,
@@ -195,7 +196,8 @@ class ControlClient:
         """Run a read-only query at the owner; returns its result as an Arrow table.
 
         Raises:
-            StoreError: The query is not a single SELECT, or it failed (DuckDB's message).
+            ReadOnlyQueryError: The query is not a single SELECT statement (nothing changed).
+            StoreError: The query failed (DuckDB's message).
             OwnerUnreachableError: The owner exited, or did not answer in time.
         """
         import pyarrow as pa
@@ -204,10 +206,12 @@ class ControlClient:
         status, _, data = self.request("POST", "/v1/sql", body, content_type="application/json")
         if status != 200:
             try:
-                message = json.loads(data)["message"]
+                reply = json.loads(data)
+                error, message = reply["error"], reply["message"]
             except (ValueError, KeyError, TypeError):
                 raise self._refused(status, data) from None
-            raise StoreError(message, path=self.owner.storage)
+            kind = ReadOnlyQueryError if error == "read_only" else StoreError
+            raise kind(message, path=self.owner.storage)
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
     def changes(self, workflow_id: str, *, after: int, wait: float) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import duckdb
 
 from evkit import codec, operations
 from evkit.engine import ActiveRun, Engine
-from evkit.errors import EvkitError, RunStateError, StoreError, WorkflowNotFoundError
+from evkit.errors import EvkitError, ReadOnlyQueryError, RunStateError, WorkflowNotFoundError
 from evkit.model import RunProgress, RunSnapshot, WorkflowStatus
 from evkit.owner_file import OwnerInfo, remove_owner_file, write_owner_file
 from evkit.services import Service
@@ -40,10 +40,6 @@ SECRET_HEADER = "Authorization"
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # send_events of many payloads in one request
 MAX_CHANGES_WAIT_SECONDS = 60.0
 SQL_BATCH_ROWS = 122_880  # DuckDB's own vector multiple: Arrow batches of ~1 row group
-
-
-class ReadOnlyQueryError(StoreError):
-    """A client's SQL would change the store (only one SELECT statement is allowed)."""
 
 
 class ControlServer(Service):
@@ -215,7 +211,7 @@ class ControlServer(Service):
         try:
             body = await asyncio.to_thread(self._query_arrow, query, params)
         except ReadOnlyQueryError as exc:
-            return _json_error(400, "read_only", str(exc))
+            return _json_error(400, "read_only", str(exc))  # the client raises ReadOnlyQueryError
         except duckdb.Error as exc:
             return _json_error(400, "query_failed", f"The query failed: {exc}")
         return web.Response(body=body, content_type=ARROW_STREAM_TYPE)
@@ -228,7 +224,7 @@ class ControlServer(Service):
         if kinds != ["SELECT"]:
             found = ", ".join(kinds) or "no statement"
             raise ReadOnlyQueryError(
-                f"Queries through the store's owner only read: one SELECT statement, got {found}. "
+                f"SQL through the store's owner only reads: one SELECT statement, got {found}. "
                 "Nothing was changed. Query the views workflows, steps, events and inbox_events.",
                 path=self._storage,
             )

@@ -25,6 +25,7 @@ carries it as fields too, so callers can react without parsing text::
         ├── StoreLockedError                (another process holds the file; field pid)
         │   └── StoreOwnedElsewhereError    (a client may not run or resume; fields pid, host)
         ├── OwnerUnreachableError           (also ConnectionError: the owner stopped answering)
+        ├── ReadOnlyQueryError              (a client's SQL is not one SELECT statement)
         ├── StoreNotFoundError              (a read-only open of a path with no file)
         ├── StoreVersionError               (schema newer than this evkit)
         └── NotAStoreError                  (not an evkit store, or corrupt)
@@ -228,6 +229,10 @@ class OwnerUnreachableError(StoreError, ConnectionError):
 
     pid: int | None = None  # the owner's pid, as its owner file says
     host: str | None = None
+
+
+class ReadOnlyQueryError(StoreError):
+    """SQL sent to the store's owner would change the store: it runs one SELECT statement only."""
 
 
 class StoreNotFoundError(StoreError):

@@ -140,6 +140,7 @@ def _sample(cls: type[errors.EvkitError]) -> errors.EvkitError:
         "timeout_seconds": 2.5,
         "path": "/data/s.duckdb",
         "pid": 4242,
+        "host": "build-7",
     }
     assert set(cls._field_defaults) <= set(values), f"add a sample value for {cls.__name__}'s fields"
     return cls(f"{cls.__name__} about 'run-7'", **{name: values[name] for name in cls._field_defaults})

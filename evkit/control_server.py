@@ -252,6 +252,7 @@ class ControlServer(Service):
         except ValueError as exc:
             return _json_error(400, "bad_query", f"`after` must be an integer and `wait` seconds ({exc}).")
         active = self._engine.active(workflow_id)
+        logger.debug("evkit control endpoint: a client follows run %r (after version %d)", workflow_id, after)
         if active is not None and _version(active) <= after and wait > 0:
             changed = asyncio.Event()
             unsubscribe = _subscribe(active, changed.set)

@@ -217,6 +217,27 @@ class Runtime:
 
         asyncio.run_coroutine_threadsafe(start(), engine.loop).result()
 
+    async def serving_async(self) -> str:
+        """Wait until this runtime serves its store to other processes; returns the endpoint's URL.
+
+        The endpoint starts with the engine (in a notebook, once the cell that made it
+        returns); its owner file is written by then.
+
+        Raises:
+            StoreError: The runtime is closed.
+            OSError: The endpoint could not start (the error says why).
+        """
+
+        async def wait(engine: Engine) -> str:
+            server = engine.services.get(ControlServer)
+            if server is None:
+                server = ControlServer(engine, self.storage)
+                engine.services.add(server)
+            info = await asyncio.shield(server.start_soon())
+            return info.url
+
+        return await self.acall(wait)
+
     @property
     def owner_url(self) -> str | None:
         """Where this runtime serves the store to other processes (``None`` until it does)."""

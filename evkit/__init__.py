@@ -32,6 +32,7 @@ from evkit.api import (
     sql as sql,
     wait_for_any as wait_for_any,
 )
+from evkit.client import ClientRuntime as ClientRuntime, RemoteRunHandle as RemoteRunHandle
 from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
 from evkit.context import (
     EventContext as EventContext,
@@ -102,6 +103,7 @@ from evkit.serve import serve_events as serve_events
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientRuntime",
     "Clock",
     "ClusterConnectionError",
     "CronListener",
@@ -125,6 +127,7 @@ __all__ = [
     "ReadOnlyQueryError",
     "RedisStreamListener",
     "RunError",
+    "RemoteRunHandle",
     "RunHandle",
     "RunProgress",
     "RunSnapshot",

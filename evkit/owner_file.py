@@ -88,7 +88,12 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process: alive
-    return True
+    # A killed process stays in the table as a zombie until its parent reaps it: gone.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
+            return file.read().rsplit(")", 1)[-1].split()[:1] != ["Z"]
+    except OSError:
+        return True  # no /proc (macOS): the signal's answer is all there is
 
 
 def is_stale(info: OwnerInfo) -> bool:

@@ -117,7 +117,9 @@ def test_a_client_of_a_closed_owner_says_the_owner_is_unreachable(owner: evkit.R
     try:
         assert client.call("list_all") == []
         owner.close()
-        with pytest.raises(evkit.OwnerUnreachableError, match=r"^The owner of store .* \(process \d+ on host"):
+        with pytest.raises(
+            evkit.OwnerUnreachableError, match=r"^The owner of store .* \(process \d+ on host"
+        ):
             client.call("list_all")
     finally:
         client.close()

@@ -96,6 +96,10 @@ class ControlServer(Service):
             await runner.cleanup()
             raise RunStateError(f"The store {self._storage!r} was closed while its endpoint started.")
         await asyncio.to_thread(write_owner_file, info)
+        if self._closed:  # closed while the file was written: it must not outlive the runtime
+            await asyncio.to_thread(remove_owner_file, info)
+            await runner.cleanup()
+            raise RunStateError(f"The store {self._storage!r} was closed while its endpoint started.")
         self.info = info
         logger.info("evkit: store %r serves its clients on %s", self._storage, info.url)
         return info

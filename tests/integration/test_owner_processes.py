@@ -117,11 +117,31 @@ def test_the_cli_lists_queries_and_sends_to_a_run_in_a_kernel(
     assert resumed.stderr.startswith(f"evkit resume: store {store!r} is owned by process ")
     assert "`evkit send w KEY '<json>' --storage" in resumed.stderr
 
-    sent = evkit_cli("send", "w", "go", '{"n": 1}', "--storage", store)
-    assert sent.returncode == 0, sent.stderr
-    assert owner.printed("print(await handle)") == "{'got': {'n': 1}}\n"
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "evkit.cli", "watch", "w", "--json", "--storage", store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_CHILD_ENV,
+    )
+    try:
+        sent = evkit_cli("send", "w", "go", '{"n": 1}', "--storage", store)
+        assert sent.returncode == 0, sent.stderr
+        assert owner.printed("print(await handle)") == "{'got': {'n': 1}}\n"
+        watched, errors = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, errors
+    assert json.loads(watched)["status"] == "SUCCESSFUL"
+    owner.run("wait = workflow.wait_for_event(workflow.ManualListener, key='x')")
+    owner.run("other = workflow.run_async(wait, workflow_id='c')")
+    cancelled = evkit_cli("cancel", "c", "--json", "--storage", store)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "CANCELED"
     listed = evkit_cli("list", "--json", "--storage", store)
-    assert [r["status"] for r in json.loads(listed.stdout)["runs"]] == ["SUCCESSFUL"]
+    assert [r["status"] for r in json.loads(listed.stdout)["runs"]] == ["SUCCESSFUL", "CANCELED"]
 
 
 _CLIENT_CELL = """

@@ -52,6 +52,7 @@ def owner(path: str, n: int, k: int) -> None:
     import asyncio
 
     asyncio.run(handle.wait_waiting(timeout_seconds=120))
+    asyncio.run(workflow.get_runtime().serving_async())
     print("READY", flush=True)
     for line in sys.stdin:
         command = line.strip()

@@ -43,11 +43,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("evkit")
 
-OWNER_FILE_WAIT_SECONDS = 2.0
+OWNER_FILE_WAIT_SECONDS = 5.0
 """How long a process that finds the store held waits for the holder's owner file.
 
-An owner writes it a moment after it opens the store (in a notebook, once the cell
-that opened it returns)."""
+An owner writes it a moment after its engine starts (0.1-0.3 s in a fresh process, which
+imports aiohttp then; in a notebook, once the cell that opened the store returns)."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """How long a request waits for the owner ($EVKIT_CLIENT_TIMEOUT_SECONDS overrides it)."""
 CHANGES_WAIT_SECONDS = 20.0

@@ -12,6 +12,7 @@ starts or resumes a run.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import secrets
@@ -73,7 +74,9 @@ class ControlServer(Service):
         return self._starting
 
     async def _start(self) -> OwnerInfo:
-        from aiohttp import web
+        # Importing aiohttp costs a fresh process 0.1-0.3 s: on a worker thread, the loop
+        # (and the first run, which does not wait for the endpoint) goes on meanwhile.
+        web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
 
         app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._auth_middleware()])
         app.router.add_post("/v1/call/{op}", self._call)
@@ -92,17 +95,21 @@ class ControlServer(Service):
             host=socket.gethostname(),
             storage=self._storage,
         )
-        if self._closed:
+        if self.is_closed():
             await runner.cleanup()
             raise RunStateError(f"The store {self._storage!r} was closed while its endpoint started.")
         await asyncio.to_thread(write_owner_file, info)
-        if self._closed:  # closed while the file was written: it must not outlive the runtime
+        if self.is_closed():  # closed while the file was written: it must not outlive the runtime
             await asyncio.to_thread(remove_owner_file, info)
             await runner.cleanup()
             raise RunStateError(f"The store {self._storage!r} was closed while its endpoint started.")
         self.info = info
         logger.info("evkit: store %r serves its clients on %s", self._storage, info.url)
         return info
+
+    def is_closed(self) -> bool:
+        """True once the engine closed the endpoint."""
+        return self._closed
 
     def close_nowait(self) -> None:
         """Remove the owner file and stop listening; requests in flight end in a task."""

@@ -201,21 +201,16 @@ class Runtime:
 
     def _serve(self, engine: Engine) -> None:
         # The owner serves other processes (the CLI, scripts, a second notebook) on the
-        # engine's loop. From another thread, wait until the owner file is written, so a
-        # client started right after init() finds it; on the engine's own loop (a notebook
-        # cell) it starts once the cell returns, and clients wait for the file meanwhile.
+        # engine's loop. It starts in the background: the first call does not wait for it
+        # (in a notebook cell it starts once the cell returns). A client that finds the
+        # store held waits a moment for the owner file; `serving_async()` waits for it here.
         server = ControlServer(engine, self.storage)
         engine.services.add(server)
         if running_loop() is engine.loop:
             server.start_soon()
-            return
-        if not engine.loop.is_running():
-            return  # a finished asyncio.run's loop: nothing could serve on it
-
-        async def start() -> None:
-            await asyncio.gather(server.start_soon(), return_exceptions=True)  # failures are logged
-
-        asyncio.run_coroutine_threadsafe(start(), engine.loop).result()
+        elif engine.loop.is_running():
+            engine.loop.call_soon_threadsafe(server.start_soon)
+        # else: a finished asyncio.run's loop: nothing could serve on it
 
     async def serving_async(self) -> str:
         """Wait until this runtime serves its store to other processes; returns the endpoint's URL.

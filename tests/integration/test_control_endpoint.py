@@ -7,6 +7,7 @@ test_owner_processes.py).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
@@ -37,6 +38,7 @@ def owner(tmp_path: os.PathLike[str]) -> Iterator[evkit.Runtime]:
     script's would be, so this test's thread can block on HTTP calls to it)."""
     runtime = evkit.Runtime(os.path.join(tmp_path, "store.duckdb"), loop="thread")
     runtime.engine()
+    asyncio.run(runtime.serving_async())  # the endpoint starts in the background
     try:
         yield runtime
     finally:

@@ -7,6 +7,7 @@ owner script killed with SIGKILL.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -200,6 +201,7 @@ handle = workflow.run_async(
     after.step(workflow.wait_for_event(workflow.ManualListener, key="go")), workflow_id="w"
 )
 asyncio.run(handle.wait_waiting(timeout_seconds=30))
+asyncio.run(workflow.get_runtime().serving_async())
 print("READY", flush=True)
 sys.stdin.read()
 """
@@ -265,6 +267,7 @@ def test_an_owner_killed_during_a_request_leaves_a_clear_error_and_an_intact_sto
     # Only when asked (init again) does this process take the store over, and resume the run.
     restarted = workflow.init(storage=store, loop="thread")
     assert isinstance(restarted, evkit.Runtime)
+    asyncio.run(restarted.serving_async())
     owned = read_owner_file(store)
     assert owned is not None
     assert owned.pid == os.getpid()

@@ -15,6 +15,7 @@ import http.client
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -84,6 +85,9 @@ class ControlClient:
         self._host = address.hostname or "127.0.0.1"
         self._port = address.port or 80
         self._local = threading.local()
+        # Every thread's connection, so close() can end a long poll another thread waits in.
+        self._connections: set[http.client.HTTPConnection] = set()
+        self._connections_lock = threading.Lock()
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
@@ -91,6 +95,8 @@ class ControlClient:
         if connection is None:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
             self._local.connection = connection
+            with self._connections_lock:
+                self._connections.add(connection)
         connection.timeout = timeout
         if connection.sock is not None:
             connection.sock.settimeout(timeout)
@@ -124,6 +130,8 @@ class ControlClient:
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 self._local.connection = None
+                with self._connections_lock:
+                    self._connections.discard(connection)
                 # A kept-alive connection the owner closed while idle: try once on a new one.
                 stale = reused and isinstance(
                     exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
@@ -232,11 +240,15 @@ class ControlClient:
         return result
 
     def close(self) -> None:
-        """Close this thread's connection (others close with their threads)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        """Close every thread's connection; a request waiting in one fails at once."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
             connection.close()
-            self._local.connection = None
 
 
 def connect(storage: str, locked: StoreLockedError) -> ClientRuntime:
@@ -517,6 +529,8 @@ class RemoteRunHandle:
                     self._runtime.changes, self.workflow_id, after=version, wait=CHANGES_WAIT_SECONDS
                 )
             except EvkitError as exc:
+                if self._runtime.closed:
+                    return  # closed by its user: nothing to follow any more
                 logger.warning("evkit: stopped following run %r: %s", self.workflow_id, exc)
                 change = None
             if change is None or change["version"] != version:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import scen_clients, scen_coldstart, scen_kafka
+from bench.common import temp_store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 900
@@ -408,9 +409,9 @@ def scenario_kafka(quick: bool, raw: dict[str, object]) -> list[Row]:
 
 
 def scenario_clients(quick: bool, raw: dict[str, object]) -> list[Row]:
-    n, k, repeats = (100_000, 40, 3) if quick else (1_000_000, 200, 7)
-    with tempfile.TemporaryDirectory(prefix="evkit-bench-clients-") as d:
-        result = scen_clients.measure(os.path.join(d, "owned.duckdb"), n, k, repeats)
+    n, k, repeats = (20_000, 20, 2) if quick else (1_000_000, 200, 7)
+    with temp_store("owned.duckdb") as path:
+        result = scen_clients.measure(path, n, k, repeats)
     raw["clients"] = result
     owned, free = result["cold_list_owner_median_s"], result["cold_list_file_median_s"]
     floor = result["cold_import_median_s"]

@@ -32,6 +32,12 @@ from evkit.api import (
     sql as sql,
     wait_for_any as wait_for_any,
 )
+from evkit.asking import (
+    PendingQuestions as PendingQuestions,
+    StoredQuestion as StoredQuestion,
+    ask as ask,
+    pending as pending,
+)
 from evkit.client import ClientRuntime as ClientRuntime, RemoteRunHandle as RemoteRunHandle
 from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
 from evkit.context import (
@@ -48,6 +54,7 @@ from evkit.dag import (
     wait_for_event as wait_for_event,
 )
 from evkit.errors import (
+    AnswerError as AnswerError,
     ClusterConnectionError as ClusterConnectionError,
     EventTimeoutError as EventTimeoutError,
     EvkitError as EvkitError,
@@ -75,6 +82,7 @@ from evkit.errors import (
 )
 from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
+from evkit.listeners.ask import AskListener as AskListener, OpenQuestion as OpenQuestion
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.cron import CronListener as CronListener
 from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
@@ -103,6 +111,8 @@ from evkit.serve import serve_events as serve_events
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerError",
+    "AskListener",
     "ClientRuntime",
     "Clock",
     "ClusterConnectionError",
@@ -122,8 +132,10 @@ __all__ = [
     "KafkaMessage",
     "ManualListener",
     "NotAStoreError",
+    "OpenQuestion",
     "OwnerUnreachableError",
     "PayloadError",
+    "PendingQuestions",
     "ReadOnlyQueryError",
     "RedisStreamListener",
     "RunError",
@@ -146,6 +158,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreOwnedElsewhereError",
     "StoreVersionError",
+    "StoredQuestion",
     "StreamEntry",
     "StripeSignature",
     "TimerListener",
@@ -159,6 +172,7 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowStillActiveError",
     "WorkerLostError",
+    "ask",
     "cancel",
     "delete",
     "get_current_step_id",
@@ -170,6 +184,7 @@ __all__ = [
     "get_status",
     "init",
     "list_all",
+    "pending",
     "load_ipython_extension",
     "plot_timeline",
     "resume",

@@ -25,6 +25,7 @@ from evkit.errors import (
 )
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
+from evkit.listeners.ask import notebook_user
 from evkit.listeners.base import TimerListener
 from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
 from evkit.runtime import LoopMode, Runtime, running_loop
@@ -614,6 +615,8 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
     Raises:
         WorkflowNotFoundError: The store has no such run.
         PayloadError: The payload cannot be pickled (nothing is stored); also a TypeError.
+        AnswerError: A ``workflow.ask`` step waits on ``key`` and the payload does not
+            fit its model (nothing is stored); also a ValueError.
         ValueError: ``key`` is longer than ``MAX_EVENT_KEY_CHARS`` (200 characters).
     """
     workflow_id = _check_id(workflow_id)
@@ -626,6 +629,9 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
             f"cannot be stored ({exc.__cause__ or exc}); send picklable data. Nothing was stored."
         ) from None
 
+    # Who answers (an ask step's answer records it) is this process's user, also when the
+    # owner of the store stores the event.
+    answered_by = notebook_user()
     runtime = _current_runtime()
     if isinstance(runtime, ClientRuntime):
         # An id made here, so that a send the owner's exit interrupted can be repeated safely.
@@ -635,9 +641,12 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
             key=key,
             payload=payload,
             event_id=event_id or new_event_id(),
+            answered_by=answered_by,
         )
         return sent
-    return runtime.call(lambda engine: operations.send(engine, workflow_id, key, payload, event_id))
+    return runtime.call(
+        lambda engine: operations.send(engine, workflow_id, key, payload, event_id, answered_by=answered_by)
+    )
 
 
 def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[str]:

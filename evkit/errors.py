@@ -14,6 +14,7 @@ carries it as fields too, so callers can react without parsing text::
     │   ├── WorkflowNotFoundError           (also KeyError)
     │   ├── WorkflowNotResumableError
     │   ├── PayloadError                    (also TypeError: an event that cannot be stored)
+    │   ├── AnswerError                     (also ValueError: an answer its question refuses)
     │   └── RunStateError                   (also RuntimeError: lifecycle misuse)
     │       └── WorkflowStillActiveError
     ├── ExecutorError
@@ -166,6 +167,17 @@ class WorkflowNotResumableError(WorkflowError):
 
 class PayloadError(WorkflowError, TypeError):
     """An event payload cannot be stored (it cannot be pickled); nothing was stored."""
+
+
+class AnswerError(WorkflowError, ValueError):
+    """An answer to a ``workflow.ask`` question does not fit its model; nothing was stored.
+
+    ``errors`` holds one ``(field, message)`` pair per wrong field (field ``""``: the
+    answer as a whole), ``key`` the question's event key.
+    """
+
+    key: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 class RunStateError(WorkflowError, RuntimeError):

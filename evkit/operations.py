@@ -12,9 +12,11 @@ import json
 from collections.abc import Sequence
 
 from evkit import codec
+from evkit.answers import InvalidAnswer
 from evkit.engine import Engine
 from evkit.errors import RunStateError, WorkflowCancellationError, WorkflowNotFoundError
 from evkit.execution import failure_from_store
+from evkit.listeners.ask import Questions, answer_error
 from evkit.model import WorkflowStatus
 from evkit.store.overview import list_runs, run_overview
 from evkit.store.reads import step_metadata
@@ -127,16 +129,47 @@ async def metadata(engine: Engine, workflow_id: str, step_id: str | None) -> dic
     }
 
 
-async def send(engine: Engine, workflow_id: str, key: str, payload: object, event_id: str | None) -> str:
+async def send(
+    engine: Engine,
+    workflow_id: str,
+    key: str,
+    payload: object,
+    event_id: str | None,
+    *,
+    answered_by: str = "notebook",
+) -> str:
     """Store an event for the run's wait on ``key``; returns its event id.
+
+    ``answered_by`` is who sends it (``notebook:<user>`` of the sending process, which
+    may be a client of this one): the source an ``ask`` step's answer records.
 
     Raises:
         WorkflowNotFoundError: The store has no such run.
+        AnswerError: An ``ask`` step waits on ``key`` and ``payload`` does not fit its model.
     """
     if engine.active(workflow_id) is None and await engine.load(workflow_id) is None:
         raise WorkflowNotFoundError(not_found_message(workflow_id, engine), workflow_id=workflow_id)
-    result = await engine.inbox.send(workflow_id, key, payload, event_id=event_id)
+    stored, source = _checked_answer(engine, workflow_id, key, payload, answered_by)
+    result = await engine.inbox.send(workflow_id, key, stored, event_id=event_id, source=source)
     return result.event_id
+
+
+def _checked_answer(
+    engine: Engine, workflow_id: str, key: str, payload: object, answered_by: str
+) -> tuple[object, str]:
+    """What ``send_event`` stores, and its source: an ``ask`` step's validated answer.
+
+    Raises:
+        AnswerError: An ``ask`` step waits on ``key`` and ``payload`` does not fit its model.
+    """
+    questions = engine.services.get(Questions)
+    question = questions.find(workflow_id, key) if questions is not None else None
+    if questions is None or question is None:
+        return payload, "notebook"
+    try:
+        return questions.check(workflow_id, key, payload, answered_by=answered_by), answered_by
+    except InvalidAnswer as exc:
+        raise answer_error(exc, question, call=f"send_event({workflow_id!r}, {key!r}, ...)") from None
 
 
 async def send_many(engine: Engine, workflow_id: str, items: Sequence[tuple[str, object]]) -> list[str]:

@@ -29,6 +29,7 @@ from evkit.api import (
     sql as sql,
     wait_for_any as wait_for_any,
 )
+from evkit.asking import ask as ask, pending as pending
 from evkit.context import (
     get_current_step_id as get_current_step_id,
     get_current_workflow_id as get_current_workflow_id,
@@ -36,6 +37,7 @@ from evkit.context import (
 )
 from evkit.dag import step as step, wait_for_event as wait_for_event
 from evkit.errors import (
+    AnswerError as AnswerError,
     EventTimeoutError as EventTimeoutError,
     WorkflowCancellationError as WorkflowCancellationError,
     WorkflowError as WorkflowError,
@@ -74,6 +76,7 @@ __all__ = [
     "RUNNING",
     "SUCCESSFUL",
     "WAITING",
+    "AnswerError",
     "CronListener",
     "EventListener",
     "EventTimeoutError",
@@ -94,6 +97,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowNotResumableError",
     "WorkflowStatus",
+    "ask",
     "cancel",
     "delete",
     "event_listener",
@@ -106,6 +110,7 @@ __all__ = [
     "get_status",
     "init",
     "list_all",
+    "pending",
     "plot_timeline",
     "resume",
     "resume_all",

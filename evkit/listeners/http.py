@@ -19,9 +19,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar, final
 from urllib.parse import quote
 
+from evkit.answers import InvalidAnswer, json_schema
 from evkit.clock import Clock, WallClock
 from evkit.context import get_event_context
 from evkit.errors import RunStateError
+from evkit.listeners.ask import Questions, answer_error
 from evkit.listeners.http_body import (
     MAX_IDEMPOTENCY_KEY_CHARS as MAX_IDEMPOTENCY_KEY_CHARS,
     parse_json,
@@ -571,6 +573,9 @@ class EventServer(Service):
         payload, problem = parse_json(body)
         if problem is not None:
             return _error(400, "malformed_json", problem)
+        refused, payload = self._check_answer(workflow_id, key, payload, source)
+        if refused is not None:
+            return refused
         # Shielded: a disconnecting client or a server shutdown must not cancel a write the
         # inbox shares with other events, nor leave a repeat unguarded (the store decides,
         # then we reply).
@@ -588,6 +593,31 @@ class EventServer(Service):
                 status=202,
             )
         return outcome
+
+    def _check_answer(
+        self, workflow_id: str, key: str, payload: object, source: str
+    ) -> tuple[web.Response | None, object]:
+        """``(None, what to store)``, or ``(a 400, None)`` for an answer a question refuses.
+
+        Only while a ``workflow.ask`` step waits on the key: its model validates the body.
+        """
+        questions = self._services.get(Questions)
+        question = questions.find(workflow_id, key) if questions is not None else None
+        if questions is None or question is None:
+            return None, payload
+        try:
+            return None, questions.check(workflow_id, key, payload, answered_by=source)
+        except InvalidAnswer as exc:
+            from aiohttp import web as aioweb
+
+            error = answer_error(exc, question, call=f"POST /events/{workflow_id}/{key}")
+            body = {
+                "error": "invalid_answer",
+                "message": str(error),
+                "fields": [{"field": field, "message": message} for field, message in exc.errors],
+                "schema": json_schema(question.model),
+            }
+            return aioweb.json_response(body, status=400), None
 
     async def _accept(
         self, workflow_id: str, key: str, event_id: str | None, payload: object, source: str

@@ -22,7 +22,9 @@ from collections.abc import Callable
 
 from evkit import api
 from evkit.handle import RunHandle
+from evkit.listeners.ask import questions_of
 from evkit.model import RunProgress
+from evkit.notebook.forms import submit_answer
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
 from evkit.notebook.widget import RunWidget, parse_payload
 
@@ -76,6 +78,8 @@ class LiveRun:
         widget.on_send_request(self.request_send)
         widget.on_page_request(self.request_page)
         widget.on_details_request(self.request_details)
+        widget.on_answer_request(self.request_answer)
+        self._unsubscribe_questions: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<evkit LiveRun {self.handle.workflow_id!r}>"
@@ -93,6 +97,10 @@ class LiveRun:
     def request_send(self, step_id: str, payload_text: str) -> None:
         """Deliver the payload typed in a step's form (called by the widget; any thread)."""
         self._to_loop(self._start_send, step_id, payload_text)
+
+    def request_answer(self, workflow_id: str, step_id: str, values: dict[str, object]) -> None:
+        """Validate and send the answer given in a question's form (called by the widget; any thread)."""
+        self._to_loop(self._start_answer, workflow_id, step_id, values)
 
     def request_page(self, offset: int) -> None:
         """Show the event table's page starting at event step ``offset`` (any thread)."""
@@ -118,6 +126,12 @@ class LiveRun:
         except Exception:  # a closed runtime: show what we have and stop
             logger.warning("evkit: cannot follow run %r", self.handle.workflow_id, exc_info=True)
             return
+        try:  # the run's open questions (workflow.ask) get forms: follow them too
+            self._unsubscribe_questions = questions_of(self.handle.runtime.engine().services).subscribe(
+                self._changed
+            )
+        except Exception:
+            logger.warning("evkit: cannot follow the questions of %r", self.handle.workflow_id, exc_info=True)
         progress = self.widget.last_progress
         if progress is not None and self.widget.dag_layout is None and self._wants_dot(progress):
             self._relayout(progress)  # dot's drawing, from a worker thread
@@ -131,6 +145,9 @@ class LiveRun:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unsubscribe_questions is not None:
+            self._unsubscribe_questions()
+            self._unsubscribe_questions = None
 
     def _changed(self) -> None:
         # Coalesce: at most one push per interval, and pace by the pushes' own cost so the
@@ -173,6 +190,7 @@ class LiveRun:
         self.pushes += 1
         if widget.apply_progress(progress, now=self._clock.now()) and self._wants_dot(progress):
             self._relayout(progress)
+        self._show_questions()
         selected = widget.selected_step
         if selected is not None and progress.states.get(selected) != widget.details.get("state"):
             self._read_details(selected)  # its state moved on: what the store has did too
@@ -280,6 +298,19 @@ class LiveRun:
             self.widget.set_send_status(step_id, ok=False, text=text)
             return
         self.widget.set_send_status(step_id, ok=True, text=f"sent {_short(payload)} to key {key!r}")
+
+    def _show_questions(self) -> None:
+        try:
+            questions = questions_of(self.handle.runtime.engine().services).all(self.handle.workflow_id)
+        except Exception:  # a closed runtime: the run is over, so is every question
+            questions = []
+        self.widget.set_questions(questions)
+
+    def _start_answer(self, workflow_id: str, step_id: str, values: dict[str, object]) -> None:
+        answer = submit_answer(self.handle.runtime, self.widget, workflow_id, step_id, values)
+        task = self._loop.create_task(answer)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _short(value: object, limit: int = 40) -> str:

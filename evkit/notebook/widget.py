@@ -21,6 +21,7 @@ import traitlets
 from evkit.handle import StepDetails
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepShape, StepSnapshot, clamp_offset
 from evkit.notebook import viewmodel
+from evkit.notebook.forms import FORMS_CSS, FORMS_JS, AnswerForms
 from evkit.notebook.layout import Layout, LayoutEngine, dot_would_be_used, layout_for
 
 logger = logging.getLogger("evkit.notebook")
@@ -61,7 +62,7 @@ def parse_payload(text: str) -> object:
         return text
 
 
-class RunWidget(anywidget.AnyWidget):
+class RunWidget(AnswerForms, anywidget.AnyWidget):
     """The DAG of a run coloured by state, and its event table with send forms.
 
     Build one from a snapshot with :meth:`from_snapshot` (or from ``RunHandle.progress()``
@@ -71,8 +72,13 @@ class RunWidget(anywidget.AnyWidget):
 
     # Declared as traits here, read once: given as files, anywidget adds them (and its id)
     # to each instance with add_traits, which makes a new class per widget, on every display.
-    _esm = traitlets.Unicode((_ASSETS / "run_widget.js").read_text(encoding="utf-8")).tag(sync=True)
-    _css = traitlets.Unicode((_ASSETS / "run_widget.css").read_text(encoding="utf-8")).tag(sync=True)
+    # The forms of `workflow.ask` questions are their own module, appended (evkit.notebook.forms).
+    _esm = traitlets.Unicode((_ASSETS / "run_widget.js").read_text(encoding="utf-8") + "\n" + FORMS_JS).tag(
+        sync=True
+    )
+    _css = traitlets.Unicode((_ASSETS / "run_widget.css").read_text(encoding="utf-8") + "\n" + FORMS_CSS).tag(
+        sync=True
+    )
     _anywidget_id = traitlets.Unicode(f"{__name__}.RunWidget").tag(sync=True)
 
     workflow_id = traitlets.Unicode("").tag(sync=True)

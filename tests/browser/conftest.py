@@ -1,6 +1,7 @@
-"""The browser tests' directory: live.ipynb is the notebook test_jupyterlab.py runs in
-JupyterLab, not a tutorial, so `pytest --nbval tests notebooks` must not collect it."""
+"""The browser tests' directory: live.ipynb and ask.ipynb are the notebooks that
+test_jupyterlab.py and test_ask_form.py run in JupyterLab, not tutorials, so
+`pytest --nbval tests notebooks` must not collect them."""
 
 from __future__ import annotations
 
-collect_ignore = ["live.ipynb"]
+collect_ignore = ["live.ipynb", "ask.ipynb"]

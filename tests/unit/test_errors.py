@@ -141,6 +141,8 @@ def _sample(cls: type[errors.EvkitError]) -> errors.EvkitError:
         "path": "/data/s.duckdb",
         "pid": 4242,
         "host": "build-7",
+        "key": "approve",
+        "errors": (("amount", "Field required"),),
     }
     assert set(cls._field_defaults) <= set(values), f"add a sample value for {cls.__name__}'s fields"
     return cls(f"{cls.__name__} about 'run-7'", **{name: values[name] for name in cls._field_defaults})

@@ -128,7 +128,8 @@ function render({ model, el }) {
   panel.hidden = true;
   panel.setAttribute("role", "region");
   panel.setAttribute("aria-label", "step details");
-  root.append(header, counts, dagBox, panel, tableBox, pager);
+  const questionsBox = html("div", "evkit-questions");  // workflow.ask forms: question_forms.js
+  root.append(header, counts, questionsBox, dagBox, panel, tableBox, pager);
   el.appendChild(root);
 
   let nodeEls = new Map();
@@ -473,8 +474,10 @@ function render({ model, el }) {
   drawDag();
   drawEvents();
   const timer = setInterval(tick, 500);
+  const stopQuestions = renderQuestions(model, questionsBox);
   return () => {
     clearInterval(timer);
+    stopQuestions();
     for (const [name, fn] of handlers) model.off(name, fn);
   };
 }

@@ -25,7 +25,7 @@ import duckdb
 from evkit import codec, operations
 from evkit.engine import ActiveRun, Engine
 from evkit.errors import EvkitError, ReadOnlyQueryError, RunStateError, WorkflowNotFoundError
-from evkit.model import RunProgress, RunSnapshot, WorkflowStatus
+from evkit.model import RunProgress, RunSnapshot
 from evkit.owner_file import OwnerInfo, remove_owner_file, write_owner_file
 from evkit.services import Service
 from evkit.store.details import load_step_details
@@ -388,17 +388,6 @@ async def _step_details(engine: Engine, workflow_id: str, step_id: str) -> dict[
     return {"record": record, "kind": kind, "args": args, "kwargs": kwargs, "stored": stored}
 
 
-async def _outcome(engine: Engine, workflow_id: str) -> str:
-    """The run's final status once it ended (waits while it runs here)."""
-    active = engine.active(workflow_id)
-    if active is not None:
-        await asyncio.wait([active.task])
-    status = await operations.status(engine, workflow_id)
-    if status in (WorkflowStatus.RUNNING, WorkflowStatus.WAITING):  # pragma: no cover - resumed meanwhile
-        return await _outcome(engine, workflow_id)
-    return str(status.value)
-
-
 _OPS: Mapping[str, Callable[..., Awaitable[Any]]] = {
     "hello": _hello,
     "list_all": _list_all,
@@ -414,5 +403,4 @@ _OPS: Mapping[str, Callable[..., Awaitable[Any]]] = {
     "snapshot": _snapshot,
     "progress": _progress,
     "step_details": _step_details,
-    "outcome": _outcome,
 }

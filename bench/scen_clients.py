@@ -8,8 +8,9 @@ events of another run. Measured beside the in-process figure:
   the same command reading the store file itself once no process owns it;
 - a query returning N event rows (``SELECT * FROM inbox_events``), ``.fetchall()`` in a
   client process through the endpoint (Arrow IPC), beside the same call in the owner;
-- ``send_event`` from a client process to the downstream step's start (p50), beside the
-  in-process figure of scenario 2 (``send_event`` in the owner's own process).
+- ``send_event`` from a client process to the downstream step's start (p50), beside
+  ``send_event`` in the owner's own process: batches of each, interleaved on one run
+  (client, owner, client, owner), so the machine's load hits both alike.
 
 Clocks: ``time.perf_counter`` is CLOCK_MONOTONIC on Linux, one clock for every process.
 """
@@ -64,6 +65,14 @@ def owner(path: str, n: int, k: int) -> None:
             workflow.sql(QUERY).to_arrow_table()
             arrow = time.perf_counter() - t0
             print(json.dumps({"rows": len(rows), "fetchall_s": fetchall, "arrow_s": arrow}), flush=True)
+        elif command.startswith("local "):
+            first, last = map(int, command.split()[1:])
+            sent = {}
+            for i in range(first, last):
+                sent[i] = time.perf_counter()
+                workflow.send_event("latency", f"k{i}", i)
+                time.sleep(0.025)  # as the client does
+            print(json.dumps(sent), flush=True)
         elif command == "started":
             handle.result(timeout=120)
             print(json.dumps({str(i): t for i, t in STARTED.items()}), flush=True)
@@ -89,13 +98,13 @@ def client_sql(path: str) -> None:
     workflow.shutdown()
 
 
-def client_send(path: str, k: int, pause: float) -> None:
+def client_send(path: str, first: int, last: int, pause: float) -> None:
     from evkit import workflow
 
     workflow.init(storage=path)
     workflow.get_status("latency")  # the connection is made before the first send
     sent = {}
-    for i in range(k):
+    for i in range(first, last):
         sent[i] = time.perf_counter()
         workflow.send_event("latency", f"k{i}", i)
         time.sleep(pause)  # let the event reach its step before the next one is sent
@@ -151,9 +160,21 @@ def measure(path: str, n: int, k: int, repeats: int) -> dict[str, object]:
         client = _python("-m", "bench.scen_clients", "client-sql", path)
         through, _ = client.communicate(timeout=600)
         endpoint = json.loads(through)
-        client = _python("-m", "bench.scen_clients", "client-send", path, str(k), "0.025")
-        out, _ = client.communicate(timeout=600)
-        sent = {int(i): t for i, t in json.loads(out).items()}
+        remote: dict[int, float] = {}
+        local: dict[int, float] = {}
+        quarter = k // 4
+        for batch in range(4):
+            first, last = batch * quarter, (batch + 1) * quarter
+            if batch % 2 == 0:
+                client = _python(
+                    "-m", "bench.scen_clients", "client-send", path, str(first), str(last), "0.025"
+                )
+                out, _ = client.communicate(timeout=600)
+                remote.update({int(i): t for i, t in json.loads(out).items()})
+            else:
+                holder.stdin.write(f"local {first} {last}\n")
+                holder.stdin.flush()
+                local.update({int(i): t for i, t in json.loads(holder.stdout.readline()).items()})
         holder.stdin.write("started\n")
         holder.stdin.flush()
         started = {int(i): t for i, t in json.loads(holder.stdout.readline()).items()}
@@ -163,14 +184,17 @@ def measure(path: str, n: int, k: int, repeats: int) -> dict[str, object]:
         if holder.poll() is None:
             holder.kill()
     free_list = [_cold_list(path) for _ in range(repeats)]
-    latencies = [(started[i] - sent[i]) * 1000 for i in range(k)]
+    remote_ms = [(started[i] - sent) * 1000 for i, sent in remote.items()]
+    local_ms = [(started[i] - sent) * 1000 for i, sent in local.items()]
     return {
         "cold_list_owner_s": owned_list,
         "cold_list_file_s": free_list,
         "sql_in_process": in_process,
         "sql_endpoint": endpoint,
-        "send_p50_ms": percentile(latencies, 50),
-        "send_p99_ms": percentile(latencies, 99),
+        "send_p50_ms": percentile(remote_ms, 50),
+        "send_p99_ms": percentile(remote_ms, 99),
+        "send_in_process_p50_ms": percentile(local_ms, 50),
+        "send_in_process_p99_ms": percentile(local_ms, 99),
         "cold_import_s": import_floor,
         "cold_list_owner_median_s": statistics.median(owned_list),
         "cold_import_median_s": statistics.median(import_floor),
@@ -185,6 +209,6 @@ if __name__ == "__main__":
     elif command == "client-sql":
         client_sql(rest[0])
     elif command == "client-send":
-        client_send(rest[0], int(rest[1]), float(rest[2]))
+        client_send(rest[0], int(rest[1]), int(rest[2]), float(rest[3]))
     else:
         raise SystemExit(f"unknown command {command!r}")

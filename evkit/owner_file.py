@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from dataclasses import asdict, dataclass
 
 OWNER_FILE_SUFFIX = ".owner.json"
+
+logger = logging.getLogger("evkit")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,9 +56,13 @@ def write_owner_file(info: OwnerInfo) -> str:
     """
     path = owner_file_path(info.storage)
     temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file, never one found there: a leftover (or a link planted in a shared
+    # directory) is removed first, and O_EXCL | O_NOFOLLOW refuse anything put back.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover file
+        os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, json.dumps(asdict(info)).encode())
         os.fsync(fd)
     finally:
@@ -65,9 +72,22 @@ def write_owner_file(info: OwnerInfo) -> str:
 
 
 def read_owner_file(storage: str) -> OwnerInfo | None:
-    """The owner file of ``storage`` as written, or ``None`` if there is none (or it is unreadable)."""
+    """The owner file of ``storage`` as written, or ``None`` if there is none to trust.
+
+    Only a file of this process's user that no one else may write is read: another
+    user's file (planted in a shared directory) would send this process's requests, and
+    the pickled answers it unpickles, to that user's server.
+    """
     try:
         with open(owner_file_path(storage), encoding="utf-8") as file:
+            st = os.fstat(file.fileno())
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                logger.warning(
+                    "evkit: ignoring the owner file of store %r: it belongs to another user or "
+                    "others may write it (only an owner file of your own, mode 0600, is used)",
+                    storage,
+                )
+                return None
             data = json.load(file)
         return OwnerInfo(
             url=str(data["url"]),

@@ -65,3 +65,15 @@ def test_a_garbled_file_reads_as_none_and_only_its_writer_removes_it(tmp_path: P
     assert read_owner_file(str(storage)) is not None
     remove_owner_file(_info(storage, os.getpid(), secret="newer"))
     assert not os.path.exists(owner_file_path(str(storage)))
+
+
+def test_an_owner_file_others_may_write_is_not_trusted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = tmp_path / "store.duckdb"
+    path = write_owner_file(_info(storage, os.getpid()))
+    os.chmod(path, 0o666)
+    assert read_owner_file(str(storage)) is None
+    assert "ignoring the owner file" in caplog.text
+    write_owner_file(_info(storage, os.getpid()))  # the owner's own write makes it private again
+    assert read_owner_file(str(storage)) == _info(storage, os.getpid())

@@ -44,8 +44,11 @@ class OwnerInfo:
 
 
 def owner_file_path(storage: str) -> str:
-    """The owner file of the store at ``storage``."""
-    return os.path.abspath(storage) + OWNER_FILE_SUFFIX
+    """The owner file of the store at ``storage``.
+
+    It sits beside the file a symlink names, so every spelling of the store's path finds it.
+    """
+    return os.path.realpath(storage) + OWNER_FILE_SUFFIX
 
 
 def write_owner_file(info: OwnerInfo) -> str:

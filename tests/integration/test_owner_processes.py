@@ -214,6 +214,7 @@ def global_runtime() -> Iterator[None]:
     workflow.shutdown()
 
 
+@pytest.mark.crash
 def test_an_owner_killed_during_a_request_leaves_a_clear_error_and_an_intact_store(
     tmp_path: os.PathLike[str], global_runtime: None
 ) -> None:

@@ -59,6 +59,8 @@ class ControlServer(Service):
         self._starting: asyncio.Task[OwnerInfo] | None = None
         self.info: OwnerInfo | None = None
         self._closed = False
+        # The long polls waiting now: closing wakes them, so no client holds the close up.
+        self._waiters: set[asyncio.Event] = set()
 
     def __repr__(self) -> str:  # never shows the secret
         where = self.info.url if self.info is not None else "starting"
@@ -116,6 +118,7 @@ class ControlServer(Service):
         if self._closed:
             return
         self._closed = True
+        self._wake_waiters()
         if self.info is not None:
             # A short block, once, at shutdown on the engine's own loop (see Runtime.close).
             remove_owner_file(self.info)
@@ -128,6 +131,7 @@ class ControlServer(Service):
         if self._closed:
             return
         self._closed = True
+        self._wake_waiters()
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
@@ -135,6 +139,10 @@ class ControlServer(Service):
             await asyncio.to_thread(remove_owner_file, self.info)
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _wake_waiters(self) -> None:
+        for waiter in list(self._waiters):
+            waiter.set()
 
     # ------------------------------------------------------------------ requests
 
@@ -268,12 +276,14 @@ class ControlServer(Service):
             changed = asyncio.Event()
             unsubscribe = _subscribe(active, changed.set)
             active.task.add_done_callback(lambda _: changed.set())
+            self._waiters.add(changed)
             try:
                 async with asyncio.timeout(wait):
                     await changed.wait()
             except TimeoutError:
                 pass
             finally:
+                self._waiters.discard(changed)
                 unsubscribe()
         active = self._engine.active(workflow_id)
         if active is not None:

@@ -464,6 +464,76 @@ def scenario_clients(quick: bool, raw: dict[str, object]) -> list[Row]:
     ]
 
 
+def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n = 10_000 if quick else 100_000
+    fanout = _child("bench.scen_fingerprint:fingerprint_fanout", n=n)
+    chain = _child("bench.scen_fingerprint:fingerprint_chain", n=1_000)
+    raw["fingerprint"] = {"n": n, "fanout": fanout, "chain": chain}
+    return [
+        Row(
+            "11",
+            "step fingerprints, first in the process (floor: flatten)",
+            f"{n:,}-step fan-out of one function",
+            "s",
+            fanout["fingerprint_cold_s"],
+            fanout["flatten_s"],
+            note=(
+                f"again {fanout['fingerprint_s']:.3f} s; function_fingerprint per step, "
+                f"no Fingerprinter: {fanout['function_fingerprint_per_step_s']:.3f} s"
+            ),
+        ),
+        Row(
+            "11",
+            "step fingerprints, first in the process (floor: flatten)",
+            "1,000-step chain of distinct functions",
+            "s",
+            chain["fingerprint_cold_s"],
+            chain["flatten_s"],
+            note=f"{chain['cold_per_function_us']:.0f} us per function; again {chain['fingerprint_s']:.4f} s",
+        ),
+        *_fingerprint_share_rows(quick, raw),
+    ]
+
+
+def _fingerprint_share_rows(quick: bool, raw: dict[str, object]) -> list[Row]:
+    # The DAGs of scenarios 1 and 4, fingerprinted (not run); the share of those
+    # scenarios' own times when they ran in this invocation.
+    n_waits = 10_000 if quick else 100_000
+    dags = _child("bench.scen_fingerprint:fingerprint_scenario_dags", n_waits=n_waits, n_chain=1_000)
+    raw["fingerprint_scenario_dags"] = dags
+    waits_s = next(
+        (
+            float(entry["evkit"]["total_s"])  # type: ignore[index]
+            for entry in raw.get("waits", {}).get("manual", [])  # type: ignore[attr-defined]
+            if entry["n"] == n_waits
+        ),
+        None,
+    )
+    chain = raw.get("steps_chain")
+    chain_s = float(chain["evkit"]["total_s"]) if isinstance(chain, dict) else None  # type: ignore[index]
+    rows = []
+    for label, case, run_s, scenario in (
+        ("waits", f"scenario 1's DAG: {n_waits:,} manual waits + handle steps", waits_s, "1"),
+        ("chain", "scenario 4's DAG: a 1,000-step chain of one function", chain_s, "4"),
+    ):
+        seconds = float(dags[f"{label}_fingerprint_s"])  # type: ignore[arg-type]
+        note = f"{int(dags[f'{label}_steps']):,} steps"  # type: ignore[call-overload]
+        if run_s:
+            note += f"; {seconds / run_s * 100:.1f}% of scenario {scenario}'s run ({run_s:.2f} s)"
+        rows.append(
+            Row(
+                "11",
+                "step fingerprints, first in the process (floor: flatten)",
+                case,
+                "s",
+                seconds,
+                float(dags[f"{label}_flatten_s"]),  # type: ignore[arg-type]
+                note=note,
+            )
+        )
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "waits": scenario_waits,
     "latency": scenario_latency,
@@ -475,6 +545,7 @@ SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "cluster": scenario_cluster,
     "kafka": scenario_kafka,
     "clients": scenario_clients,
+    "fingerprint": scenario_fingerprint,
 }
 
 

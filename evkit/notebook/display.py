@@ -16,6 +16,7 @@ from evkit.errors import EvkitError
 from evkit.gcscope import fewer_gc_passes
 from evkit.model import RunProgress
 from evkit.notebook import static, viewmodel
+from evkit.notebook.grouping import group_steps
 from evkit.notebook.layout import Layout, layout_for
 
 if TYPE_CHECKING:
@@ -137,8 +138,12 @@ def _live_bundle(handle: RunHandle) -> dict[str, object]:
 
 
 def _layout(progress: RunProgress, current: Layout | None) -> Layout | None:
-    """The static picture's layout: ``None`` (counts only) for DAGs too big to draw."""
-    if len(progress.shapes) > static.MAX_DRAWN_STEPS:
+    """The static picture's layout: ``None`` for DAGs too big to draw step by step.
+
+    Those that group draw their groups (laid out by ``static.render_html``); others show
+    counts only.
+    """
+    if len(progress.shapes) > static.MAX_DRAWN_STEPS or group_steps(progress.shapes).grouped:
         return None
     if current is not None and current.covers(step_id for step_id, _, _ in progress.shapes):
         return current

@@ -25,13 +25,18 @@ from evkit.handle import RunHandle
 from evkit.listeners.ask import questions_of
 from evkit.model import RunProgress
 from evkit.notebook.forms import submit_answer
+from evkit.notebook.grouping import group_steps
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
+from evkit.notebook.timeline import timeline_json
 from evkit.notebook.widget import RunWidget, parse_payload
 from evkit.runtime import Runtime
 
 logger = logging.getLogger("evkit.notebook")
 
 DEFAULT_MIN_INTERVAL_SECONDS = 0.1
+
+TIMELINE_INTERVAL_SECONDS = 1.0
+"""Least time between two reads of the timeline's bars while the view shows it."""
 
 COST_FACTOR = 20
 """The next push waits at least this many times the last push's duration.
@@ -76,7 +81,13 @@ class LiveRun:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._details_task: asyncio.Task[None] | None = None
+        # The timeline is read from the store only while the view shows it, so a view
+        # without it costs the run nothing more.
+        self._timeline_task: asyncio.Task[None] | None = None
+        self._timeline_read_at = 0.0
+        self._timeline_again = False
         widget.on_send_request(self.request_send)
+        widget.on_timeline_request(self.request_timeline)
         widget.on_page_request(self.request_page)
         widget.on_details_request(self.request_details)
         widget.on_answer_request(self.request_answer)
@@ -110,6 +121,10 @@ class LiveRun:
     def request_details(self, step_id: str | None) -> None:
         """Show the details of ``step_id`` in the widget, ``None`` closes them (any thread)."""
         self._to_loop(self._select, step_id)
+
+    def request_timeline(self, is_open: bool) -> None:
+        """Keep the widget's timeline filled while the view shows it (any thread)."""
+        self._to_loop(self._set_timeline, is_open)
 
     def _to_loop(self, fn: Callable[..., None], *args: object) -> None:
         try:
@@ -196,11 +211,47 @@ class LiveRun:
         if widget.apply_progress(progress, now=self._clock.now()) and self._wants_dot(progress):
             self._relayout(progress)
         self._show_questions()
+        if widget.timeline_open and (
+            progress.status.is_final or time.monotonic() - self._timeline_read_at >= TIMELINE_INTERVAL_SECONDS
+        ):
+            self._read_timeline()
         selected = widget.selected_step
         if selected is not None and progress.states.get(selected) != widget.details.get("state"):
             self._read_details(selected)  # its state moved on: what the store has did too
         if progress.status.is_final and detach:
             self._detach()
+
+    def _set_timeline(self, is_open: bool) -> None:
+        self.widget.show_timeline(is_open)
+        if is_open:
+            self._read_timeline()
+
+    def _read_timeline(self) -> None:
+        if self._timeline_task is not None:  # one read at a time; its end reads again
+            self._timeline_again = True
+            return
+        self._timeline_again = False
+        self._timeline_read_at = time.monotonic()
+        task = self._loop.create_task(self._timeline())
+        self._timeline_task = task
+        task.add_done_callback(self._timeline_done)
+
+    async def _timeline(self) -> None:
+        # The same rows as plot_timeline, read in a worker thread: the loop never waits on DuckDB.
+        data = await asyncio.to_thread(timeline_json, self.handle.workflow_id)
+        if self.widget.timeline_open:
+            self.widget.timeline = data
+
+    def _timeline_done(self, task: asyncio.Task[None]) -> None:
+        self._timeline_task = None
+        if self._timeline_again and self.widget.timeline_open:
+            self._read_timeline()
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "evkit: reading the timeline of run %r failed",
+                self.handle.workflow_id,
+                exc_info=task.exception(),
+            )
 
     def _select(self, step_id: str | None) -> None:
         # Shown at once from what the view has; the store's part follows from its read.
@@ -243,7 +294,10 @@ class LiveRun:
             self._read_details(widget.selected_step)  # selected or changed while reading
 
     def _wants_dot(self, progress: RunProgress) -> bool:
-        return dot_would_be_used(len(progress.shapes), engine=self._layout_engine)
+        # The browser lays out a grouped DAG itself (dot's positions are per step).
+        return dot_would_be_used(len(progress.shapes), engine=self._layout_engine) and not (
+            group_steps(progress.shapes).grouped
+        )
 
     def _relayout(self, progress: RunProgress) -> None:
         if self._layout_task is not None:

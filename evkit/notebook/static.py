@@ -12,14 +12,16 @@ from html import escape
 
 from evkit.model import STEP_STATES, RunProgress
 from evkit.notebook import viewmodel
-from evkit.notebook.layout import DOT_MAX_NODES, NODE_HEIGHT, NODE_WIDTH, Layout
+from evkit.notebook.grouping import Drawing, DrawnNode, group_steps, group_text
+from evkit.notebook.layout import DOT_MAX_NODES, NODE_HEIGHT, NODE_WIDTH, Layout, compute_layout
 
 _MAX_SVG_HEIGHT_PX = 600
 _FONT = "font-family:sans-serif;font-size:12px"
 
 MAX_DRAWN_STEPS = DOT_MAX_NODES
-"""Bigger DAGs get state counts instead of a drawing: an SVG of thousands of boxes is big
-to store in the notebook and slow to make, and no one reads it in a static page."""
+"""DAGs that draw as more boxes than this, after grouping, get state counts instead of a
+drawing: an SVG of thousands of boxes is big to store in the notebook and slow to make,
+and no one reads it in a static page."""
 
 
 def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:
@@ -33,8 +35,15 @@ def edge_path(start: tuple[float, float], end: tuple[float, float]) -> str:
     return f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
 
 
-def render_svg(progress: RunProgress, layout: Layout) -> str:
-    """The DAG as an SVG element, each node filled with its state's colour."""
+def render_svg(progress: RunProgress, layout: Layout, drawing: Drawing | None = None) -> str:
+    """The DAG as an SVG element, each node filled with its state's colour.
+
+    Args:
+        progress: The run.
+        layout: Where each box is (of the steps, or of ``drawing``'s boxes).
+        drawing: The grouped boxes (:func:`evkit.notebook.grouping.group_steps`), whose
+            group nodes show their name, size and state counts.
+    """
     states = progress.states
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="evkit-dag" viewBox="0 0 {layout.width:.0f} '
@@ -45,7 +54,12 @@ def render_svg(progress: RunProgress, layout: Layout) -> str:
     parts.append('<g fill="none" stroke="#888">')
     parts += [f'<path d="{edge_path(layout.positions[a], layout.positions[b])}"/>' for a, b in layout.edges]
     parts.append('</g><g stroke="#555" font-family="sans-serif" font-size="12" text-anchor="middle">')
+    groups = {node.node_id: node for node in drawing.nodes if node.is_group} if drawing else {}
     for node in viewmodel.node_boxes(layout, progress.shapes, progress.labels):
+        group = groups.get(str(node["id"]))
+        if group is not None:
+            parts.append(_group_svg(group, layout.positions[group.node_id], progress))
+            continue
         step_id = escape(str(node["id"]))
         state = states.get(str(node["id"]), "pending")
         cx, cy = float(node["x"]), float(node["y"])  # type: ignore[arg-type]
@@ -59,6 +73,41 @@ def render_svg(progress: RunProgress, layout: Layout) -> str:
     parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _group_svg(group: DrawnNode, centre: tuple[float, float], progress: RunProgress) -> str:
+    # The widget draws a group alike (paintGroup in run_widget.js): its name and size, its
+    # two biggest state counts, and a bar of every state's share.
+    counts = Counter(progress.states.get(step_id, "pending") for step_id in group.members)
+    order = [state for state in STEP_STATES if counts[state]]
+    biggest = sorted(order, key=lambda state: -counts[state])
+    short = ", ".join(f"{counts[state]:,} {state}" for state in biggest[:2]) + (
+        ", …" if len(biggest) > 2 else ""
+    )
+    full = ", ".join(f"{counts[state]:,} {state}" for state in order)
+    cx, cy = centre
+    x, y = cx - NODE_WIDTH / 2, cy - NODE_HEIGHT / 2
+    radius = 12 if group.kind == "event" else 3
+    title = f"{group.name} ×{len(group.members):,}: {full}"
+    bar, left = [], x + 1
+    for state in order:
+        width = (NODE_WIDTH - 2) * counts[state] / len(group.members)
+        bar.append(
+            f'<rect x="{left:.1f}" y="{y + NODE_HEIGHT - 5:.1f}" width="{width:.1f}" height="4" '
+            f'stroke="none" fill="{viewmodel.STATE_COLORS[state]}"/>'
+        )
+        left += width
+    return (
+        f'<g data-group="{escape(group.node_id)}" data-count="{len(group.members)}" '
+        f'data-counts="{escape(full)}"><title>{escape(title)}</title>'
+        f'<rect x="{x + 4:.1f}" y="{y - 4:.1f}" width="{NODE_WIDTH:.0f}" height="{NODE_HEIGHT:.0f}" '
+        f'rx="{radius}" fill="#ccc"/>'
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH:.0f}" height="{NODE_HEIGHT:.0f}" '
+        f'rx="{radius}" fill="#eee"/>{"".join(bar)}'
+        f'<text x="{cx:.1f}" y="{cy - 2:.1f}" stroke="none" font-size="11" font-weight="bold">'
+        f"{escape(group_text(group.name, len(group.members)))}</text>"
+        f'<text x="{cx:.1f}" y="{cy + 10:.1f}" stroke="none" font-size="9">{escape(short)}</text></g>'
+    )
 
 
 def render_counts(progress: RunProgress) -> str:
@@ -129,8 +178,9 @@ def render_html(progress: RunProgress, layout: Layout | None, *, now: float) -> 
 
     Args:
         progress: The run, with the page of event steps to list.
-        layout: Where to draw each step; ``None`` when the DAG has more than
-            :data:`MAX_DRAWN_STEPS` steps (only counts are shown).
+        layout: Where to draw each step (unused when the DAG draws grouped: the groups
+            are laid out here); ``None`` when the DAG has more than
+            :data:`MAX_DRAWN_STEPS` steps and does not group (only counts are shown).
         now: The clock's time, for timers' time left.
     """
     error = f" — {escape(progress.error)}" if progress.error else ""
@@ -138,7 +188,15 @@ def render_html(progress: RunProgress, layout: Layout | None, *, now: float) -> 
         f'<div style="{_FONT}"><b>evkit run {escape(progress.workflow_id)}</b>: '
         f"{progress.status.value}{error}</div>"
     )
-    dag = render_svg(progress, layout) if layout is not None else render_counts(progress)
+    drawing = group_steps(progress.shapes)
+    if drawing.grouped and len(drawing.nodes) <= MAX_DRAWN_STEPS:
+        # Pure-Python layers: a grouped DAG is small, and this may run on the engine loop.
+        grouped = compute_layout(drawing.as_steps(), engine="layers")
+        dag = render_svg(progress, grouped, drawing) + render_counts(progress)
+    elif layout is not None and not drawing.grouped:
+        dag = render_svg(progress, layout)
+    else:
+        dag = render_counts(progress)
     return f'<div class="evkit-static">{header}{dag}{render_table(progress, now=now)}</div>'
 
 

@@ -1,7 +1,9 @@
 """``plot_timeline``: a run's steps and each event's wait/checkpoint/commit as bars.
 
 Drawn with matplotlib from the store's ``steps``, ``events`` and ``workflows`` views,
-so it works for a run that finished in an earlier kernel.
+so it works for a run that finished in an earlier kernel; the same bars as JSON feed the
+live widget's timeline (``timeline_json``, or ``snapshot_timeline_json`` for a widget
+built from a snapshot).
 
 Reads only through ``evkit.sql``; makes a ``Figure`` without pyplot, so nothing is
 shown twice and no global figure state changes.
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from evkit import api
 from evkit.errors import WorkflowNotFoundError
+from evkit.model import RunSnapshot
 from evkit.notebook.viewmodel import STATE_COLORS
 
 if TYPE_CHECKING:
@@ -97,6 +100,61 @@ def timeline_bars(workflow_id: str) -> tuple[list[Bar], dict[str, object]]:
             bars.append(Bar(step_id, "commit", checkpointed, committed))
     bars.sort(key=lambda b: (b.start, b.step_id))
     return bars, {"status": status, "created_at": created, "ended_at": ended}
+
+
+def timeline_json(workflow_id: str) -> dict[str, object]:
+    """The bars of :func:`timeline_bars` as the live widget's ``timeline`` trait holds them.
+
+    Reads the store (call it off the engine loop).
+
+    Returns:
+        ``{"origin": epoch seconds of the run's creation, "status": ..., "bars":
+        [[step_id, phase, start, end], ...]}`` with ``start``/``end`` in seconds since the origin.
+
+    Raises:
+        WorkflowNotFoundError: The store has no such run.
+    """
+    bars, run = timeline_bars(workflow_id)
+    created = run["created_at"]
+    origin = created.timestamp() if isinstance(created, dt.datetime) else None
+    return {
+        "origin": origin,
+        "status": str(run["status"]),
+        "bars": [[b.step_id, b.phase, round(b.start, 4), round(b.end, 4)] for b in bars],
+    }
+
+
+def snapshot_timeline_json(snapshot: RunSnapshot, *, now: float) -> dict[str, object]:
+    """The same bars as :func:`timeline_json`, from the state times a snapshot carries.
+
+    For a widget built from a snapshot, which has no store to read. Times are seconds
+    since the run started (its earliest state time when it has no start); a span still
+    open ends at ``now``.
+    """
+    starts = [t for s in snapshot.steps for t in s.state_times.values()]
+    origin_at = snapshot.started_at or (min(starts) if starts else None)
+    if origin_at is None:
+        return {"origin": None, "status": snapshot.status.value, "bars": []}
+    origin = origin_at.timestamp()
+    bars: list[tuple[str, str, float, float]] = []
+    for step in snapshot.steps:
+        t = {state: when.timestamp() - origin for state, when in step.state_times.items()}
+        if step.kind == "event":
+            waiting = t.get("waiting")
+            stop = t.get("received", t.get("cancelled", t.get("failed", now - origin)))
+            if waiting is not None:
+                bars.append((step.step_id, "waiting", waiting, max(stop, waiting)))
+            if "received" in t and "checkpointed" in t:
+                bars.append((step.step_id, "checkpoint", t["received"], t["checkpointed"]))
+            if "checkpointed" in t and "committed" in t:
+                bars.append((step.step_id, "commit", t["checkpointed"], t["committed"]))
+        elif "running" in t:
+            phase = {"failed": "failed", "cancelled": "cancelled"}.get(step.state, "run")
+            end = t.get("done", t.get("failed", t.get("cancelled", now - origin)))
+            bars.append((step.step_id, phase, t["running"], max(end, t["running"])))
+    bars.sort(key=lambda b: (b[2], b[0]))
+    rounded = [[step, phase, round(start, 4), round(end, 4)] for step, phase, start, end in bars]
+    return {"origin": origin, "status": snapshot.status.value, "bars": rounded}
 
 
 def plot_timeline(workflow_id: str, *, ax: Axes | None = None) -> Figure:

@@ -1,9 +1,10 @@
 """The live view of one run: an anywidget drawing the DAG and the event table.
 
 Its browser half (assets/run_widget.js) draws the DAG from the steps and edges sent once
-(laying it out itself unless graphviz's positions come with them), recolours nodes from
-a ``states`` trait, and shows the event table one page at a time. This class holds state
-only: it starts and subscribes to nothing (``evkit.notebook.live`` binds it to a run).
+(grouping fan-outs and laying it out itself unless graphviz's positions come with them),
+recolours nodes from a ``states`` trait, zooms, searches, draws the ``timeline`` trait,
+and shows the event table one page at a time. This class holds state only: it starts and
+subscribes to nothing (``evkit.notebook.live`` binds it to a run).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, StepShape, St
 from evkit.notebook import viewmodel
 from evkit.notebook.forms import FORMS_CSS, FORMS_JS, AnswerForms
 from evkit.notebook.layout import Layout, LayoutEngine, dot_would_be_used, layout_for
+from evkit.notebook.timeline import snapshot_timeline_json
 
 logger = logging.getLogger("evkit.notebook")
 
@@ -31,6 +33,7 @@ _ASSETS = pathlib.Path(__file__).parent / "assets"
 SendRequest = Callable[[str, str], None]
 PageRequest = Callable[[int], None]
 DetailsRequest = Callable[[str | None], None]
+TimelineRequest = Callable[[bool], None]
 T = TypeVar("T", bound=traitlets.TraitType[Any, Any])
 
 EVENT_PAGE_ROWS = EVENT_PAGE_SIZE
@@ -105,6 +108,8 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
     send_status = _plain(traitlets.Dict())
     # The details panel of the selected step (viewmodel.step_details), {} when closed.
     details = _plain(traitlets.Dict())
+    # The timeline's bars (timeline.timeline_json), filled only while the view shows it.
+    timeline = _plain(traitlets.Dict())
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -119,6 +124,8 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
         self._send_request: SendRequest | None = None
         self._page_request: PageRequest | None = None
         self._details_request: DetailsRequest | None = None
+        self._timeline_request: TimelineRequest | None = None
+        self.timeline_open = False  # the view shows the timeline: keep `timeline` fresh
         self.selected_step: str | None = None  # the step whose details are shown
         self._send_seq = 0
         self.on_msg(self._on_frontend_msg)
@@ -218,6 +225,8 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
         grew = self.apply_progress(progress, now=now)
         if self.selected_step is not None and self._details_request is None:
             self.show_details(self.selected_step)
+        if self.timeline_open and self._timeline_request is None:
+            self.timeline = snapshot_timeline_json(snapshot, now=now)
         return grew
 
     def apply_progress(self, progress: RunProgress, *, now: float) -> bool:
@@ -323,6 +332,24 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
         """
         self._details_request = callback
 
+    def on_timeline_request(self, callback: TimelineRequest | None) -> None:
+        """Call ``callback(open)`` when the view opens (``True``) or closes the timeline.
+
+        Same rules as :meth:`on_send_request`: hand over, do not block or write traits.
+        Without a callback a widget fed snapshots draws the timeline from them.
+        """
+        self._timeline_request = callback
+
+    def show_timeline(self, is_open: bool) -> None:
+        """Keep the ``timeline`` trait filled while the view shows the timeline.
+
+        Call it on the thread that writes the widget. A widget fed snapshots fills it
+        from the last one at once; a live one is filled by its ``LiveRun``.
+        """
+        self.timeline_open = is_open
+        if is_open and self._snapshot is not None:
+            self.timeline = snapshot_timeline_json(self._snapshot, now=self.now)
+
     def set_send_status(self, step_id: str, *, ok: bool, text: str) -> None:
         """Show the outcome of a send next to the step's form (``ok=False``: an error)."""
         self._send_seq += 1
@@ -362,6 +389,14 @@ class RunWidget(AnswerForms, anywidget.AnyWidget):
                     self._details_request(selected)
                 else:
                     self.show_details(selected)
+            return
+        if content.get("type") == "timeline":
+            is_open = content.get("open")
+            if isinstance(is_open, bool):
+                if self._timeline_request is not None:
+                    self._timeline_request(is_open)
+                else:
+                    self.show_timeline(is_open)
             return
         if content.get("type") != "send":
             return

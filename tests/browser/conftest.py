@@ -1,7 +1,7 @@
-"""The browser tests' directory: live.ipynb and ask.ipynb are the notebooks that
-test_jupyterlab.py and test_ask_form.py run in JupyterLab, not tutorials, so
+"""The browser tests' directory: live.ipynb, ask.ipynb and scale.ipynb are the notebooks
+the tests here run in JupyterLab (and Notebook 7), not tutorials, so
 `pytest --nbval tests notebooks` must not collect them."""
 
 from __future__ import annotations
 
-collect_ignore = ["live.ipynb", "ask.ipynb"]
+collect_ignore = ["live.ipynb", "ask.ipynb", "scale.ipynb"]

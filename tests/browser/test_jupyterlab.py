@@ -28,9 +28,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 
 HERE = pathlib.Path(__file__).parent
 LIVE_NOTEBOOK = HERE / "live.ipynb"
-# The README's picture is refreshed only on request (EVKIT_UPDATE_SCREENSHOT=1), so test
-# runs do not rewrite a tracked file; otherwise the screenshot goes to a temporary path.
-DOCS_SCREENSHOT = HERE.parent.parent / "docs" / "screenshot-widget.png"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -220,11 +217,8 @@ def test_widget_renders_updates_while_idle_and_send_button_completes_the_wait(
                 timer_args
             )
 
-            screenshot = (
-                DOCS_SCREENSHOT
-                if os.environ.get("EVKIT_UPDATE_SCREENSHOT") == "1"
-                else tmp_path / "widget.png"
-            )
+            # The README's picture is a bigger run's (test_widget_scale_lab.py).
+            screenshot = tmp_path / "widget.png"
             run.screenshot(path=str(screenshot))
             assert screenshot.stat().st_size > 10_000  # a real picture, not an empty element
 

@@ -101,7 +101,7 @@ def test_handle_of_a_closed_runtime_shows_one_line_instead_of_raising(store_path
     assert "closed" in data["text/plain"]
 
 
-def test_a_dag_too_big_to_draw_gets_state_counts_and_one_page_of_events(runtime):
+def test_a_big_fan_out_draws_as_one_group_node_with_counts_and_one_page_of_events(runtime):
     @workflow.step
     def count(*payloads: object) -> int:
         return len(payloads)
@@ -113,10 +113,25 @@ def test_a_dag_too_big_to_draw_gets_state_counts_and_one_page_of_events(runtime)
     html = mimebundle(handle, live=False)["text/html"]
 
     root = ET.fromstring(html)
-    assert not list(root.iter("{http://www.w3.org/2000/svg}svg"))
+    groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-group")]
+    assert [(g.get("data-count"), g.get("data-counts")) for g in groups] == [
+        (f"{MAX_DRAWN_STEPS + 10}", f"{MAX_DRAWN_STEPS + 10:,} committed")
+    ]
     assert f"{MAX_DRAWN_STEPS + 11:,} steps:" in html
     assert f"{MAX_DRAWN_STEPS + 10:,} committed" in html
     assert "1 done" in html
     assert len([tr for tr in root.iter("tr") if tr.get("data-step")]) == 50
     assert f"and {MAX_DRAWN_STEPS + 10 - 50:,} more event steps" in html
     assert len(html) < 40_000
+
+
+def test_a_dag_too_big_to_draw_even_grouped_gets_state_counts():
+    from _ui_snapshots import chain
+
+    from evkit.model import RunProgress
+    from evkit.notebook.static import render_html
+
+    progress = RunProgress.of_snapshot(chain(MAX_DRAWN_STEPS + 10))  # every step its own layer
+    html = render_html(progress, None, now=0.0)
+    assert "<svg" not in html
+    assert f"{MAX_DRAWN_STEPS + 10:,} steps:" in html

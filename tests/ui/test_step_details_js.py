@@ -57,6 +57,7 @@ def test_clicking_a_node_shows_its_details_and_escape_closes_them():
 def test_nodes_and_rows_open_details_from_the_keyboard():
     widget = RunWidget.from_snapshot(approval_run(), now=at(4.0).timestamp(), layout_engine="layers")
     with rendered(widget) as page:
+        page.focus("svg.evkit-dag")  # the toolbar comes before it in the Tab order
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.dataset.step") == "load"  # nodes in step order
         page.keyboard.press("Tab")

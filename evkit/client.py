@@ -307,6 +307,7 @@ class ClientRuntime:
         self._lock = threading.Lock()
         self._loop_thread: LoopThread | None = None
         self._duckdb: duckdb.DuckDBPyConnection | None = None
+        self._cursors = threading.local()
 
     def __repr__(self) -> str:
         return f"<evkit.ClientRuntime storage={self.storage!r} owner={self.owner.describe()}>"
@@ -374,7 +375,8 @@ class ClientRuntime:
         """Run a read-only query at the owner; returns a DuckDB relation over its Arrow result.
 
         Raises:
-            StoreError: The query is not one SELECT statement, or failed.
+            ReadOnlyQueryError: The query is not one SELECT statement (nothing changed).
+            StoreError: The query failed (DuckDB's message).
             OwnerUnreachableError: The owner exited, or did not answer in time.
         """
         self._check_open()
@@ -385,7 +387,13 @@ class ClientRuntime:
             if self._duckdb is None:
                 self._duckdb = duckdb.connect()
             con = self._duckdb
-        return con.from_arrow(table)
+        # Each thread its own cursor, as the owner's workflow.sql does: a DuckDB
+        # connection is not for concurrent use.
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._cursors, "cursor", None)
+        if cursor is None:
+            cursor = con.cursor()
+            self._cursors.cursor = cursor
+        return cursor.from_arrow(table)
 
     def refusal(self, what: str, workflow_id: str | None = None) -> StoreOwnedElsewhereError:
         """The error for ``what`` (e.g. ``"run"``), which only the store's owner can do."""

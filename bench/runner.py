@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import scen_coldstart, scen_kafka
+from bench import scen_clients, scen_coldstart, scen_kafka
+from bench.common import temp_store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 900
@@ -407,6 +408,62 @@ def scenario_kafka(quick: bool, raw: dict[str, object]) -> list[Row]:
     ]
 
 
+def scenario_clients(quick: bool, raw: dict[str, object]) -> list[Row]:
+    n, k, repeats = (20_000, 20, 2) if quick else (1_000_000, 200, 7)
+    with temp_store("owned.duckdb") as path:
+        result = scen_clients.measure(path, n, k, repeats)
+    raw["clients"] = result
+    owned, free = result["cold_list_owner_median_s"], result["cold_list_file_median_s"]
+    floor = result["cold_import_median_s"]
+    sql_in, sql_out = result["sql_in_process"], result["sql_endpoint"]
+    assert isinstance(owned, float)
+    assert isinstance(free, float)
+    assert isinstance(floor, float)
+    assert isinstance(sql_in, dict)
+    assert isinstance(sql_out, dict)
+    through, local = float(sql_out["fetchall_s"]), float(sql_in["fetchall_s"])
+    p50 = result["send_p50_ms"]
+    assert isinstance(p50, float)
+    return [
+        Row(
+            "12",
+            "clients: cold `evkit list`",
+            f"live owner, median of {repeats}",
+            "s",
+            owned,
+            free,
+            "<= 0.5 s",
+            _check(owned, 0.5),
+            f"floor: no owner (reads the file); `import evkit.cli` alone {floor:.2f} s",
+        ),
+        Row(
+            "12",
+            "clients: query via the owner",
+            f"{_n(n)} inbox_events rows, .fetchall()",
+            "s",
+            through,
+            local,
+            "<= 3x in-process",
+            _check(through / local, 3.0),
+            f"floor: in the owner; Arrow only {float(sql_out['arrow_s']):.2f} s vs "
+            f"{float(sql_in['arrow_s']):.2f} s",
+        ),
+        Row(
+            "12",
+            "clients: send_event -> step start",
+            f"K={k // 2} from another process, {k // 2} in-process",
+            "p50 ms",
+            p50,
+            float(result["send_in_process_p50_ms"]),  # type: ignore[arg-type]
+            "<= 10 ms",
+            _check(p50, 10.0),
+            f"p99 {float(result['send_p99_ms']):.1f} ms (in-process "  # type: ignore[arg-type]
+            f"{float(result['send_in_process_p99_ms']):.1f} ms); floor: send_event in the owner, "  # type: ignore[arg-type]
+            "interleaved",
+        ),
+    ]
+
+
 def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
     n = 10_000 if quick else 100_000
     fanout = _child("bench.scen_fingerprint:fingerprint_fanout", n=n)
@@ -549,6 +606,7 @@ SCENARIOS: dict[str, Callable[[bool, dict[str, object]], list[Row]]] = {
     "cluster": scenario_cluster,
     "kafka": scenario_kafka,
     "rerun": scenario_rerun,
+    "clients": scenario_clients,
     "fingerprint": scenario_fingerprint,
 }
 

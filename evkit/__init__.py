@@ -39,6 +39,7 @@ from evkit.asking import (
     ask as ask,
     pending as pending,
 )
+from evkit.client import ClientRuntime as ClientRuntime, RemoteRunHandle as RemoteRunHandle
 from evkit.clock import Clock as Clock, FakeClock as FakeClock, WallClock as WallClock
 from evkit.context import (
     EventContext as EventContext,
@@ -59,7 +60,9 @@ from evkit.errors import (
     EventTimeoutError as EventTimeoutError,
     EvkitError as EvkitError,
     NotAStoreError as NotAStoreError,
+    OwnerUnreachableError as OwnerUnreachableError,
     PayloadError as PayloadError,
+    ReadOnlyQueryError as ReadOnlyQueryError,
     RunError as RunError,
     RunStateError as RunStateError,
     StepFailedError as StepFailedError,
@@ -67,6 +70,7 @@ from evkit.errors import (
     StoreError as StoreError,
     StoreLockedError as StoreLockedError,
     StoreNotFoundError as StoreNotFoundError,
+    StoreOwnedElsewhereError as StoreOwnedElsewhereError,
     StoreVersionError as StoreVersionError,
     WorkerLostError as WorkerLostError,
     WorkflowCancellationError as WorkflowCancellationError,
@@ -111,6 +115,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnswerError",
     "AskListener",
+    "ClientRuntime",
     "Clock",
     "ClusterConnectionError",
     "CronListener",
@@ -130,10 +135,13 @@ __all__ = [
     "ManualListener",
     "NotAStoreError",
     "OpenQuestion",
+    "OwnerUnreachableError",
     "PayloadError",
     "PendingQuestions",
+    "ReadOnlyQueryError",
     "RedisStreamListener",
     "RunError",
+    "RemoteRunHandle",
     "RunHandle",
     "RunPlan",
     "RunProgress",
@@ -151,6 +159,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreOwnedElsewhereError",
     "StoreVersionError",
     "StoredQuestion",
     "StreamEntry",

@@ -7,8 +7,6 @@ loop. Ray Workflows' names and behaviour are kept where they apply.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
 import threading
@@ -16,40 +14,36 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from evkit import codec
-from evkit.answers import InvalidAnswer
+from evkit import codec, operations
+from evkit.client import ClientRuntime, RemoteRunHandle, connect, new_event_id, statuses
 from evkit.context import current_clock
 from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
 from evkit.engine import RerunRequest
 from evkit.errors import (
     PayloadError,
-    RunStateError,
     StoreError,
-    WorkflowCancellationError,
-    WorkflowNotFoundError,
+    StoreLockedError,
 )
-from evkit.execution import failure_from_store
 from evkit.execution.plan import fingerprint_dag, resolve_step_names
 from evkit.executors import resolve_executor
 from evkit.handle import RunHandle, draw_timeline
-from evkit.listeners.ask import Questions, answer_error, notebook_user
+from evkit.listeners.ask import notebook_user
 from evkit.listeners.base import TimerListener
 from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
-from evkit.runtime import LoopMode, Runtime
+from evkit.runtime import LoopMode, Runtime, running_loop
 from evkit.store.connection import store_errors
-from evkit.store.reads import step_metadata
 
 if TYPE_CHECKING:
     import duckdb
 
     from evkit.clock import Clock
-    from evkit.engine import ActiveRun, Engine
+    from evkit.engine import ActiveRun
 
 DEFAULT_STORAGE = "evkit.duckdb"
 
 logger = logging.getLogger("evkit")
 
-_runtime: Runtime | None = None
+_runtime: Runtime | ClientRuntime | None = None
 # Reentrant: get_runtime() takes it, then init() does.
 _runtime_lock = threading.RLock()
 
@@ -61,7 +55,7 @@ def init(
     clock: Clock | None = None,
     executor: object = None,
     executors: Mapping[str, object] | None = None,
-) -> Runtime:
+) -> Runtime | ClientRuntime:
     """Open the store and set how the engine runs; optional (the first call makes one).
 
     Calling it again with another store closes the previous runtime (its runs stay
@@ -70,6 +64,13 @@ def init(
     the same arguments it returns the current one; with the same store and other
     options it closes the current runtime first (a store has one runtime per process).
     Threads that call it at once get one runtime per store.
+
+    If another process owns the store (a kernel running workflows on it), this process
+    becomes its client: the returned ``ClientRuntime`` forwards ``list_all``,
+    ``get_status``, ``get_output``, ``get_metadata``, ``sql``, ``send_event(s)`` and
+    ``cancel`` to the owner, and ``runtime.handle(workflow_id)`` gives a live view of one
+    of its runs; ``run`` and ``resume`` raise ``StoreOwnedElsewhereError``. Once the owner
+    has exited, call ``init`` again to own the store here.
 
     Args:
         storage: The DuckDB file (default: ``$EVKIT_STORAGE``, else ``evkit.duckdb`` in
@@ -87,11 +88,13 @@ def init(
             ``@workflow.step(executor=name)`` (``"local"`` is always there).
 
     Returns:
-        The runtime; use it as a context manager to close the store at the end.
+        The runtime (a ``ClientRuntime`` where another process owns the store); use it
+        as a context manager to close the store at the end.
 
     Raises:
-        StoreLockedError: Another process has the file open, or a ``Runtime`` made
-            directly in this process has.
+        StoreLockedError: Another process has the file open and serves no other process
+            (it wrote no owner file), or a ``Runtime`` made directly in this process has.
+        OwnerUnreachableError: The owner file names a process that does not answer.
         NotAStoreError: The file is not an evkit store.
         StoreVersionError: The store is from a newer evkit.
         StoreError: The file cannot be opened (its directory does not exist, or the path
@@ -112,13 +115,15 @@ def _init_locked(
     clock: Clock | None,
     executor: object,
     executors: Mapping[str, object] | None,
-) -> Runtime:
+) -> Runtime | ClientRuntime:
     global _runtime
     current = _runtime if _runtime is not None and not _runtime.closed else None
     same_store = current is not None and current.store_key == os.path.realpath(path)
     unchanged = clock is None and executor is None and not executors
-    if current is not None and same_store and current.loop_mode == loop and unchanged:
+    owner = isinstance(current, Runtime)
+    if owner and current is not None and same_store and current.loop_mode == loop and unchanged:
         return current
+    # A client asks again each time: the owner may have gone, and then this process owns it.
     # Connect to clusters before touching the current runtime: a bad address leaves it open.
     default_executor = resolve_executor(executor)
     named = {name: resolve_executor(spec, name=name) for name, spec in (executors or {}).items()}
@@ -130,11 +135,27 @@ def _init_locked(
     # Another store opens before the current one closes: if it cannot be opened (no such
     # directory, held by another process, not a store), the current runtime stays, with
     # its runs.
-    runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
+    runtime: Runtime | ClientRuntime
+    try:
+        runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
+    except StoreLockedError as exc:
+        if exc.pid is None:
+            raise  # held in this process (DuckDB names the pid of another process)
+        runtime = connect(path, exc)
+    else:
+        _serve_now(runtime, loop)
     _runtime = runtime
     if current is not None:
         current.close()
     return runtime
+
+
+def _serve_now(runtime: Runtime, loop: LoopMode) -> None:
+    # Start the engine (and with it the store's control endpoint) now, so other processes
+    # can use the store at once -- where this does not change which loop the engine gets:
+    # with no running loop in "auto" mode, the first call decides (it may come from one).
+    if loop == "thread" or running_loop() is not None:
+        runtime.engine()
 
 
 def shutdown() -> None:
@@ -153,7 +174,16 @@ def get_runtime() -> Runtime:
 
     Raises:
         StoreError: The default store cannot be opened (see :func:`init`).
+        StoreOwnedElsewhereError: Another process owns the store: this process is its
+            client (``init`` returns the ``ClientRuntime``), and has no engine.
     """
+    current = _current_runtime()
+    if isinstance(current, ClientRuntime):
+        raise current.refusal("use the engine (get_runtime)")
+    return current
+
+
+def _current_runtime() -> Runtime | ClientRuntime:
     current = _runtime
     if current is not None and not current.closed:
         return current
@@ -231,7 +261,9 @@ def _start(
     # Unknown names fail here, at the call, before anything is stored or started.
     resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=workflow_id, kind="event")
     prints = fingerprint_dag(dag)
-    runtime = get_runtime()
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        raise runtime.refusal("start", workflow_id)
     active = runtime.call_soon(
         lambda engine: engine.start(workflow_id, dag, metadata=metadata, prints=prints, rerun=request)
     )
@@ -296,7 +328,9 @@ def fork(
         resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=new_id, kind="event")
         resolve_step_names(dag, request.rerun, argument="rerun", workflow_id=new_id, kind="function")
         prints = fingerprint_dag(dag)
-    runtime = get_runtime()
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        raise runtime.refusal("start", new_id)
     active = runtime.call_soon(lambda engine: engine.start(new_id, dag, prints=prints, rerun=request))
     _wait_registered(runtime, active)
     return RunHandle(runtime, active)
@@ -449,7 +483,9 @@ def resume_async(workflow_id: str) -> RunHandle:
         StoreError: The store could not record the resume; the run was not started.
     """
     workflow_id = _check_id(workflow_id)
-    runtime = get_runtime()
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        raise runtime.refusal("resume", workflow_id)
     active = runtime.call_soon(lambda engine: engine.start(workflow_id, None))
     _wait_registered(runtime, active)
     return RunHandle(runtime, active)
@@ -493,7 +529,10 @@ def cancel(workflow_id: str) -> WorkflowStatus:
         WorkflowNotFoundError: The store has no such run.
     """
     workflow_id = _check_id(workflow_id)
-    return get_runtime().call(lambda engine: engine.cancel(workflow_id))
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        return WorkflowStatus(runtime.call("cancel", workflow_id=workflow_id))
+    return runtime.call(lambda engine: engine.cancel(workflow_id))
 
 
 def delete(workflow_id: str) -> None:
@@ -504,7 +543,10 @@ def delete(workflow_id: str) -> None:
         WorkflowNotFoundError: The store has no such run.
     """
     workflow_id = _check_id(workflow_id)
-    get_runtime().call(lambda engine: engine.delete(workflow_id))
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        raise runtime.refusal("delete", workflow_id)
+    runtime.call(lambda engine: engine.delete(workflow_id))
 
 
 def get_status(workflow_id: str) -> WorkflowStatus:
@@ -516,23 +558,10 @@ def get_status(workflow_id: str) -> WorkflowStatus:
     """
     workflow_id = _check_id(workflow_id)
 
-    async def status(engine: Engine) -> WorkflowStatus:
-        active = engine.active(workflow_id)
-        if active is not None:
-            return active.status
-        stored = await engine.load(workflow_id)
-        if stored is None:
-            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        return engine.status_of(workflow_id, stored.status)
-
-    return get_runtime().call(status)
-
-
-def _not_found(workflow_id: str, engine: Engine) -> str:
-    return (
-        f"Run {workflow_id!r} is not in store {engine.writer.path!r}. "
-        "List the known runs with workflow.list_all()."
-    )
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        return WorkflowStatus(runtime.call("get_status", workflow_id=workflow_id))
+    return runtime.call(lambda engine: operations.status(engine, workflow_id))
 
 
 def get_output(workflow_id: str) -> object:
@@ -547,33 +576,16 @@ def get_output(workflow_id: str) -> object:
     """
     workflow_id = _check_id(workflow_id)
 
-    async def output(engine: Engine) -> object:
-        active = engine.active(workflow_id)
-        if active is not None:
-            try:
-                return await asyncio.shield(active.task)
-            except Exception:
-                active.outcome_retrieved = True  # raised here: not logged as well
-                raise
-        stored = await engine.load(workflow_id)
-        if stored is None:
-            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        status = engine.status_of(workflow_id, stored.status)
-        if status is WorkflowStatus.SUCCESSFUL:
-            assert stored.output_blob is not None
-            return codec.loads(stored.output_blob)
-        if status is WorkflowStatus.FAILED:
-            error = failure_from_store(workflow_id, stored.error_blob, stored.error_text)
-            raise error from error.__cause__
-        if status is WorkflowStatus.CANCELED:
-            raise WorkflowCancellationError(f"Run {workflow_id!r} was cancelled.", workflow_id=workflow_id)
-        raise RunStateError(
-            f"Run {workflow_id!r} is {status.value} and has no output yet; resume it with "
-            f"workflow.resume({workflow_id!r}).",
-            workflow_id=workflow_id,
-        )
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        return _remote_output(runtime, workflow_id)
+    return runtime.call(lambda engine: operations.output(engine, workflow_id))
 
-    return get_runtime().call(output)
+
+def _remote_output(runtime: ClientRuntime, workflow_id: str) -> object:
+    # A live run's output comes when it ends: follow its changes (long polls), rather
+    # than hold one request open for as long as the run takes.
+    return RemoteRunHandle(runtime, workflow_id).result()
 
 
 def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, object]:
@@ -590,52 +602,11 @@ def get_metadata(workflow_id: str, step_id: str | None = None) -> dict[str, obje
     """
     workflow_id = _check_id(workflow_id)
 
-    async def metadata(engine: Engine) -> dict[str, object]:
-        stored = await engine.load(workflow_id)
-        if stored is None:
-            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        status = engine.status_of(workflow_id, stored.status)
-        user = json.loads(stored.user_metadata) if stored.user_metadata else {}
-        if step_id is None:
-            return {
-                "workflow_id": workflow_id,
-                "status": status.value,
-                "user_metadata": user or {},
-                "stats": {
-                    "start_time": stored.created_at,
-                    "end_time": stored.updated_at if status.is_final else None,
-                },
-            }
-        stats = await engine.queue.read(step_metadata, workflow_id, step_id)
-        dag = codec.loads(stored.dag_blob)
-        flat = {s.step_id: s for s in dag.steps}  # type: ignore[attr-defined]
-        if stats is None and step_id not in flat:
-            raise WorkflowNotFoundError(
-                f"Run {workflow_id!r} has no step {step_id!r}. Its steps: {', '.join(map(repr, flat))}.",
-                workflow_id=workflow_id,
-            )
-        options = flat[step_id].options if step_id in flat else None
-        return {
-            "workflow_id": workflow_id,
-            "step_id": step_id,
-            "state": (stats or {}).get("state"),
-            "attempts": (stats or {}).get("attempts", 0),
-            "error": (stats or {}).get("error"),
-            "step_options": {
-                "max_retries": options.max_retries,
-                "catch_exceptions": options.catch_exceptions,
-                "retry_exceptions": bool(options.retry_exceptions),
-            }
-            if options
-            else {},
-            "user_metadata": dict(options.metadata) if options else {},
-            "stats": {
-                "start_time": (stats or {}).get("start_time"),
-                "end_time": (stats or {}).get("end_time"),
-            },
-        }
-
-    return get_runtime().call(metadata)
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        metadata: dict[str, object] = runtime.call("get_metadata", workflow_id=workflow_id, step_id=step_id)
+        return metadata
+    return runtime.call(lambda engine: operations.metadata(engine, workflow_id, step_id))
 
 
 def list_all(
@@ -651,7 +622,11 @@ def list_all(
         ValueError: A status name is unknown.
     """
     wanted = _status_set(status_filter)
-    runs = get_runtime().call(lambda engine: engine.statuses())
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        runs = statuses(runtime.call("list_all"))
+    else:
+        runs = runtime.call(lambda engine: engine.statuses())
     return [(wid, status) for wid, status in runs if wanted is None or status in wanted]
 
 
@@ -772,31 +747,24 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
             f"cannot be stored ({exc.__cause__ or exc}); send picklable data. Nothing was stored."
         ) from None
 
-    async def send(engine: Engine) -> str:
-        if engine.active(workflow_id) is None and await engine.load(workflow_id) is None:
-            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        stored, source = _checked_answer(engine, workflow_id, key, payload)
-        result = await engine.inbox.send(workflow_id, key, stored, event_id=event_id, source=source)
-        return result.event_id
-
-    return get_runtime().call(send)
-
-
-def _checked_answer(engine: Engine, workflow_id: str, key: str, payload: object) -> tuple[object, str]:
-    """What ``send_event`` stores, and its source: an ``ask`` step's validated answer.
-
-    Raises:
-        AnswerError: An ``ask`` step waits on ``key`` and ``payload`` does not fit its model.
-    """
-    questions = engine.services.get(Questions)
-    question = questions.find(workflow_id, key) if questions is not None else None
-    if questions is None or question is None:
-        return payload, "notebook"
+    # Who answers (an ask step's answer records it) is this process's user, also when the
+    # owner of the store stores the event.
     answered_by = notebook_user()
-    try:
-        return questions.check(workflow_id, key, payload, answered_by=answered_by), answered_by
-    except InvalidAnswer as exc:
-        raise answer_error(exc, question, call=f"send_event({workflow_id!r}, {key!r}, ...)") from None
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        # An id made here, so that a send the owner's exit interrupted can be repeated safely.
+        sent: str = runtime.call(
+            "send_event",
+            workflow_id=workflow_id,
+            key=key,
+            payload=payload,
+            event_id=event_id or new_event_id(),
+            answered_by=answered_by,
+        )
+        return sent
+    return runtime.call(
+        lambda engine: operations.send(engine, workflow_id, key, payload, event_id, answered_by=answered_by)
+    )
 
 
 def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[str]:
@@ -825,34 +793,36 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
                 f"keys may have at most {MAX_EVENT_KEY_CHARS}. Nothing was stored."
             )
 
-    async def send(engine: Engine) -> list[str]:
-        if engine.active(workflow_id) is None and await engine.load(workflow_id) is None:
-            raise WorkflowNotFoundError(_not_found(workflow_id, engine), workflow_id=workflow_id)
-        try:
-            return await engine.inbox.send_many(workflow_id, items)
-        except TypeError as exc:
-            raise TypeError(
-                f"send_events({workflow_id!r}, ...): a payload cannot be stored ({exc}); send "
-                "picklable data. Nothing was stored."
-            ) from None
-
-    return get_runtime().call(send)
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        ids: list[str] = runtime.call("send_events", workflow_id=workflow_id, items=items)
+        return ids
+    return runtime.call(lambda engine: operations.send_many(engine, workflow_id, items))
 
 
 # ---------------------------------------------------------------------- SQL
 
 
 def sql(query: str, params: Iterable[object] | Mapping[str, object] | None = None) -> duckdb.DuckDBPyRelation:
-    """Run SQL on the store from the process that owns it; returns a DuckDB relation.
+    """Run SQL on the store; returns a DuckDB relation.
+
+    In the process that owns the store the relation reads the store itself. In a client
+    (another process owns the store) the owner runs the query, which must be one SELECT
+    statement, and the relation is built on its Arrow result: ``.df()``, ``.fetchall()``
+    and further SQL on it work the same.
 
     Query the documented views ``workflows``, ``steps``, ``events`` and ``inbox_events``
     (see docs/store.md). Each thread reads through its own cursor, a consistent snapshot
     of what is committed.
 
     Raises:
-        StoreError: The query failed (the message has DuckDB's explanation).
+        StoreError: The query failed (the message has DuckDB's explanation), or, in a
+            client, it is not a single SELECT statement (nothing was changed).
+        OwnerUnreachableError: In a client: the owner exited, or does not answer.
     """
-    runtime = get_runtime()
+    runtime = _current_runtime()
+    if isinstance(runtime, ClientRuntime):
+        return runtime.sql(query, params)
     cursor = runtime.writer.thread_cursor()
     with store_errors(runtime.storage, "running SQL"):
         return cursor.sql(query, params=params)

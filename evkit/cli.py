@@ -1,9 +1,12 @@
 """The ``evkit`` command: list, status, sql, send, cancel, resume and watch runs.
 
-Read commands (``list``, ``status``, ``sql``, ``watch``) open the store read-only and
-never create a file; ``send``, ``cancel`` and ``resume`` open it writable through a
-runtime, but only if the file exists: nothing but a program that runs workflows creates
-a store. Tables are for people (rich); ``--json`` prints one JSON document for scripts
+When a process owns the store (a kernel running workflows on it), every command but
+``resume`` goes through that owner's control endpoint (``evkit.client``): the owner
+answers with its live statuses, and ``resume`` is refused naming it. With no owner, read
+commands (``list``, ``status``, ``sql``, ``watch``) open the store read-only and never
+create a file; ``send``, ``cancel`` and ``resume`` open it writable through a runtime,
+but only if the file exists: nothing but a program that runs workflows creates a store.
+Tables are for people (rich); ``--json`` prints one JSON document for scripts
 (the keys are documented in docs/cli.md). Errors are one message on stderr that names
 the flag or command to use: exit 1 when an operation failed, 2 for a usage error or a
 missing store, 130 after Ctrl-C.
@@ -30,13 +33,18 @@ from rich.table import Table
 from rich.text import Text
 
 from evkit import api
+from evkit.client import OWNER_FILE_WAIT_SECONDS, ControlClient, new_event_id
 from evkit.errors import (
     EvkitError,
+    OwnerUnreachableError,
+    ReadOnlyQueryError,
+    StoreError,
     StoreLockedError,
     StoreNotFoundError,
     WorkflowNotFoundError,
 )
 from evkit.model import MAX_EVENT_KEY_CHARS, RunSnapshot, WorkflowStatus
+from evkit.owner_file import OwnerInfo, live_owner
 from evkit.store.connection import open_store_read_only, translate
 from evkit.store.overview import list_runs, run_overview
 
@@ -121,7 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = f"evkit {args.command}"
     storage = os.path.abspath(args.storage or os.environ.get("EVKIT_STORAGE") or api.DEFAULT_STORAGE)
     try:
-        return _COMMANDS[args.command](args, storage)
+        try:
+            return _COMMANDS[args.command](args, storage)
+        except _StoreHeld:
+            # The holder may be an owner that was still writing its owner file: once it
+            # has, the command goes through it (nothing was done yet).
+            if _wait_for_owner(storage) is None:
+                raise
+            return _COMMANDS[args.command](args, storage)
     except KeyboardInterrupt:
         print(f"{command}: interrupted.", file=sys.stderr)
         return 130
@@ -133,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OwnerUnreachableError as exc:
+        print(f"{command}: {_owner_gone(exc, args, storage)}", file=sys.stderr)
+        return 1
     except EvkitError as exc:
         print(f"{command}: {_cli_words(str(exc), args)}", file=sys.stderr)
         return 1
@@ -140,6 +158,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         # evkit's own checks of an argument (the CLI checks the ones it knows first).
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
+
+
+# ---------------------------------------------------------------------- the store's owner
+
+
+def _owner(storage: str) -> ControlClient | None:
+    """A client of the process that owns the store now, or ``None`` if none does."""
+    info = live_owner(storage)
+    return ControlClient(info) if info is not None else None
+
+
+def _wait_for_owner(storage: str) -> OwnerInfo | None:
+    deadline = time.monotonic() + OWNER_FILE_WAIT_SECONDS
+    while (info := live_owner(storage)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # an owner writes its file a moment after it opens the store
+    return info
+
+
+def _owner_gone(exc: OwnerUnreachableError, args: argparse.Namespace, storage: str) -> str:
+    flag = _storage_flag(args, storage)
+    owner = f"process {exc.pid} on host {exc.host!r}"
+    if "did not answer" in str(exc):
+        return (
+            f"the owner of store {storage!r} ({owner}) did not answer in time: its event loop may "
+            "be busy (a notebook cell running synchronous code holds the kernel's loop). Run "
+            f"`evkit {args.command}` again, or give it longer with $EVKIT_CLIENT_TIMEOUT_SECONDS."
+        )
+    return (
+        f"the owner of store {storage!r} ({owner}) stopped answering during this command "
+        f"({str(exc).split('(', 1)[-1].split(')', 1)[0]}). If it has exited, the store is "
+        f"free: `evkit list{flag}` reads it, and `evkit resume ID{flag}` continues a run. What "
+        "this command asked may or may not have been done: check with "
+        f"`evkit status ID{flag}`."
+    )
 
 
 # ---------------------------------------------------------------------- opening the store
@@ -348,10 +400,14 @@ def _stored_status(status: object) -> str:
 
 
 def _cmd_list(args: argparse.Namespace, storage: str) -> int:
-    with _reading(args, storage) as con:
-        runs = _store_read(storage, lambda: list_runs(con))
-    for run in runs:
-        run["status"] = _stored_status(run["status"])
+    owner = _owner(storage)
+    if owner is not None:
+        runs: list[dict[str, object]] = owner.call("runs_overview")
+    else:
+        with _reading(args, storage) as con:
+            runs = _store_read(storage, lambda: list_runs(con))
+        for run in runs:
+            run["status"] = _stored_status(run["status"])
     if args.json:
         _print_json({"storage": storage, "runs": runs})
         return 0
@@ -370,17 +426,32 @@ def _store_read(storage: str, read: Callable[[], _T]) -> _T:
 def _overview(args: argparse.Namespace, storage: str, con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     run = _store_read(storage, lambda: run_overview(con, args.workflow_id))
     if run is None:
-        raise CliError(
-            f"run {args.workflow_id!r} is not in store {storage!r}. List the runs with "
-            f"`evkit list{_storage_flag(args, storage)}`."
-        )
+        raise _not_in_store(args, storage)
     run["status"] = _stored_status(run["status"])
     return run
 
 
-def _cmd_status(args: argparse.Namespace, storage: str) -> int:
+def _not_in_store(args: argparse.Namespace, storage: str) -> CliError:
+    return CliError(
+        f"run {args.workflow_id!r} is not in store {storage!r}. List the runs with "
+        f"`evkit list{_storage_flag(args, storage)}`."
+    )
+
+
+def _read_run(args: argparse.Namespace, storage: str) -> dict[str, object]:
+    """The run's row, steps and events: from the store's owner if one is live, else the file."""
+    owner = _owner(storage)
+    if owner is not None:
+        run: dict[str, object] | None = owner.call("run_detail", workflow_id=args.workflow_id)
+        if run is None:
+            raise _not_in_store(args, storage)
+        return run
     with _reading(args, storage) as con:
-        run = _overview(args, storage, con)
+        return _overview(args, storage, con)
+
+
+def _cmd_status(args: argparse.Namespace, storage: str) -> int:
+    run = _read_run(args, storage)
     if args.json:
         _print_json({"storage": storage, **run})
     else:
@@ -388,7 +459,30 @@ def _cmd_status(args: argparse.Namespace, storage: str) -> int:
     return 0
 
 
+def _sql_through_owner(owner: ControlClient, query: str) -> tuple[list[str], list[tuple[object, ...]]]:
+    try:
+        table = owner.sql_arrow(query)
+    except ReadOnlyQueryError as exc:
+        found = str(exc).split("got ", 1)[-1].split(".", 1)[0]
+        raise CliError(
+            f"evkit sql only reads: the query must be one SELECT statement, got {found}; the store "
+            "was not changed. Query the views workflows, steps, events and inbox_events; change "
+            "runs with `evkit send` / `evkit cancel`."
+        ) from None
+    except OwnerUnreachableError:
+        raise
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    columns = list(table.column_names)
+    rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+    return columns, rows
+
+
 def _cmd_sql(args: argparse.Namespace, storage: str) -> int:
+    owner = _owner(storage)
+    if owner is not None:
+        columns, rows = _sql_through_owner(owner, args.query)
+        return _print_rows(args, columns, rows)
     with _reading(args, storage) as con:
         try:
             result = con.execute(args.query)
@@ -404,6 +498,10 @@ def _cmd_sql(args: argparse.Namespace, storage: str) -> int:
                     "the store through evkit (or use `evkit send` / `evkit cancel`)."
                 ) from None
             raise CliError(f"the query failed: {text}") from None
+    return _print_rows(args, columns, rows)
+
+
+def _print_rows(args: argparse.Namespace, columns: list[str], rows: Sequence[Sequence[object]]) -> int:
     if args.json:
         _print_json({"columns": columns, "rows": rows})
         return 0
@@ -425,8 +523,7 @@ def _cmd_watch(args: argparse.Namespace, storage: str) -> int:
         while True:
             note = None
             try:
-                with _reading(args, storage) as con:
-                    run = _overview(args, storage, con)
+                run = _read_run(args, storage)
             except _StoreHeld:
                 if run is None:
                     raise  # nothing read yet to show: say who holds the store
@@ -472,6 +569,20 @@ def _cmd_send(args: argparse.Namespace, storage: str) -> int:
             f"evkit send {args.workflow_id} {args.key} '{{\"amount\": 3}}' (a string is '\"text\"').",
             exit_status=2,
         ) from None
+    owner = _owner(storage)
+    if owner is not None:
+        event_id = _known_run(
+            args,
+            storage,
+            lambda: owner.call(
+                "send_event",
+                workflow_id=args.workflow_id,
+                key=args.key,
+                payload=payload,
+                event_id=new_event_id(),
+            ),
+        )
+        return _sent(args, storage, event_id, owner.call("get_status", workflow_id=args.workflow_id))
     held = (
         "it runs workflows on this store, so it must receive the event itself. Stop it, or "
         "send the event to its HTTP inbox (workflow.serve_events() in that process, then "
@@ -480,6 +591,10 @@ def _cmd_send(args: argparse.Namespace, storage: str) -> int:
     with _writing(args, storage, held):
         event_id = _known_run(args, storage, lambda: api.send_event(args.workflow_id, args.key, payload))
         status = api.get_status(args.workflow_id).value
+    return _sent(args, storage, event_id, status)
+
+
+def _sent(args: argparse.Namespace, storage: str, event_id: str, status: str) -> int:
     if args.json:
         _print_json(
             {"workflow_id": args.workflow_id, "key": args.key, "event_id": event_id, "status": status}
@@ -505,6 +620,10 @@ def _known_run(args: argparse.Namespace, storage: str, call: Callable[[], _T]) -
 
 
 def _cmd_cancel(args: argparse.Namespace, storage: str) -> int:
+    owner = _owner(storage)
+    if owner is not None:
+        status = _known_run(args, storage, lambda: owner.call("cancel", workflow_id=args.workflow_id))
+        return _cancelled(args, status)
     held = (
         "it runs workflows on this store. Cancel the run from that process with "
         f"workflow.cancel({args.workflow_id!r}), or stop that process and run this again."
@@ -512,6 +631,10 @@ def _cmd_cancel(args: argparse.Namespace, storage: str) -> int:
     with _writing(args, storage, held):
         _known_run(args, storage, lambda: api.cancel(args.workflow_id))
         status = api.get_status(args.workflow_id).value
+    return _cancelled(args, status)
+
+
+def _cancelled(args: argparse.Namespace, status: str) -> int:
     if args.json:
         _print_json({"workflow_id": args.workflow_id, "status": status})
     else:
@@ -520,6 +643,9 @@ def _cmd_cancel(args: argparse.Namespace, storage: str) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace, storage: str) -> int:
+    owner = _owner(storage)
+    if owner is not None:
+        raise _owned_elsewhere(args, storage, owner)
     held = (
         "it may be running this run already. Stop it, then run "
         f"`evkit resume {args.workflow_id}{_storage_flag(args, storage)}` again."
@@ -539,6 +665,33 @@ def _cmd_resume(args: argparse.Namespace, storage: str) -> int:
     else:
         print(repr(output))
     return 0
+
+
+def _owned_elsewhere(args: argparse.Namespace, storage: str, owner: ControlClient) -> CliError:
+    flag = _storage_flag(args, storage)
+    status = _known_run(args, storage, lambda: owner.call("get_status", workflow_id=args.workflow_id))
+    if status in (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value):
+        now = (
+            f"It runs run {args.workflow_id} now ({status}): watch it with "
+            f"`evkit watch {args.workflow_id}{flag}`"
+            + (
+                f", and send a waiting step its event with `evkit send {args.workflow_id} KEY "
+                f"'<json>'{flag}` (`evkit status {args.workflow_id}{flag}` shows the keys)"
+                if status == WorkflowStatus.WAITING.value
+                else ""
+            )
+            + "."
+        )
+    else:
+        now = (
+            f"Run {args.workflow_id} is {status} there; resume it in that process "
+            f"(workflow.resume({args.workflow_id!r})), or stop that process and run "
+            f"`evkit resume {args.workflow_id}{flag}` again."
+        )
+    return CliError(
+        f"store {storage!r} is owned by {owner.owner.describe()}, which runs workflows on it; "
+        f"a run resumes only in the process that owns its store. {now}"
+    )
 
 
 def _run_until_done(args: argparse.Namespace, storage: str) -> object:

@@ -24,6 +24,9 @@ carries it as fields too, so callers can react without parsing text::
     │   └── ClusterConnectionError          (also ConnectionError: init cannot reach it)
     └── StoreError                          (field path)
         ├── StoreLockedError                (another process holds the file; field pid)
+        │   └── StoreOwnedElsewhereError    (a client may not run or resume; fields pid, host)
+        ├── OwnerUnreachableError           (also ConnectionError: the owner stopped answering)
+        ├── ReadOnlyQueryError              (a client's SQL is not one SELECT statement)
         ├── StoreNotFoundError              (a read-only open of a path with no file)
         ├── StoreVersionError               (schema newer than this evkit)
         └── NotAStoreError                  (not an evkit store, or corrupt)
@@ -221,6 +224,27 @@ class StoreLockedError(StoreError):
     """Another process has the store file open for writing, or another open runtime of this one."""
 
     pid: int | None = None  # the holding process, when DuckDB names it
+
+
+class StoreOwnedElsewhereError(StoreLockedError):
+    """This process is a client of the store's owner, and asked for what only the owner does.
+
+    Runs start, resume and are served by the process that owns the store (see
+    docs/design.md, "Working from several processes").
+    """
+
+    host: str | None = None  # the owner's host name
+
+
+class OwnerUnreachableError(StoreError, ConnectionError):
+    """A client's request to the store's owner failed: the owner exited or does not answer."""
+
+    pid: int | None = None  # the owner's pid, as its owner file says
+    host: str | None = None
+
+
+class ReadOnlyQueryError(StoreError):
+    """SQL sent to the store's owner would change the store: it runs one SELECT statement only."""
 
 
 class StoreNotFoundError(StoreError):

@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 import nest_asyncio2
 
 from evkit.clock import Clock, WallClock
+from evkit.control_server import ControlServer
 from evkit.engine import Engine
 from evkit.errors import RunStateError, StoreError, StoreLockedError
 from evkit.executors.base import StepExecutor
@@ -194,8 +195,50 @@ class Runtime:
             engine = self._engine
             if engine is not None and not engine.loop.is_closed():
                 return engine
-            self._engine = self._make_engine()
-            return self._engine
+            self._engine = engine = self._make_engine()
+        self._serve(engine)
+        return engine
+
+    def _serve(self, engine: Engine) -> None:
+        # The owner serves other processes (the CLI, scripts, a second notebook) on the
+        # engine's loop. It starts in the background: the first call does not wait for it
+        # (in a notebook cell it starts once the cell returns). A client that finds the
+        # store held waits a moment for the owner file; `serving_async()` waits for it here.
+        server = ControlServer(engine, self.storage)
+        engine.services.add(server)
+        if running_loop() is engine.loop:
+            server.start_soon()
+        elif engine.loop.is_running():
+            engine.loop.call_soon_threadsafe(server.start_soon)
+        # else: a finished asyncio.run's loop: nothing could serve on it
+
+    async def serving_async(self) -> str:
+        """Wait until this runtime serves its store to other processes; returns the endpoint's URL.
+
+        The endpoint starts with the engine (in a notebook, once the cell that made it
+        returns); its owner file is written by then.
+
+        Raises:
+            StoreError: The runtime is closed.
+            OSError: The endpoint could not start (the error says why).
+        """
+
+        async def wait(engine: Engine) -> str:
+            server = engine.services.get(ControlServer)
+            if server is None:
+                server = ControlServer(engine, self.storage)
+                engine.services.add(server)
+            info = await asyncio.shield(server.start_soon())
+            return info.url
+
+        return await self.acall(wait)
+
+    @property
+    def owner_url(self) -> str | None:
+        """Where this runtime serves the store to other processes (``None`` until it does)."""
+        engine = self._engine
+        server = engine.services.get(ControlServer) if engine is not None else None
+        return server.info.url if server is not None and server.info is not None else None
 
     def _make_engine(self) -> Engine:
         running = running_loop()

@@ -29,6 +29,7 @@ from evkit.notebook.grouping import group_steps
 from evkit.notebook.layout import LayoutEngine, dot_would_be_used, layout_for
 from evkit.notebook.timeline import timeline_json
 from evkit.notebook.widget import RunWidget, parse_payload
+from evkit.runtime import Runtime
 
 logger = logging.getLogger("evkit.notebook")
 
@@ -141,12 +142,16 @@ class LiveRun:
         except Exception:  # a closed runtime: show what we have and stop
             logger.warning("evkit: cannot follow run %r", self.handle.workflow_id, exc_info=True)
             return
-        try:  # the run's open questions (workflow.ask) get forms: follow them too
-            self._unsubscribe_questions = questions_of(self.handle.runtime.engine().services).subscribe(
-                self._changed
-            )
-        except Exception:
-            logger.warning("evkit: cannot follow the questions of %r", self.handle.workflow_id, exc_info=True)
+        # The run's open questions (workflow.ask) get forms: follow them too. A run another
+        # process owns (a RemoteRunHandle) shows no forms: its questions live there.
+        runtime = self.handle.runtime
+        if isinstance(runtime, Runtime):
+            try:
+                self._unsubscribe_questions = questions_of(runtime.engine().services).subscribe(self._changed)
+            except Exception:
+                logger.warning(
+                    "evkit: cannot follow the questions of %r", self.handle.workflow_id, exc_info=True
+                )
         progress = self.widget.last_progress
         if progress is not None and self.widget.dag_layout is None and self._wants_dot(progress):
             self._relayout(progress)  # dot's drawing, from a worker thread

@@ -51,6 +51,7 @@ def test_quick_benchmark_suite_exits_zero_and_prints_the_table(tmp_path: Path) -
         "cold start",
         "live widget",
         "re-run: compare with the stored run",
+        "clients: send_event",
         "step fingerprints",
     ):
         assert scenario in proc.stdout, f"no row for {scenario!r} in:\n{proc.stdout}"

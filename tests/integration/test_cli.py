@@ -265,20 +265,22 @@ def test_resume_of_a_waiting_run_says_how_to_send_its_event_and_ctrl_c_leaves_it
     assert [r["status"] for r in listed["runs"]] == ["SUCCESSFUL", "RESUMABLE"]
 
 
+# A holder that serves no other process (not evkit, or an evkit from before the control
+# endpoint): it writes no owner file, so the commands can only say who holds the store.
 _HOLDER = """
 import sys
-from evkit import workflow
-workflow.init(storage=sys.argv[1], loop="thread")
+import duckdb
+con = duckdb.connect(sys.argv[1])
 print("READY", flush=True)
 sys.stdin.read()
-workflow.shutdown()
+con.close()
 """
 
 
 @pytest.fixture
 def held_store(store_with_runs: str) -> Iterator[tuple[str, int]]:
-    """The store, held by a child process's runtime (it prints READY once it holds it and
-    lets go when its stdin closes)."""
+    """The store, held by a child process that serves no control endpoint (it prints READY
+    once it holds it and lets go when its stdin closes)."""
     holder = subprocess.Popen(
         [sys.executable, "-u", "-c", _HOLDER, store_with_runs],
         stdin=subprocess.PIPE,

@@ -140,6 +140,7 @@ def _sample(cls: type[errors.EvkitError]) -> errors.EvkitError:
         "timeout_seconds": 2.5,
         "path": "/data/s.duckdb",
         "pid": 4242,
+        "host": "build-7",
         "key": "approve",
         "errors": (("amount", "Field required"),),
     }

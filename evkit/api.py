@@ -15,14 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from evkit import codec, operations
-from evkit.client import ClientRuntime, RemoteRunHandle, connect, new_event_id, statuses
+from evkit.client import ClientRuntime, RemoteRunHandle, new_event_id, open_or_connect, statuses
 from evkit.context import current_clock
 from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
 from evkit.engine import RerunRequest
 from evkit.errors import (
     PayloadError,
     StoreError,
-    StoreLockedError,
 )
 from evkit.execution.plan import fingerprint_dag, resolve_step_names
 from evkit.executors import resolve_executor
@@ -136,13 +135,10 @@ def _init_locked(
     # directory, held by another process, not a store), the current runtime stays, with
     # its runs.
     runtime: Runtime | ClientRuntime
-    try:
-        runtime = Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
-    except StoreLockedError as exc:
-        if exc.pid is None:
-            raise  # held in this process (DuckDB names the pid of another process)
-        runtime = connect(path, exc)
-    else:
+    runtime = open_or_connect(
+        path, lambda: Runtime(path, loop=loop, clock=clock, executor=default_executor, executors=named)
+    )
+    if isinstance(runtime, Runtime):
         _serve_now(runtime, loop)
     _runtime = runtime
     if current is not None:

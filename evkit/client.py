@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 from urllib.parse import quote, urlsplit
 
 from evkit import codec
@@ -55,6 +55,7 @@ CHANGES_WAIT_SECONDS = 20.0
 """How long one long poll of a run's changes waits at the owner before it asks again."""
 
 _PICKLE_TYPE = "application/x-evkit-pickle"
+_Opened = TypeVar("_Opened")
 
 
 def _timeout_seconds() -> float:
@@ -251,31 +252,41 @@ class ControlClient:
             connection.close()
 
 
-def connect(storage: str, locked: StoreLockedError) -> ClientRuntime:
-    """The client runtime of ``storage``, which another process holds (``locked`` says so).
+def open_or_connect(storage: str, open_here: Callable[[], _Opened]) -> _Opened | ClientRuntime:
+    """Open ``storage`` in this process with ``open_here``, or connect to the process that owns it.
+
+    A store held by a process that serves nothing may be held for a moment only (an
+    ``evkit`` command reading it), and an owner writes its owner file a moment after it
+    opens the store: both are tried again until one works or ``OWNER_FILE_WAIT_SECONDS``
+    pass.
 
     Raises:
-        StoreLockedError: The holder serves no control endpoint (no owner file appeared).
+        StoreLockedError: Another runtime of this process holds the store, or the holder
+            kept it and serves no control endpoint (no owner file appeared).
         OwnerUnreachableError: The owner file names a process that does not answer.
     """
     deadline = time.monotonic() + OWNER_FILE_WAIT_SECONDS
     while True:
-        owner = live_owner(storage)
-        if owner is not None and owner.pid != os.getpid():
-            break
-        if time.monotonic() >= deadline:
-            raise StoreLockedError(
-                f"{locked} It serves no other process (it wrote no owner file "
-                f"{os.path.basename(storage)}.owner.json): it may be an older evkit, a program "
-                "that is not evkit, or a runtime that has not run anything yet (its endpoint "
-                "starts with its engine).",
-                path=storage,
-                pid=locked.pid,
-            ) from None
-        time.sleep(0.02)  # the owner writes its file a moment after it opens the store
-    runtime = ClientRuntime(storage, owner)
-    runtime.call("hello", timeout=min(runtime.timeout_seconds, 5.0))
-    return runtime
+        try:
+            return open_here()
+        except StoreLockedError as locked:
+            if locked.pid is None:
+                raise  # held in this process (DuckDB names the pid of another process)
+            owner = live_owner(storage)
+            if owner is not None and owner.pid != os.getpid():
+                runtime = ClientRuntime(storage, owner)
+                runtime.call("hello", timeout=min(runtime.timeout_seconds, 5.0))
+                return runtime
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"{locked} It serves no other process (it wrote no owner file "
+                    f"{os.path.basename(storage)}.owner.json): it may be an older evkit, a "
+                    "program that is not evkit, or a runtime that has not run anything yet (its "
+                    "endpoint starts with its engine).",
+                    path=storage,
+                    pid=locked.pid,
+                ) from None
+        time.sleep(0.02)  # wait for the holder to close the store or write its owner file
 
 
 @final

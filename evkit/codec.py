@@ -114,7 +114,7 @@ def _generated(method: object) -> bool:
     return code is _NAMEDTUPLE_GETNEWARGS or getattr(method, "__qualname__", "").startswith("_dataclass_")
 
 
-_NAMEDTUPLE_GETNEWARGS = collections.namedtuple("_Probe", "").__getnewargs__.__code__
+_NAMEDTUPLE_GETNEWARGS = collections.namedtuple("_Probe", "").__getnewargs__.__code__  # type: ignore[attr-defined]
 
 
 def _as_tuple(value: object) -> tuple[object, ...]:

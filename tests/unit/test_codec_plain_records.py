@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import sys
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import cloudpickle
@@ -53,12 +52,11 @@ def message() -> KafkaMessage:
 
 
 @pytest.fixture
-def no_cloudpickle(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_cloudpickle(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(value: object, *args: object, **kwargs: object) -> bytes:
         raise AssertionError(f"cloudpickle.dumps was called for {value!r}")
 
     monkeypatch.setattr(cloudpickle, "dumps", refuse)
-    yield
 
 
 @pytest.mark.parametrize(
@@ -90,7 +88,8 @@ def test_a_field_cloudpickle_writes_by_value_keeps_the_record_on_cloudpickle() -
     value = Reading("s1", 1.0, extra=local)
     assert not codec._is_plain_record(value)
     loaded = codec.loads(codec.dumps(value))
-    assert isinstance(loaded, Reading) and loaded.extra() == "ran"  # type: ignore[operator]
+    assert isinstance(loaded, Reading)
+    assert loaded.extra() == "ran"  # type: ignore[operator]
 
 
 def test_classes_cloudpickle_writes_by_value_or_that_pickle_themselves_stay_on_cloudpickle() -> None:

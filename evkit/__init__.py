@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+import typing
 
 from evkit import workflow as workflow
 from evkit.api import (
@@ -86,10 +88,7 @@ from evkit.executors import StepExecutor as StepExecutor
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.ask import AskListener as AskListener, OpenQuestion as OpenQuestion
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
-from evkit.listeners.cron import CronListener as CronListener
-from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
 from evkit.listeners.http import EventServer as EventServer, HTTPListener as HTTPListener
-from evkit.listeners.kafka import KafkaListener as KafkaListener, KafkaMessage as KafkaMessage
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import (
     RedisStreamListener as RedisStreamListener,
@@ -109,6 +108,11 @@ from evkit.model import (
 )
 from evkit.runtime import Runtime as Runtime
 from evkit.serve import serve_events as serve_events
+
+if typing.TYPE_CHECKING:
+    from evkit.listeners.cron import CronListener as CronListener
+    from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
+    from evkit.listeners.kafka import KafkaListener as KafkaListener, KafkaMessage as KafkaMessage
 
 __version__ = "0.1.0"
 
@@ -228,3 +232,27 @@ def _install_short_tracebacks() -> None:
 
 
 _install_short_tracebacks()
+
+
+# The optional sources load on first use: `import evkit` (and a cold start) does not pay
+# for them. The names are here for type checkers, `dir()` and `from ... import *`.
+_SOURCES = {
+    "CronListener": "evkit.listeners.cron",
+    "FileListener": "evkit.listeners.files",
+    "FileRecord": "evkit.listeners.files",
+    "KafkaListener": "evkit.listeners.kafka",
+    "KafkaMessage": "evkit.listeners.kafka",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})

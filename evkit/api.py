@@ -25,6 +25,7 @@ from evkit.errors import (
 )
 from evkit.execution.plan import fingerprint_dag, resolve_step_names
 from evkit.executors import resolve_executor
+from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.ask import notebook_user
 from evkit.listeners.base import TimerListener
@@ -793,7 +794,10 @@ def send_events(workflow_id: str, events: Iterable[tuple[str, object]]) -> list[
     if isinstance(runtime, ClientRuntime):
         ids: list[str] = runtime.call("send_events", workflow_id=workflow_id, items=items)
         return ids
-    return runtime.call(lambda engine: operations.send_many(engine, workflow_id, items))
+    # While you wait here the engine hands every event to its wait and checkpoints it,
+    # within this call: a big batch does that with fewer GC passes (see fewer_gc_passes).
+    with fewer_gc_passes(len(items) >= BIG_RUN_STEPS):
+        return runtime.call(lambda engine: operations.send_many(engine, workflow_id, items))
 
 
 # ---------------------------------------------------------------------- SQL

@@ -6,6 +6,9 @@ additions (``send_event``, ``ManualListener``, ``sql``).
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from evkit import event_listener as event_listener
 from evkit.api import (
     cancel as cancel,
@@ -48,10 +51,7 @@ from evkit.errors import (
 )
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
-from evkit.listeners.cron import CronListener as CronListener
-from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
 from evkit.listeners.http import HTTPListener as HTTPListener
-from evkit.listeners.kafka import KafkaListener as KafkaListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
 from evkit.listeners.webhooks import (
@@ -61,6 +61,11 @@ from evkit.listeners.webhooks import (
 )
 from evkit.model import WorkflowStatus as WorkflowStatus
 from evkit.serve import serve_events as serve_events
+
+if typing.TYPE_CHECKING:
+    from evkit.listeners.cron import CronListener as CronListener
+    from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
+    from evkit.listeners.kafka import KafkaListener as KafkaListener
 
 # Ray injected every status as a module attribute (workflow.RUNNING, ...).
 RUNNING = WorkflowStatus.RUNNING
@@ -129,3 +134,26 @@ __all__ = [
     "wait_for_any",
     "wait_for_event",
 ]
+
+
+# The optional sources load on first use: `import evkit` (and a cold start) does not pay
+# for them. The names are here for type checkers, `dir()` and `from ... import *`.
+_SOURCES = {
+    "CronListener": "evkit.listeners.cron",
+    "FileListener": "evkit.listeners.files",
+    "FileRecord": "evkit.listeners.files",
+    "KafkaListener": "evkit.listeners.kafka",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})

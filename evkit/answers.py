@@ -2,7 +2,8 @@
 
 Pure functions of a model class (a dataclass, a pydantic model or a ``TypedDict``): its
 JSON Schema, the form fields the widget draws from that schema, validation of an answer
-into an instance with one message per wrong field, and an instance as JSON. pydantic
+into an instance with one message per wrong field, an instance as JSON, and the
+:class:`Answer` that carries a valid one (with who gave it) to its ask step. pydantic
 does the work when it is installed; without it, dataclasses and TypedDicts get a plain
 type check. No I/O, no event loop, no store.
 """
@@ -13,6 +14,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +24,40 @@ ModelKind = Literal["pydantic", "dataclass", "typeddict"]
 
 FieldError = tuple[str, str]
 """``(field, message)``: the field's name (dotted for nested ones; ``""``: the whole answer)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """A validated answer on its way through the inbox to the ask step waiting for it.
+
+    Attributes:
+        value: The answer: an instance of the question's model.
+        answered_by: Who answered: ``notebook:<user>`` from the notebook or
+            ``send_event``, ``http`` or ``http:<signature rule>`` (a verified sender)
+            from the HTTP inbox.
+        answered_at: When (epoch seconds).
+    """
+
+    value: object
+    answered_by: str | None
+    answered_at: float
+
+    def readable(self) -> str:
+        """The answer, who gave it and when, as JSON: the inbox's readable form of it.
+
+        The same shape as an ask step's checkpoint (see :func:`readable_answer`).
+        """
+        return readable_answer(answer_json(type(self.value), self.value), self.answered_by, self.answered_at)
+
+
+def readable_answer(answer: object, answered_by: str | None, answered_at: float | None) -> str:
+    """How the store shows an answer (``payload`` of ``events`` and ``inbox_events``).
+
+    ``{"answer": {...}, "answered_by": "notebook:alice", "answered_at": "2026-...Z"}``;
+    ``answer`` is the answer as plain JSON values (:func:`answer_json`).
+    """
+    at = None if answered_at is None else dt.datetime.fromtimestamp(answered_at, dt.UTC).isoformat()
+    return json.dumps({"answer": answer, "answered_by": answered_by, "answered_at": at}, default=repr)
 
 
 class InvalidAnswer(ValueError):
@@ -251,6 +287,19 @@ def validate_answer(model: type, data: object) -> object:
         return adapter.validate_python(data)
     except ValidationError as exc:
         raise InvalidAnswer([(_loc(error["loc"]), error["msg"]) for error in exc.errors()]) from None
+
+
+def prepare_validator(model: type) -> None:
+    """Build ``model``'s validator now, so that validating its first answer does no I/O.
+
+    The first pydantic validator of a process reads the installed plugins' metadata from
+    disk: call this off the event loop (``workflow.ask`` does, as it defines the step).
+
+    Raises:
+        TypeError: ``model`` is not a model (see :func:`model_kind`).
+    """
+    model_kind(model)
+    _adapter(model)
 
 
 def _loc(loc: Sequence[object]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
-from evkit.answers import model_kind
+from evkit.answers import prepare_validator
 from evkit.api import get_runtime
 from evkit.dag import NO_DEFAULT, EventNode, wait_for_event
 from evkit.engine import Engine
@@ -77,7 +77,8 @@ def ask(
             or an option is invalid as for ``wait_for_event`` (also a ``TypeError``).
     """
     try:
-        model_kind(model)
+        # Built now, off the event loop: the first validator of a process reads files.
+        prepare_validator(model)
     except TypeError as exc:
         raise WorkflowDefinitionError(f"workflow.ask(): {exc}") from None
     if not isinstance(prompt, str):

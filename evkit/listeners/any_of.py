@@ -143,18 +143,24 @@ class AnyOfListener(EventListener):
             return None
         return self._winner.source_id(cast("tuple[BranchName, object]", event)[1])
 
-    @staticmethod
-    def readable(event: object) -> str:
+    def readable(self, event: object) -> str:
         """The store's readable form of ``(name, event)``: always a JSON array.
 
-        ``["approve", {"user": "ana"}]``; an event that is not JSON is shown by its repr,
-        as a JSON string, so SQL can always read the winner's name (``payload ->> '$[0]'``).
+        ``["approve", {"user": "ana"}]``: the event as the winning branch's listener shows
+        it (its ``readable``: an ask's answer with ``answered_by`` and ``answered_at``).
+        A form that is not JSON is a JSON string, so SQL can always read the winner's name
+        (``payload ->> '$[0]'``).
         """
         if not (isinstance(event, tuple) and len(event) == 2 and isinstance(event[0], (str, int))):
             return codec.readable(event)  # a timed-out wait's `default`
         name, inner = event
-        text = codec.readable(inner)
-        if codec.to_json(inner) is None:
+        if self._winner is None:  # not polled by this instance: the plain form
+            text = codec.readable(inner)
+            is_json = codec.to_json(inner) is not None
+        else:
+            text = self._winner.readable(inner)
+            is_json = _is_json(text)
+        if not is_json:
             text = json.dumps(text)
         return f"[{json.dumps(name)}, {text}]"
 
@@ -209,6 +215,14 @@ def _decide(
 ) -> None:
     if not first.done():
         first.set_result((name, task))
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unpack(args: tuple[object, ...]) -> tuple[Sequence[Branch], float]:

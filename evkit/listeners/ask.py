@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -20,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import final
 
 from evkit import codec
-from evkit.answers import InvalidAnswer, answer_json, form_fields, json_schema, validate_answer
+from evkit.answers import (
+    Answer as Answer,  # re-exported: answers stored before it moved name it here
+    InvalidAnswer,
+    answer_json,
+    form_fields,
+    json_schema,
+    readable_answer,
+    validate_answer,
+)
 from evkit.context import get_event_context
 from evkit.errors import AnswerError
 from evkit.listeners.base import WaitDescription
@@ -36,23 +43,6 @@ class Question:
 
     model: type
     prompt: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answer:
-    """A validated answer on its way through the inbox to the ask step waiting for it.
-
-    Attributes:
-        value: The answer: an instance of the question's model.
-        answered_by: Who answered: ``notebook:<user>`` from the notebook or
-            ``send_event``, ``http`` or ``http:<signature rule>`` (a verified sender)
-            from the HTTP inbox.
-        answered_at: When (epoch seconds).
-    """
-
-    value: object
-    answered_by: str | None
-    answered_at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,15 +255,7 @@ class AskListener(ManualListener):
         """
         if self._model is None:
             return super().readable(event)
-        at = self._answered_at
-        return json.dumps(
-            {
-                "answer": answer_json(self._model, event),
-                "answered_by": self._answered_by,
-                "answered_at": None if at is None else dt.datetime.fromtimestamp(at, dt.UTC).isoformat(),
-            },
-            default=repr,
-        )
+        return readable_answer(answer_json(self._model, event), self._answered_by, self._answered_at)
 
 
 def answer_error(exc: InvalidAnswer, question: OpenQuestion, *, call: str) -> AnswerError:

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 from typing import final
 
 from evkit import codec
+from evkit.answers import Answer
 from evkit.context import get_event_context
 from evkit.listeners.base import NOTHING_TO_DESCRIBE, EventListener, WaitDescription
 from evkit.services import Service
 from evkit.store import WriteQueue, now
 from evkit.store.reads import inbox_key_of, unclaimed_inbox_of_run
 from evkit.store.rows import InboxRecord
+
+
+def _readable(payload: object) -> str:
+    """The inbox's readable form of a sent event (column ``payload`` of ``inbox_events``)."""
+    if isinstance(payload, Answer):  # an ask step's validated answer: JSON, with who sent it
+        return payload.readable()
+    return codec.readable(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +137,7 @@ class Inbox(Service):
                         f"{sent_under!r}, not {key!r}. Event ids must be unique within a run: "
                         "use a new event_id."
                     )
-            record = InboxRecord(workflow_id, key, event_id, now(), blob, codec.readable(payload), source)
+            record = InboxRecord(workflow_id, key, event_id, now(), blob, _readable(payload), source)
             if self._can_hand_over(workflow_id, key):
                 durable = await self._hand_over(record)
             else:
@@ -167,7 +175,7 @@ class Inbox(Service):
                 random[32 * i : 32 * i + 32],
                 sent_at,
                 codec.dumps(value),
-                codec.readable(value),
+                _readable(value),
                 source,
             )
             for i, (key, value) in enumerate(items)

@@ -139,3 +139,14 @@ def test_pending_view_says_when_nothing_is_open_and_lists_other_runs_questions()
         assert page.inner_text(".evkit-questions-empty") == "No open questions."
         item = page.inner_text('.evkit-question-elsewhere[data-question="old/ask"]')
         assert item.startswith("Still there? — run old, step ask, key k, waiting since ")
+
+
+def test_run_widget_keeps_no_band_for_questions_when_none_is_open():
+    widget = RunWidget.from_snapshot(approval_run(), now=at(4.0).timestamp(), layout_engine="layers")
+    with rendered(widget) as page:
+        box = page.locator(".evkit-questions")
+        assert box.bounding_box() is None  # not drawn: the toolbar follows the counts
+        page.evaluate("(q) => window.evkitModel.set('questions', q)", [question().as_json()])
+        assert box.is_visible()
+        page.evaluate("() => window.evkitModel.set('questions', [])")
+        assert box.bounding_box() is None

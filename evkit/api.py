@@ -180,6 +180,17 @@ def get_runtime() -> Runtime:
     return current
 
 
+def runtime_or_client() -> Runtime | ClientRuntime:
+    """The current runtime, or the ``ClientRuntime`` where another process owns the store.
+
+    Made with the defaults if ``init`` was not called.
+
+    Raises:
+        StoreError: The default store cannot be opened (see :func:`init`).
+    """
+    return _current_runtime()
+
+
 def _current_runtime() -> Runtime | ClientRuntime:
     current = _runtime
     if current is not None and not current.closed:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 from evkit.answers import prepare_validator
-from evkit.api import get_runtime
+from evkit.api import runtime_or_client
+from evkit.client import ClientRuntime
 from evkit.dag import NO_DEFAULT, EventNode, wait_for_event
 from evkit.engine import Engine
 from evkit.errors import WorkflowDefinitionError
@@ -159,13 +160,15 @@ class PendingQuestions(Sequence[OpenQuestion]):
     questions of the store's other runs (:class:`StoredQuestion`). Printed, it lists
     both, each open one with the ``send_event`` call that answers it; displayed in a
     notebook, it is a live widget with a form per open question that drops the questions
-    as they are answered.
+    as they are answered. In a client of the store's owner (``runtime`` is a
+    ``ClientRuntime``) the sequence is empty and ``elsewhere`` holds every open question,
+    shown as text only.
     """
 
     def __init__(
         self,
         questions: Sequence[OpenQuestion],
-        runtime: Runtime,
+        runtime: Runtime | ClientRuntime,
         elsewhere: Sequence[StoredQuestion] = (),
     ) -> None:
         self._questions = tuple(questions)
@@ -179,10 +182,14 @@ class PendingQuestions(Sequence[OpenQuestion]):
         return self._questions[index]
 
     def __repr__(self) -> str:
+        if isinstance(self.runtime, ClientRuntime):
+            return _client_text(self.elsewhere, self.runtime)
         return _text(self._questions, self.elsewhere)
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
+        if isinstance(self.runtime, ClientRuntime):  # no engine here to follow: the text
+            return {"text/plain": repr(self)}
         try:
             display = importlib.import_module("evkit.notebook.forms")
         except ImportError:
@@ -200,11 +207,20 @@ def pending() -> PendingQuestions:
     other runs (left by a kernel that stopped, or executed by another process) are
     listed too, without a form: resume the run to answer it here.
 
+    In a client of the store's owner (``workflow.init`` on a store another process owns
+    returned a ``ClientRuntime``), it lists the questions the store has open in every
+    running run, read through the owner (``sql``), as text only: no forms, and the answer's
+    fields are not known here (its model is named). Answer with ``workflow.send_event``:
+    the owner checks the answer against the model before storing it.
+
     Raises:
         RunStateError: The runtime was shut down.
         StoreError: The store could not be read.
+        OwnerUnreachableError: This process is a client and the owner did not answer.
     """
-    runtime = get_runtime()
+    runtime = runtime_or_client()
+    if isinstance(runtime, ClientRuntime):
+        return PendingQuestions((), runtime, _stored_questions(runtime.sql(_WAITING_ASKS).fetchall()))
 
     async def read(engine: Engine) -> tuple[list[OpenQuestion], list[StoredQuestion]]:
         live = questions_of(engine.services).all()
@@ -216,16 +232,22 @@ def pending() -> PendingQuestions:
     return PendingQuestions(live, runtime, elsewhere)
 
 
+# The ask steps the store has waiting in runs it records as running (the public views).
+_WAITING_ASKS = """
+SELECT e.workflow_id, e.step_id, e.args, epoch(e.waiting_at)
+FROM events e JOIN workflows w USING (workflow_id)
+WHERE e.listener = 'AskListener' AND e.state = 'waiting' AND w.status = 'RUNNING'
+ORDER BY e.waiting_at, e.workflow_id, e.step_id
+"""
+
+
 def _waiting_asks(con: duckdb.DuckDBPyConnection) -> list[StoredQuestion]:
-    """The ask steps the store has waiting in runs it records as running (the public views)."""
-    rows = con.execute(
-        """
-        SELECT e.workflow_id, e.step_id, e.args, epoch(e.waiting_at)
-        FROM events e JOIN workflows w USING (workflow_id)
-        WHERE e.listener = 'AskListener' AND e.state = 'waiting' AND w.status = 'RUNNING'
-        ORDER BY e.waiting_at, e.workflow_id, e.step_id
-        """
-    ).fetchall()
+    """The ask steps the store has waiting in runs it records as running."""
+    return _stored_questions(con.execute(_WAITING_ASKS).fetchall())
+
+
+def _stored_questions(rows: Sequence[tuple[Any, ...]]) -> list[StoredQuestion]:
+    """The rows of ``_WAITING_ASKS`` as questions (the key and prompt from the wait's args)."""
     found = []
     for workflow_id, step_id, args, since in rows:
         try:
@@ -268,6 +290,23 @@ def _text(questions: Sequence[OpenQuestion], elsewhere: Sequence[StoredQuestion]
             )
             if s.prompt:
                 lines.append(f"    {s.prompt}")
+    return "\n".join(lines)
+
+
+def _client_text(questions: Sequence[StoredQuestion], client: ClientRuntime) -> str:
+    owner = client.owner.describe()
+    if not questions:
+        return f"No open questions (store {client.storage!r}, owned by {owner})."
+    lines = [
+        f"{len(questions)} open question{'s' if len(questions) != 1 else ''} in store "
+        f"{client.storage!r}, owned by {owner} (answer with send_event: the owner checks the "
+        "answer against its model; its forms are shown in the owner's notebook):"
+    ]
+    for s in questions:
+        lines.append(f"- run {s.workflow_id!r}, step {s.step_id!r}, waiting since {_iso(s.since)}")
+        if s.prompt:
+            lines.append(f"    {s.prompt}")
+        lines.append(f"    answer: workflow.send_event({s.workflow_id!r}, {s.key!r}, {{...}})  # a {s.model}")
     return "\n".join(lines)
 
 

@@ -154,11 +154,12 @@ class AnyOfListener(EventListener):
         if not (isinstance(event, tuple) and len(event) == 2 and isinstance(event[0], (str, int))):
             return codec.readable(event)  # a timed-out wait's `default`
         name, inner = event
-        if self._winner is None:  # not polled by this instance: the plain form
+        winner = self._winner
+        if winner is None or type(winner).readable is EventListener.readable:  # the plain form
             text = codec.readable(inner)
             is_json = codec.to_json(inner) is not None
         else:
-            text = self._winner.readable(inner)
+            text = winner.readable(inner)
             is_json = _is_json(text)
         if not is_json:
             text = json.dumps(text)

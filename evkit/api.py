@@ -29,7 +29,12 @@ from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.handle import RunHandle, draw_timeline
 from evkit.listeners.ask import notebook_user
 from evkit.listeners.base import TimerListener
-from evkit.model import MAX_EVENT_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, WorkflowStatus
+from evkit.model import (
+    DEFAULT_STORAGE as DEFAULT_STORAGE,
+    MAX_EVENT_KEY_CHARS,
+    MAX_WORKFLOW_ID_CHARS,
+    WorkflowStatus,
+)
 from evkit.runtime import LoopMode, Runtime, running_loop
 from evkit.store.connection import store_errors
 
@@ -38,8 +43,6 @@ if TYPE_CHECKING:
 
     from evkit.clock import Clock
     from evkit.engine import ActiveRun
-
-DEFAULT_STORAGE = "evkit.duckdb"
 
 logger = logging.getLogger("evkit")
 

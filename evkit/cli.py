@@ -24,15 +24,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import duckdb
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from evkit import api
 from evkit.client import OWNER_FILE_WAIT_SECONDS, ControlClient, new_event_id
 from evkit.errors import (
     EvkitError,
@@ -43,10 +41,16 @@ from evkit.errors import (
     StoreNotFoundError,
     WorkflowNotFoundError,
 )
-from evkit.model import MAX_EVENT_KEY_CHARS, RunSnapshot, WorkflowStatus
+from evkit.model import DEFAULT_STORAGE, MAX_EVENT_KEY_CHARS, RunSnapshot, WorkflowStatus
 from evkit.owner_file import OwnerInfo, live_owner
-from evkit.store.connection import open_store_read_only, translate
-from evkit.store.overview import list_runs, run_overview
+
+if TYPE_CHECKING:
+    # Bound at run time by _load_the_store_side(), which the paths that use them call first.
+    import duckdb  # noqa: TC004
+
+    from evkit import api  # noqa: TC004
+    from evkit.store.connection import open_store_read_only, translate  # noqa: TC004
+    from evkit.store.overview import list_runs, run_overview  # noqa: TC004
 
 _T = TypeVar("_T")
 
@@ -127,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     command = f"evkit {args.command}"
-    storage = os.path.abspath(args.storage or os.environ.get("EVKIT_STORAGE") or api.DEFAULT_STORAGE)
+    storage = os.path.abspath(args.storage or os.environ.get("EVKIT_STORAGE") or DEFAULT_STORAGE)
     try:
         try:
             return _COMMANDS[args.command](args, storage)
@@ -197,6 +201,21 @@ def _owner_gone(exc: OwnerUnreachableError, args: argparse.Namespace, storage: s
 # ---------------------------------------------------------------------- opening the store
 
 
+def _load_the_store_side() -> None:
+    """Import DuckDB, the store's readers and the engine (``evkit.api``), once.
+
+    A command that the store's owner answers needs only the owner file, the HTTP client
+    and rich; these imports are most of a cold start, so only the paths that open the
+    store themselves (``_reading``, ``_writing``) load them, here.
+    """
+    global duckdb, api, open_store_read_only, translate, list_runs, run_overview
+    import duckdb
+
+    from evkit import api
+    from evkit.store.connection import open_store_read_only, translate
+    from evkit.store.overview import list_runs, run_overview
+
+
 def _storage_flag(args: argparse.Namespace, storage: str) -> str:
     """The ``--storage`` flag a suggested command needs (none when the default is meant)."""
     return f" --storage {storage}" if args.storage else ""
@@ -210,7 +229,7 @@ def _check_path(storage: str) -> None:
     if os.path.isdir(storage):
         raise CliError(
             f"store {storage!r} is a directory. Pass the store's file with --storage PATH, e.g. "
-            f"--storage {os.path.join(storage, api.DEFAULT_STORAGE)}.",
+            f"--storage {os.path.join(storage, DEFAULT_STORAGE)}.",
             exit_status=2,
         )
     if not os.path.exists(storage):
@@ -242,6 +261,7 @@ def _retry_while_locked(open_: Callable[[], object], deadline: float) -> None:
 def _reading(args: argparse.Namespace, storage: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """The store opened read-only, closed at the end; CLI errors for what goes wrong."""
     _check_path(storage)
+    _load_the_store_side()
     opened: list[duckdb.DuckDBPyConnection] = []
     try:
         _retry_while_locked(
@@ -275,6 +295,7 @@ def _reading(args: argparse.Namespace, storage: str) -> Iterator[duckdb.DuckDBPy
 def _writing(args: argparse.Namespace, storage: str, held_advice: str) -> Iterator[None]:
     """A runtime on the existing store (``loop="thread"``); closed at the end (runs stay RESUMABLE)."""
     _check_path(storage)
+    _load_the_store_side()
     try:
         _retry_while_locked(
             lambda: api.init(storage=storage, loop="thread"), time.monotonic() + LOCK_WAIT_SECONDS

@@ -33,14 +33,16 @@ from evkit.errors import (
     StoreLockedError,
     StoreOwnedElsewhereError,
 )
-from evkit.handle import StepDetails, _call_text, _notebook_module
 from evkit.model import EVENT_PAGE_SIZE, RunProgress, RunSnapshot, WorkflowStatus
 from evkit.owner_file import OwnerInfo, live_owner, pid_alive
-from evkit.runtime import LoopThread
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    # Bound at run time by _load_the_engine_side(), which the paths that use them call first.
+    from evkit.handle import StepDetails, _call_text, _notebook_module  # noqa: TC004
+    from evkit.runtime import LoopThread  # noqa: TC004
 
 logger = logging.getLogger("evkit")
 
@@ -56,6 +58,18 @@ CHANGES_WAIT_SECONDS = 20.0
 
 _PICKLE_TYPE = "application/x-evkit-pickle"
 _Opened = TypeVar("_Opened")
+
+
+def _load_the_engine_side() -> None:
+    """Import what live views and step details need from the engine's side, once.
+
+    ``evkit.handle`` and ``evkit.runtime`` import the engine and DuckDB, most of a cold
+    start; a request to the owner (a cold ``evkit list``) needs neither, so only the
+    paths that use them load them, here.
+    """
+    global StepDetails, _call_text, _notebook_module, LoopThread
+    from evkit.handle import StepDetails, _call_text, _notebook_module
+    from evkit.runtime import LoopThread
 
 
 def _timeout_seconds() -> float:
@@ -357,6 +371,7 @@ class ClientRuntime:
         with self._lock:
             self._check_open()
             if self._loop_thread is None:
+                _load_the_engine_side()
                 self._loop_thread = LoopThread()
             return self._loop_thread.loop
 
@@ -520,6 +535,7 @@ class RemoteRunHandle:
         found: Mapping[str, Any] = await asyncio.to_thread(
             self._runtime.call, "step_details", workflow_id=self.workflow_id, step_id=step_id
         )
+        _load_the_engine_side()
         call_text = _call_text(found["args"], found["kwargs"]) if found["kind"] == "function" else None
         return StepDetails(step=found["record"], call_text=call_text, stored=found["stored"])
 
@@ -561,6 +577,7 @@ class RemoteRunHandle:
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, object]:
         """The live widget in a notebook (through ``evkit.notebook``, if installed)."""
+        _load_the_engine_side()
         notebook = _notebook_module("display")
         if notebook is None:
             return {"text/plain": repr(self)}

@@ -17,6 +17,8 @@ from typing import Literal, TypeVar
 R = TypeVar("R")
 
 
+DEFAULT_STORAGE = "evkit.duckdb"
+"""The store file ``workflow.init()`` and the ``evkit`` command use when none is given."""
 MAX_WORKFLOW_ID_CHARS = 200
 """The longest run id a new run may have: it is a path segment of event URLs."""
 MAX_EVENT_KEY_CHARS = 200

@@ -258,8 +258,12 @@ class Engine:
         request: RerunRequest,
     ) -> object:
         active = self._active[workflow_id]
+        loading = self._load_and_execute(active, dag, metadata, prints, request)
+        # The fingerprints matter only until the run starts; held here, a big run's would
+        # stay alive (and be walked by every full GC pass) for as long as it runs.
+        del prints
         try:
-            return await self._load_and_execute(active, dag, metadata, prints, request)
+            return await loading
         except WorkflowNotResumableError:
             raise  # the handle reports it (an unknown or cancelled run), as documented
         except Exception as exc:
@@ -367,6 +371,7 @@ class Engine:
             # batch, which holds every other wait's row too (a big run's read would wait
             # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
+        del prints  # see _main
         return await execution.execute()
 
     def _resolve(self, workflow_id: str, dag: FlatDag, request: RerunRequest) -> tuple[set[str], set[str]]:

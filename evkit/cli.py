@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 LOCK_WAIT_SECONDS = 2.0
-"""How long a command retries a store that another process has open before it gives up.
+"""How long a command that reads the store retries it while another process has it open.
 
 Another ``evkit`` command holds a store for a fraction of a second (``watch`` opens it
 for each refresh); a process that runs workflows holds it until it ends.
@@ -241,9 +241,11 @@ def _check_path(storage: str) -> None:
         )
 
 
-def _held(exc: StoreLockedError, storage: str, advice: str) -> _StoreHeld:
+def _held(exc: StoreLockedError, storage: str, advice: str, *, owner_waited_for: bool = False) -> CliError:
     holder = f"pid {exc.pid}" if exc.pid is not None else "pid unknown"
-    return _StoreHeld(f"store {storage!r} is held by another process ({holder}): {advice}")
+    message = f"store {storage!r} is held by another process ({holder}): {advice}"
+    # A _StoreHeld makes main() wait for an owner file; workflow.init has waited already.
+    return CliError(message) if owner_waited_for else _StoreHeld(message)
 
 
 def _retry_while_locked(open_: Callable[[], object], deadline: float) -> None:
@@ -297,11 +299,10 @@ def _writing(args: argparse.Namespace, storage: str, held_advice: str) -> Iterat
     _check_path(storage)
     _load_the_store_side()
     try:
-        _retry_while_locked(
-            lambda: api.init(storage=storage, loop="thread"), time.monotonic() + LOCK_WAIT_SECONDS
-        )
+        # init waits for a command that reads the store for a moment, or for an owner's file.
+        api.init(storage=storage, loop="thread")
     except StoreLockedError as exc:
-        raise _held(exc, storage, held_advice) from None
+        raise _held(exc, storage, held_advice, owner_waited_for=True) from None
     try:
         yield
     finally:

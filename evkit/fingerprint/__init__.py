@@ -94,7 +94,7 @@ def _origin(module_name: str | None) -> str | None:
 def _origin_of_imported(module_name: str) -> str | None:
     top = module_name.partition(".")[0]
     if top == "evkit":
-        return f"evkit=={_version('evkit')}"
+        return _installed_version("evkit")
     if top in sys.builtin_module_names:
         return f"python=={sys.version.split()[0]}"
     module = sys.modules.get(module_name)
@@ -129,13 +129,9 @@ _STDLIB_PREFIXES = tuple(
 
 
 def _installed_version(top: str) -> str:
-    return f"{top}=={_version(top)}"
-
-
-def _version(top: str) -> str:
     # The version the package itself declares, as most do; metadata files are not read
     # (see _file_origin).
-    return str(getattr(sys.modules.get(top), "__version__", "unknown"))
+    return f"{top}=={getattr(sys.modules.get(top), '__version__', 'unknown')}"
 
 
 def _module_of(value: object) -> str | None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import pathlib
 import shutil
 import time
+from collections.abc import Iterator
 
 import pytest
-import test_jupyterlab
-from test_jupyterlab import CHROMIUM_ARGS, Lab, _chromium
+from _jupyter_server import CHROMIUM_ARGS, JupyterServer, chromium as find_chromium, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 
-# The widget browser test's JupyterLab server fixture, shared under the name `lab_server`.
-lab_server = test_jupyterlab.lab
 ASK_NOTEBOOK = pathlib.Path(__file__).parent / "ask.ipynb"
 PANEL = (
     "Array.from(window.jupyterapp.shell.widgets('main'))"
@@ -38,12 +36,19 @@ KERNEL_IDLE = (
 )
 
 
+@pytest.fixture
+def lab_server(tmp_path: pathlib.Path) -> Iterator[JupyterServer]:
+    """JupyterLab serving an empty temporary directory."""
+    with serve("jupyterlab", tmp_path) as server:
+        yield server
+
+
 def test_ask_form_shows_the_error_of_an_invalid_answer_and_a_fixed_one_continues_the_run(
-    lab_server: Lab,
+    lab_server: JupyterServer,
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     pytest.importorskip("pydantic", reason="the notebook's model is a pydantic model")
-    chromium = _chromium()
+    chromium = find_chromium()
     lab = lab_server
     shutil.copy(ASK_NOTEBOOK, lab.root / "ask.ipynb")  # a copy: running it cannot change the stored one
     started = time.monotonic()

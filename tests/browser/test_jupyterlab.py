@@ -7,35 +7,19 @@ widget renders, updates while no cell runs, and that its Send button completes t
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from _jupyter_server import CHROMIUM_ARGS, JupyterServer, chromium as find_chromium, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 
 HERE = pathlib.Path(__file__).parent
 LIVE_NOTEBOOK = HERE / "live.ipynb"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 # The notebook panel showing our file, found by path: JupyterLab may restore other tabs,
 # so shell.currentWidget is not reliable (notes, section 5.3).
 PANEL = (
@@ -57,106 +41,20 @@ KERNEL_IDLE = (
 )
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Lab:
-    """A JupyterLab server on loopback serving ``root``."""
-
-    url: str
-    token: str
-    root: pathlib.Path
-    process: subprocess.Popen[bytes]
-
-    def api(self, method: str, path: str) -> object:
-        request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-
 @pytest.fixture
-def lab(tmp_path: pathlib.Path) -> Iterator[Lab]:
+def lab(tmp_path: pathlib.Path) -> Iterator[JupyterServer]:
     """JupyterLab serving a temporary directory that holds a copy of live.ipynb (the stored
-    notebook is never opened, so running it cannot change it). Its kernels are deleted and
-    the server is killed by PID at teardown."""
-    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed (pip install 'evkit[test]')")
-    root = tmp_path / "lab"
-    root.mkdir()
-    shutil.copy(LIVE_NOTEBOOK, root / "live.ipynb")
-    token = uuid.uuid4().hex
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-        f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-    ]  # fmt: skip
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    # No "get notified about Jupyter news?" toast over the widget in the screenshot.
-    notification = (
-        tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    )
-    notification.parent.mkdir(parents=True)
-    notification.write_text(json.dumps({"fetchNews": "false"}))
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = (tmp_path / "lab.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"JupyterLab exited with {process.returncode}:\n{(tmp_path / 'lab.log').read_text()}"
-                )
-            try:
-                server.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"JupyterLab did not answer within 60 s:\n{(tmp_path / 'lab.log').read_text()}"
-                    )
-                time.sleep(0.2)  # polling a condition with a deadline: nothing to wait on
+    notebook is never opened, so running it cannot change it)."""
+    with serve("jupyterlab", tmp_path) as server:
+        shutil.copy(LIVE_NOTEBOOK, server.root / "live.ipynb")
         yield server
-    finally:
-        try:
-            sessions = server.api("GET", "/api/sessions")
-            for session in sessions if isinstance(sessions, list) else []:
-                server.api("DELETE", f"/api/sessions/{session['id']}")
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_widget_renders_updates_while_idle_and_send_button_completes_the_wait(
-    lab: Lab, tmp_path: pathlib.Path
+    lab: JupyterServer, tmp_path: pathlib.Path
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    chromium = _chromium()
+    chromium = find_chromium()
     started = time.monotonic()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)

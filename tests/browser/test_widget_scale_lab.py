@@ -12,34 +12,20 @@ EVKIT_UPDATE_SCREENSHOT=1 the JupyterLab picture refreshes docs/screenshot-widge
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from _jupyter_server import CHROMIUM_ARGS, JupyterServer, chromium as find_chromium, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(150)]
 
 HERE = pathlib.Path(__file__).parent
 NOTEBOOK = HERE / "scale.ipynb"
 DOCS_SCREENSHOT = HERE.parent.parent / "docs" / "screenshot-widget.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PANEL = (
     "Array.from(window.jupyterapp.shell.widgets('main'))"
     ".find(w => w.context && w.context.path === 'scale.ipynb')"
@@ -67,103 +53,13 @@ TIMERS = '.evkit-group[data-group="group:event:sleep@1"]'  # after its sleep_dea
 PREPS = '.evkit-group[data-group="group:function:prep@1"]'
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A JupyterLab or Notebook 7 server on loopback serving a copy of scale.ipynb."""
-
-    app: str  # "jupyterlab" or "notebook"
-    url: str
-    token: str
-    process: subprocess.Popen[bytes]
-
-    def api(self, method: str, path: str) -> object:
-        request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-
 @pytest.fixture(params=["jupyterlab", "notebook"])
-def server(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[JupyterServer]:
     """The app named by the parameter, serving a temporary copy of scale.ipynb (the stored
-    notebook is never run). Its kernels are deleted and the server is stopped by PID at
-    teardown."""
-    app = request.param
-    pytest.importorskip(app, reason=f"{app} is not installed (pip install 'evkit[test]')")
-    root = tmp_path / "root"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / "scale.ipynb")
-    token = uuid.uuid4().hex
-    port = _free_port()
-    klass = "LabApp" if app == "jupyterlab" else "JupyterNotebookApp"
-    command = [
-        sys.executable, "-m", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--{klass}.expose_app_in_browser=True",
-        f"--{klass}.workspaces_dir={tmp_path / 'workspaces'}",
-        f"--{klass}.user_settings_dir={tmp_path / 'settings'}",
-    ]  # fmt: skip
-    if app == "jupyterlab":
-        command += [
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    notification = (
-        tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    )
-    notification.parent.mkdir(parents=True)
-    notification.write_text(json.dumps({"fetchNews": "false"}))
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log_path = tmp_path / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    srv = Server(app=app, url=f"http://127.0.0.1:{port}", token=token, process=process)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{app} exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                srv.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{app} did not answer within 60 s:\n{log_path.read_text()}")
-                time.sleep(0.2)  # polling a condition with a deadline: nothing to wait on
+    notebook is never run)."""
+    with serve(request.param, tmp_path) as srv:
+        shutil.copy(NOTEBOOK, srv.root / "scale.ipynb")
         yield srv
-    finally:
-        try:
-            sessions = srv.api("GET", "/api/sessions")
-            for session in sessions if isinstance(sessions, list) else []:
-                srv.api("DELETE", f"/api/sessions/{session['id']}")
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def wait_for_counts(page, selector: str, counts: str) -> None:
@@ -200,10 +96,10 @@ def assert_labels_readable(page) -> set[str]:
 
 
 def test_a_142_step_run_reads_as_groups_opens_details_and_timeline_in_both_themes(
-    server: Server, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    server: JupyterServer, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    chromium = _chromium()
+    chromium = find_chromium()
     lab = server.app == "jupyterlab"
     path = "lab/tree" if lab else "notebooks"
     with sync_api.sync_playwright() as playwright:

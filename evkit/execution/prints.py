@@ -17,6 +17,7 @@ from typing import cast
 from evkit import codec
 from evkit.dag import FlatDag, FlatStep, Ref
 from evkit.fingerprint import DIGEST_SIZE, combine, function_fingerprint, value_fingerprint
+from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 
 StepPrint = tuple[str, str]
 """A step's ``(code digest, fingerprint)``: the fingerprint covers the code and the inputs."""
@@ -97,17 +98,28 @@ def step_prints(dag: FlatDag, codes: DagCodes) -> dict[str, StepPrint]:
     """
     code_of = _codes_by_function(dag, codes)
     arguments = codes.arguments
-    heads = ("raise", "catch")
+    atoms = _ATOMS
+    heads = ("raise\0", "catch\0")
     prints: dict[str, StepPrint] = {}
-    for step in dag.steps:
-        func = step.func
-        if func is None or step.kind == "event":
-            prints[step.step_id] = EVENT_PRINT
-            continue
-        text = arguments.get(step.step_id)
-        if text is None:
-            text = _arguments_text(step)
-        prints[step.step_id] = (code_of[id(func)], heads[step.options.catch_exceptions] + "\0" + text)
+    with fewer_gc_passes(len(dag.steps) >= BIG_RUN_STEPS):  # each pass would walk the whole DAG
+        for step in dag.steps:
+            func = step.func
+            if func is None or step.kind == "event":
+                prints[step.step_id] = EVENT_PRINT
+                continue
+            text = arguments.get(step.step_id) if arguments else None
+            if text is None:
+                args = step.args
+                value = args[0] if len(args) == 1 and not step.kwargs else None
+                kind = type(value)
+                # One argument, a step or a plain scalar: the usual step of a big DAG, inline.
+                if kind is Ref:
+                    text = "@" + cast("Ref", value).step_id
+                elif value is not None and kind in atoms:
+                    text = f"{kind.__name__}:{value!r}"
+                else:
+                    text = _arguments_text(step)
+            prints[step.step_id] = (code_of[id(func)], heads[step.options.catch_exceptions] + text)
     return prints
 
 

@@ -472,24 +472,28 @@ def scenario_fingerprint(quick: bool, raw: dict[str, object]) -> list[Row]:
     return [
         Row(
             "11",
-            "step fingerprints, first in the process (floor: flatten)",
+            "step fingerprints: code digests at a run's call, first in the process (floor: flatten)",
             f"{n:,}-step fan-out of one function",
             "s",
-            fanout["fingerprint_cold_s"],
+            fanout["codes_cold_s"],
             fanout["flatten_s"],
             note=(
-                f"again {fanout['fingerprint_s']:.3f} s; function_fingerprint per step, "
-                f"no Fingerprinter: {fanout['function_fingerprint_per_step_s']:.3f} s"
+                f"again {fanout['codes_s']:.3f} s; a re-run's step fingerprints, one side: "
+                f"{fanout['step_prints_s']:.3f} s; function_fingerprint per step: "
+                f"{fanout['function_fingerprint_per_step_s']:.3f} s"
             ),
         ),
         Row(
             "11",
-            "step fingerprints, first in the process (floor: flatten)",
+            "step fingerprints: code digests at a run's call, first in the process (floor: flatten)",
             "1,000-step chain of distinct functions",
             "s",
-            chain["fingerprint_cold_s"],
+            chain["codes_cold_s"],
             chain["flatten_s"],
-            note=f"{chain['cold_per_function_us']:.0f} us per function; again {chain['fingerprint_s']:.4f} s",
+            note=(
+                f"{chain['cold_per_function_us']:.0f} us per function; again {chain['codes_s']:.4f} s; "
+                f"step fingerprints {chain['step_prints_s']:.4f} s"
+            ),
         ),
         *_fingerprint_share_rows(quick, raw),
     ]
@@ -516,14 +520,17 @@ def _fingerprint_share_rows(quick: bool, raw: dict[str, object]) -> list[Row]:
         ("waits", f"scenario 1's DAG: {n_waits:,} manual waits + handle steps", waits_s, "1"),
         ("chain", "scenario 4's DAG: a 1,000-step chain of one function", chain_s, "4"),
     ):
-        seconds = float(dags[f"{label}_fingerprint_s"])  # type: ignore[arg-type]
-        note = f"{int(dags[f'{label}_steps']):,} steps"  # type: ignore[call-overload]
+        seconds = float(dags[f"{label}_codes_s"])  # type: ignore[arg-type]
+        note = (
+            f"{int(dags[f'{label}_steps']):,} steps; a re-run's step fingerprints, one side: "  # type: ignore[call-overload]
+            f"{float(dags[f'{label}_step_prints_s']):.3f} s"  # type: ignore[arg-type]
+        )
         if run_s:
-            note += f"; {seconds / run_s * 100:.1f}% of scenario {scenario}'s run ({run_s:.2f} s)"
+            note += f"; {seconds / run_s * 100:.2f}% of scenario {scenario}'s run ({run_s:.2f} s)"
         rows.append(
             Row(
                 "11",
-                "step fingerprints, first in the process (floor: flatten)",
+                "step fingerprints: code digests at a run's call, first in the process (floor: flatten)",
                 case,
                 "s",
                 seconds,

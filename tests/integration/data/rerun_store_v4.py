@@ -37,13 +37,9 @@ def report(handle: workflow.RunHandle) -> dict[str, object]:
     return {"output": output, "reused": handle.plan.reused, "rerun": dict(handle.plan.rerun)}
 
 
+approval = workflow.wait_for_event(workflow.ManualListener, key="k", name="approval")
 results = {
-    "w1 fixed": report(
-        workflow.run_async(
-            double.step(load.step(), workflow.wait_for_event(workflow.ManualListener, key="k", name="approval")),
-            workflow_id="w1",
-        )
-    ),
+    "w1 fixed": report(workflow.run_async(double.step(load.step(), approval), workflow_id="w1")),
     # The stored DAG of w2 (its record in the old form), copied and compared with itself.
     "w2 forked": report(workflow.fork("w2", "w3", rerun=["scale"])),
     "w2 again": report(

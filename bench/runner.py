@@ -593,6 +593,10 @@ def scenario_rerun(quick: bool, raw: dict[str, object]) -> list[Row]:
         a = [float(r["total_s"]) for r in with_fp]  # type: ignore[arg-type]
         b = [float(r["total_s"]) for r in without_fp]  # type: ignore[arg-type]
         added = [(x - y) / y * 100 for x, y in zip(a, b, strict=True)]
+        cpu_added = [
+            (float(x["cpu_s"]) - float(y["cpu_s"])) / float(y["cpu_s"]) * 100  # type: ignore[arg-type]
+            for x, y in zip(with_fp, without_fp, strict=True)
+        ]
         rows.append(
             Row(
                 "10",
@@ -603,7 +607,8 @@ def scenario_rerun(quick: bool, raw: dict[str, object]) -> list[Row]:
                 None,
                 note=(
                     f"median of {pairs} pairs (range {min(added):+.1f} to {max(added):+.1f} %); "
-                    f"with {statistics.median(a):.2f} s, without {statistics.median(b):.2f} s"
+                    f"with {statistics.median(a):.2f} s, without {statistics.median(b):.2f} s; CPU "
+                    f"{statistics.median(cpu_added):+.1f} % ({min(cpu_added):+.1f} to {max(cpu_added):+.1f})"
                 ),
             )
         )

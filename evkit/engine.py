@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag, live_step_function
+from evkit.dag import FlatDag, flat_dag_from_rows, live_step_function
 from evkit.errors import (
     RunStateError,
     WorkflowNotFoundError,
@@ -31,7 +31,7 @@ from evkit.execution.prints import DagCodes, dag_codes, encode_codes, live_and_s
 from evkit.executors.base import StepExecutor
 from evkit.fingerprint import function_fingerprint
 from evkit.listeners.manual import Inbox
-from evkit.missing_code import MissingCode, find_missing_code
+from evkit.missing_code import MissingCode, find_missing_code, load_rows_with_placeholders
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import StoreWriter, WriteQueue, now, run_status
@@ -516,11 +516,16 @@ class Engine:
             )
 
     def _stored_dag_or_none(self, stored: StoredRun) -> FlatDag | None:
-        """The stored run's DAG, or ``None`` when code it refers to is gone."""
+        """The stored run's DAG, to compare a re-run with; ``None`` when it cannot be read.
+
+        Code it refers to that is gone is stood in for by placeholders: the comparison
+        needs which steps shared a function, not the function (its digest is recorded).
+        """
         try:
             return self._load_dag(stored.workflow_id, stored.dag_blob)
         except WorkflowNotResumableError:
-            return None
+            rows = load_rows_with_placeholders(stored.dag_blob)
+            return None if rows is None else flat_dag_from_rows(*rows)
 
     def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
         """The run's stored DAG.

@@ -10,12 +10,14 @@ re-runs its runs (and forks one) as their user would, in a fresh process.
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -133,3 +135,32 @@ def test_runs_stored_with_every_step_fingerprint_re_run_and_fork_as_before(dict_
         ).fetchall() == [("load", 1, True), ("load_1", 1, True), ("scale", 1, True), ("total", 2, False)]
     finally:
         workflow.shutdown()
+
+
+def _module(directory: pathlib.Path, name: str) -> types.ModuleType:
+    (directory / f"{name}.py").write_text("def one(i):\n    return 1\n")
+    return importlib.import_module(name)
+
+
+@pytest.mark.slow
+def test_a_run_whose_code_is_gone_is_still_compared_step_by_step(
+    store_path: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gone = _module(tmp_path, "fingerprint_gone_helpers")
+    workflow.init(storage=store_path, loop="thread")
+    try:
+        # A module's plain function is stored by reference: its module must be importable.
+        one_gone = workflow.step(gone.one)
+        assert total.step(one_gone.step(0), one_gone.step(1)).run(workflow_id="w") == 2
+        (tmp_path / "fingerprint_gone_helpers.py").unlink()
+        monkeypatch.delitem(sys.modules, "fingerprint_gone_helpers")
+        # The user moved the function to another module, unchanged.
+        moved = workflow.step(_module(tmp_path, "fingerprint_moved_helpers").one)
+        handle = workflow.run_async(total.step(moved.step(0), moved.step(1)), workflow_id="w")
+        assert handle.result() == 2
+        assert handle.plan is not None
+        assert (handle.plan.reused, dict(handle.plan.rerun)) == (("one", "one_1", "total"), {})
+    finally:
+        workflow.shutdown()
+        sys.modules.pop("fingerprint_moved_helpers", None)

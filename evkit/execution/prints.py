@@ -129,6 +129,9 @@ def chained_prints(dag: FlatDag, codes: DagCodes) -> dict[str, StepPrint]:
     Those stores hold each step's fingerprints, each a digest that also covers its
     upstream steps' fingerprints; a DAG compared with such a store is fingerprinted the
     same way (from ``codes``: no code is digested here either).
+
+    Raises:
+        StoredCodesMismatch: ``codes`` does not fit ``dag``'s functions.
     """
     code_of = _codes_by_function(dag, codes)
     arguments = codes.arguments

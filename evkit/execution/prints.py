@@ -3,9 +3,10 @@
 A run stores, beside its DAG, only what cannot be read from the DAG later: the code
 digest of each distinct function (a handful, whatever the DAG's size) and the digest of
 each literal argument that is not a plain scalar. A re-run derives the stored side's
-step fingerprints from the stored DAG and those digests, and never digests stored code
-(a stored function may see other globals than it did when the run started). Pure: it
-reads no store; ``evkit.execution.plan`` compares what this module computes.
+step fingerprints from the stored DAG and those digests, and does not digest stored code
+(a stored function may see other globals than it did when the run started) unless the
+record is missing. Pure: it reads no store; ``evkit.execution.plan`` compares what this
+module computes.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Scenario 11: what fingerprinting a DAG's steps costs, beside flattening the same DAG.
 
-A re-run fingerprints every step of the DAG it is given (its code, its literal arguments,
-its upstream steps' fingerprints) to compare them with the stored run. Two shapes: a
-fan-out of N calls of one function into a ``total`` step (one function, fingerprinted
-once), and a chain of 1,000 distinct functions (each fingerprinted, each calling a
-shared helper). The baseline is ``flatten``, the work every run already does on its DAG.
-Times are the median of a few repeats in one process; "cold" is the first fingerprint of
-each function in the process, "warm" a second pass (the per-object cache checks that the
-names each function uses still hold the same objects).
+Every run takes its DAG's code digests at the call (``dag_codes``: one digest per distinct
+function, a type check per argument); a re-run also derives every step's fingerprint,
+for the DAG it is given and for the stored one (``step_prints``). Two shapes: a fan-out
+of N calls of one function into a ``total`` step (one function, digested once), and a
+chain of 1,000 distinct functions (each digested, each calling a shared helper). The
+baseline is ``flatten``, the work every run already does on its DAG. Times are the
+median of a few repeats in one process; "cold" is the first digest of each function in
+the process, "again" a second pass (the per-object cache checks that the names each
+function uses still hold the same objects).
 """
 
 from __future__ import annotations
@@ -16,13 +17,8 @@ import functools
 import statistics
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from bench.common import peak_rss_mb
-
-if TYPE_CHECKING:
-    from evkit.dag import FlatDag
-    from evkit.fingerprint import Fingerprinter
 
 REPEATS = 3
 
@@ -53,29 +49,6 @@ def _chain_functions(n: int) -> list[Callable[[int], int]]:
     return [namespace[f"link_{i}"] for i in range(n)]  # type: ignore[misc]
 
 
-def dag_fingerprints(flat: FlatDag, fingerprinter: Fingerprinter) -> dict[str, str]:
-    """Each step's fingerprint: its code digest, its literal arguments' digests and its
-    upstream steps' fingerprints, combined (the comparison a re-run makes)."""
-    from evkit.dag import Ref
-    from evkit.fingerprint import combine, value_fingerprint
-
-    prints: dict[str, str] = {}
-
-    def upstream(value: object) -> str | None:  # a Ref nested in an argument
-        return prints[value.step_id] if type(value) is Ref else None
-
-    for step in flat.steps:
-        code = fingerprinter.code(step.func if step.listener is None else step.listener)  # type: ignore[arg-type]
-        parts = [code]
-        for value in (*step.args, *step.kwargs.items()):
-            if type(value) is Ref:
-                parts.append(prints[value.step_id])
-            else:
-                parts.append(value_fingerprint(value, substitute=upstream))
-        prints[step.step_id] = combine(parts)
-    return prints
-
-
 def _median_seconds(action: Callable[[], object]) -> float:
     times = []
     for _ in range(REPEATS):
@@ -83,6 +56,23 @@ def _median_seconds(action: Callable[[], object]) -> float:
         action()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _codes_and_prints(flat: object) -> dict[str, float]:
+    # What a first run pays (cold: no function digested yet in the process), again (the
+    # cache checked), and one side of a re-run's comparison.
+    from evkit import fingerprint
+    from evkit.execution.prints import dag_codes, step_prints
+
+    fingerprint._CACHE.clear()
+    start = time.perf_counter()
+    codes = dag_codes(flat)  # type: ignore[arg-type]
+    cold_s = time.perf_counter() - start
+    return {
+        "codes_cold_s": cold_s,
+        "codes_s": _median_seconds(lambda: dag_codes(flat)),  # type: ignore[arg-type]
+        "step_prints_s": _median_seconds(lambda: step_prints(flat, codes)),  # type: ignore[arg-type]
+    }
 
 
 def fingerprint_fanout(n: int) -> dict[str, float]:
@@ -93,25 +83,19 @@ def fingerprint_fanout(n: int) -> dict[str, float]:
     node = total_step.step(*[one_step.step(i) for i in range(n)])
     flat = flatten(node)
     flatten_s = _median_seconds(lambda: flatten(node))
-    fingerprint._CACHE.clear()
-    start = time.perf_counter()
-    first = dag_fingerprints(flat, fingerprint.Fingerprinter())
-    cold_s = time.perf_counter() - start
-    warm_s = _median_seconds(lambda: dag_fingerprints(flat, fingerprint.Fingerprinter()))
-    # Without a Fingerprinter: function_fingerprint per step, each checking its cache entry.
+    timings = _codes_and_prints(flat)
+    # Without dag_codes: function_fingerprint per step, each checking its cache entry.
     per_call_s = _median_seconds(lambda: [fingerprint.function_fingerprint(s.func) for s in flat.steps])  # type: ignore[arg-type]
-    assert len(first) == n + 1
     return {
         "flatten_s": flatten_s,
-        "fingerprint_cold_s": cold_s,
-        "fingerprint_s": warm_s,
+        **timings,
         "function_fingerprint_per_step_s": per_call_s,
         "rss_mb": peak_rss_mb(),
     }
 
 
 def fingerprint_chain(n: int) -> dict[str, float]:
-    from evkit import fingerprint, workflow
+    from evkit import workflow
     from evkit.dag import flatten
 
     functions = [workflow.step(f) for f in _chain_functions(n)]
@@ -120,17 +104,11 @@ def fingerprint_chain(n: int) -> dict[str, float]:
         node = function.step(node)
     flat = flatten(node)
     flatten_s = _median_seconds(lambda: flatten(node))
-    fingerprint._CACHE.clear()
-    start = time.perf_counter()
-    first = dag_fingerprints(flat, fingerprint.Fingerprinter())
-    cold_s = time.perf_counter() - start
-    warm_s = _median_seconds(lambda: dag_fingerprints(flat, fingerprint.Fingerprinter()))
-    assert len(first) == n
+    timings = _codes_and_prints(flat)
     return {
         "flatten_s": flatten_s,
-        "fingerprint_cold_s": cold_s,
-        "fingerprint_s": warm_s,
-        "cold_per_function_us": cold_s / n * 1e6,
+        **timings,
+        "cold_per_function_us": timings["codes_cold_s"] / n * 1e6,
         "rss_mb": peak_rss_mb(),
     }
 
@@ -144,7 +122,7 @@ def fingerprint_scenario_dags(n_waits: int, n_chain: int) -> dict[str, float]:
     """
     from bench.listeners import CountingManualListener, collect, handle
     from bench.scen_steps import add
-    from evkit import fingerprint, workflow
+    from evkit import workflow
     from evkit.dag import StepNode, flatten
 
     def chain() -> StepNode:
@@ -165,10 +143,9 @@ def fingerprint_scenario_dags(n_waits: int, n_chain: int) -> dict[str, float]:
         flat = flatten(node)
         result[f"{label}_steps"] = len(flat.steps)
         result[f"{label}_flatten_s"] = _median_seconds(functools.partial(flatten, node))
-        fingerprint._CACHE.clear()
-        start = time.perf_counter()
-        dag_fingerprints(flat, fingerprint.Fingerprinter())
-        result[f"{label}_fingerprint_s"] = time.perf_counter() - start
+        timings = _codes_and_prints(flat)
+        result[f"{label}_codes_s"] = timings["codes_cold_s"]
+        result[f"{label}_step_prints_s"] = timings["step_prints_s"]
         del node, flat
     result["rss_mb"] = peak_rss_mb()
     return result

@@ -36,7 +36,7 @@ def evkit_steps(n: int, shape: str) -> dict[str, float]:
         add_step, one_step, total_step = workflow.step(add), workflow.step(one), workflow.step(total)
         # Warm up: the first run pays one-off costs (imports, threads) that are not per step.
         add_step.step(0, 1).run(workflow_id="warmup")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if shape == "chain":
             node = add_step.step(0, 1)
             for _ in range(n - 1):
@@ -44,10 +44,10 @@ def evkit_steps(n: int, shape: str) -> dict[str, float]:
         else:
             node = total_step.step(*[one_step.step(i) for i in range(n)])
         out = node.run(workflow_id=shape)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert out == n, out
         workflow.shutdown()
-    return {"total_s": elapsed, "per_step_ms": elapsed / n * 1000, "rss_mb": peak_rss_mb()}
+    return {"total_s": elapsed, "cpu_s": cpu, "per_step_ms": elapsed / n * 1000, "rss_mb": peak_rss_mb()}
 
 
 def floor_steps(n: int, shape: str) -> dict[str, float]:

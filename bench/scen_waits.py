@@ -27,7 +27,7 @@ def evkit_waits(n: int, kind: str, delay: float) -> dict[str, float]:
         from bench.listeners import POLLS, CountingManualListener, collect, handle
 
         POLLS.reset(n)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if kind == "timer":
             deadline = time.time() + delay
             make = lambda i: workflow.wait_for_event(workflow.TimerListener, deadline)  # noqa: E731
@@ -44,11 +44,11 @@ def evkit_waits(n: int, kind: str, delay: float) -> dict[str, float]:
             workflow.send_events("waits", [(f"k{i}", i) for i in range(n)])
             laps["sent_s"] = time.perf_counter() - start
         out = handle_.result()
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert out == n, out
         workflow.shutdown()
     waited = delay if kind == "timer" else 0.0
-    return {"total_s": total, "overhead_s": total - waited, "rss_mb": peak_rss_mb(), **laps}
+    return {"total_s": total, "cpu_s": cpu, "overhead_s": total - waited, "rss_mb": peak_rss_mb(), **laps}
 
 
 def floor_waits(n: int, kind: str, delay: float) -> dict[str, float]:

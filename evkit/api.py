@@ -23,7 +23,8 @@ from evkit.errors import (
     PayloadError,
     StoreError,
 )
-from evkit.execution.plan import fingerprint_dag, resolve_step_names
+from evkit.execution.plan import resolve_step_names
+from evkit.execution.prints import dag_codes
 from evkit.executors import resolve_executor
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.handle import RunHandle, draw_timeline
@@ -271,12 +272,13 @@ def _start(
     request = RerunRequest(repoll=tuple(_names(repoll, "repoll")))
     # Unknown names fail here, at the call, before anything is stored or started.
     resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=workflow_id, kind="event")
-    prints = fingerprint_dag(dag)
+    # The code digests now, at the user's call: what their names hold now is the code they mean.
+    codes = dag_codes(dag)
     runtime = _current_runtime()
     if isinstance(runtime, ClientRuntime):
         raise runtime.refusal("start", workflow_id)
     active = runtime.call_soon(
-        lambda engine: engine.start(workflow_id, dag, metadata=metadata, prints=prints, rerun=request)
+        lambda engine: engine.start(workflow_id, dag, metadata=metadata, codes=codes, rerun=request)
     )
     _wait_registered(runtime, active)
     return RunHandle(runtime, active)
@@ -334,15 +336,15 @@ def fork(
         repoll=tuple(_names(repoll, "repoll")), rerun=tuple(_names(rerun, "rerun")), fork_from=source
     )
     dag = flatten(node) if node is not None else None
-    prints = None
+    codes = None
     if dag is not None:
         resolve_step_names(dag, request.repoll, argument="repoll", workflow_id=new_id, kind="event")
         resolve_step_names(dag, request.rerun, argument="rerun", workflow_id=new_id, kind="function")
-        prints = fingerprint_dag(dag)
+        codes = dag_codes(dag)
     runtime = _current_runtime()
     if isinstance(runtime, ClientRuntime):
         raise runtime.refusal("start", new_id)
-    active = runtime.call_soon(lambda engine: engine.start(new_id, dag, prints=prints, rerun=request))
+    active = runtime.call_soon(lambda engine: engine.start(new_id, dag, codes=codes, rerun=request))
     _wait_registered(runtime, active)
     return RunHandle(runtime, active)
 

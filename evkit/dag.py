@@ -643,6 +643,11 @@ def _flat_dag_blob(blob: bytes, big: bool) -> FlatDag:
         return _flat_dag(rows, output)
 
 
+def flat_dag_from_rows(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
+    """The DAG of rows unpickled from a stored DAG's inner blob (``evkit.missing_code``)."""
+    return _flat_dag(rows, output)
+
+
 def _flat_dag(rows: list[tuple[Any, ...]], output: str) -> FlatDag:
     # Rows come from _rows() through pickle: their fields have FlatStep's types.
     steps = []

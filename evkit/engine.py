@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag, live_step_function
+from evkit.dag import FlatDag, flat_dag_from_rows, live_step_function
 from evkit.errors import (
     RunStateError,
     WorkflowNotFoundError,
@@ -26,11 +26,12 @@ from evkit.errors import (
     WorkflowStillActiveError,
 )
 from evkit.execution import RunExecution
-from evkit.execution.plan import RunPlan, StepPrint, fingerprint_dag, make_plan, resolve_step_names
+from evkit.execution.plan import RunPlan, make_plan, resolve_step_names
+from evkit.execution.prints import DagCodes, dag_codes, encode_codes, live_and_stored_prints, stored_prints
 from evkit.executors.base import StepExecutor
 from evkit.fingerprint import function_fingerprint
 from evkit.listeners.manual import Inbox
-from evkit.missing_code import MissingCode, find_missing_code
+from evkit.missing_code import MissingCode, find_missing_code, load_rows_with_placeholders
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
 from evkit.store import StoreWriter, WriteQueue, now, run_status
@@ -199,15 +200,16 @@ class Engine:
         dag: FlatDag | None,
         *,
         metadata: Mapping[str, object] | None = None,
-        prints: Mapping[str, StepPrint] | None = None,
+        codes: DagCodes | None = None,
         rerun: RerunRequest | None = None,
     ) -> ActiveRun:
         """Start a run, re-run a stored one with ``dag``, or resume it; returns at once.
 
         ``dag`` is ``None`` for a resume (the stored code): the run must then exist in
         the store. With a ``dag``, a run the store has is compared with it (see
-        ``evkit.execution.plan``): what is unchanged is reused. ``prints`` are the
-        fingerprints of ``dag`` (computed here when not given); ``rerun`` says what to
+        ``evkit.execution.plan``): what is unchanged is reused. ``codes`` are the
+        code digests of ``dag`` (``evkit.execution.prints.dag_codes``, computed here
+        when not given); ``rerun`` says what to
         poll or run again, and whether the run is a fork of another.
 
         Raises:
@@ -220,10 +222,10 @@ class Engine:
                 workflow_id=workflow_id,
             )
         request = rerun or RerunRequest()
-        if dag is not None and prints is None:
-            prints = fingerprint_dag(dag)
+        if dag is not None and codes is None:
+            codes = dag_codes(dag)
         task = self.loop.create_task(
-            self._main(workflow_id, dag, metadata, prints, request), name=f"evkit-run:{workflow_id}"
+            self._main(workflow_id, dag, metadata, codes, request), name=f"evkit-run:{workflow_id}"
         )
         active = ActiveRun(workflow_id=workflow_id, task=task, dag=dag)
         self._active[workflow_id] = active
@@ -254,14 +256,11 @@ class Engine:
         workflow_id: str,
         dag: FlatDag | None,
         metadata: Mapping[str, object] | None,
-        prints: Mapping[str, StepPrint] | None,
+        codes: DagCodes | None,
         request: RerunRequest,
     ) -> object:
         active = self._active[workflow_id]
-        loading = self._load_and_execute(active, dag, metadata, prints, request)
-        # The fingerprints matter only until the run starts; held here, a big run's would
-        # stay alive (and be walked by every full GC pass) for as long as it runs.
-        del prints
+        loading = self._load_and_execute(active, dag, metadata, codes, request)
         try:
             return await loading
         except WorkflowNotResumableError:
@@ -281,7 +280,7 @@ class Engine:
         active: ActiveRun,
         dag: FlatDag | None,
         metadata: Mapping[str, object] | None,
-        prints: Mapping[str, StepPrint] | None,
+        codes: DagCodes | None,
         request: RerunRequest,
     ) -> object:
         workflow_id = active.workflow_id
@@ -306,7 +305,7 @@ class Engine:
                     dag_blob=codec.dumps(dag),
                     output_step=dag.output,
                     user_metadata=user_metadata,
-                    fingerprints_blob=codec.dumps(prints),
+                    fingerprints_blob=encode_codes(codes if codes is not None else dag_codes(dag)),
                 )
             )
         else:
@@ -319,7 +318,6 @@ class Engine:
                 )
             if dag is None and request.fork_from is not None:
                 dag = self._load_dag(workflow_id, stored.dag_blob)
-                prints = self._stored_prints(stored, dag)
             if dag is None:
                 # A resume: the stored code, as it was (crash recovery).
                 if status is WorkflowStatus.SUCCESSFUL:
@@ -328,8 +326,7 @@ class Engine:
                 dag = self._load_dag(workflow_id, stored.dag_blob)
                 self._warn_of_live_definitions(workflow_id, dag, stored)
             else:
-                assert prints is not None
-                plan = self._plan(workflow_id, dag, prints, stored, request)
+                plan = self._plan(workflow_id, dag, codes, stored, request)
                 active.plan = plan
                 # A notice, not a problem: at WARNING so that a notebook shows it (Python
                 # prints WARNING and above when the user configured no logging).
@@ -341,7 +338,13 @@ class Engine:
                     user_metadata = (
                         stored.user_metadata if metadata is None else codec.to_json(dict(metadata))
                     )
-                    stored = self._supersede(workflow_id, dag, prints, stored, plan, user_metadata)
+                    # A fork of the stored DAG keeps its record; another DAG has its own.
+                    record = (
+                        encode_codes(codes)
+                        if codes is not None
+                        else stored.fingerprints_blob or encode_codes(dag_codes(dag))
+                    )
+                    stored = self._supersede(workflow_id, dag, record, stored, plan, user_metadata)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
@@ -371,7 +374,6 @@ class Engine:
             # batch, which holds every other wait's row too (a big run's read would wait
             # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
-        del prints  # see _main
         return await execution.execute()
 
     def _resolve(self, workflow_id: str, dag: FlatDag, request: RerunRequest) -> tuple[set[str], set[str]]:
@@ -388,40 +390,29 @@ class Engine:
         )
         return repoll, rerun
 
-    def _stored_prints(self, stored: StoredRun, dag: FlatDag | None) -> dict[str, StepPrint]:
-        """The fingerprints stored with the run's definition.
-
-        A run stored before schema version 4 has none: they are computed from its stored
-        DAG (a function pickled by reference then gives the current code's digest, so a
-        change to it is not seen; functions of a notebook are pickled by value).
-        """
-        if stored.fingerprints_blob is not None:
-            loaded = codec.loads(stored.fingerprints_blob)
-            assert isinstance(loaded, dict)
-            return loaded
-        if dag is None:
-            try:
-                dag = self._load_dag(stored.workflow_id, stored.dag_blob)
-            except WorkflowNotResumableError:
-                return {}  # its code is gone: every function step counts as added
-        return fingerprint_dag(dag)
-
     def _plan(
         self,
         workflow_id: str,
         dag: FlatDag,
-        prints: Mapping[str, StepPrint],
+        codes: DagCodes | None,
         stored: StoredRun,
         request: RerunRequest,
     ) -> RunPlan:
+        """Compare ``dag`` with the stored run; ``codes`` is ``None`` when ``dag`` is the stored one."""
         repoll, rerun = self._resolve(workflow_id, dag, request)
+        if codes is None:  # a fork of the stored DAG: compared with itself
+            prints = before = stored_prints(stored.fingerprints_blob, dag)
+        else:
+            prints, before = live_and_stored_prints(
+                dag, codes, stored.fingerprints_blob, lambda: self._stored_dag_or_none(stored)
+            )
         checkpointed = set(stored.results)
         checkpointed.update(step_id for step_id, event in stored.events.items() if event.checkpointed)
         return make_plan(
             workflow_id=workflow_id,
             dag=dag,
             prints=prints,
-            stored_prints=self._stored_prints(stored, None),
+            stored_prints=before,
             checkpointed=checkpointed,
             started=stored.started,
             generations=stored.generations,
@@ -434,7 +425,7 @@ class Engine:
         self,
         workflow_id: str,
         dag: FlatDag,
-        prints: Mapping[str, StepPrint],
+        record: bytes,
         stored: StoredRun,
         plan: RunPlan,
         user_metadata: str | None,
@@ -453,7 +444,7 @@ class Engine:
                 dag_blob=codec.dumps(dag),
                 output_step=dag.output,
                 user_metadata=user_metadata,
-                fingerprints_blob=codec.dumps(dict(prints)),
+                fingerprints_blob=record,
                 revision=plan.revision,
             )
         )
@@ -523,6 +514,18 @@ class Engine:
                 ", ".join(differ),
                 workflow_id,
             )
+
+    def _stored_dag_or_none(self, stored: StoredRun) -> FlatDag | None:
+        """The stored run's DAG, to compare a re-run with; ``None`` when it cannot be read.
+
+        Code it refers to that is gone is stood in for by placeholders: the comparison
+        needs which steps shared a function, not the function (its digest is recorded).
+        """
+        try:
+            return self._load_dag(stored.workflow_id, stored.dag_blob)
+        except WorkflowNotResumableError:
+            rows = load_rows_with_placeholders(stored.dag_blob)
+            return None if rows is None else flat_dag_from_rows(*rows)
 
     def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
         """The run's stored DAG.

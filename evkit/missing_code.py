@@ -48,6 +48,24 @@ def find_missing_code(blob: bytes) -> list[MissingCode]:
     return found
 
 
+def load_rows_with_placeholders(blob: bytes) -> tuple[list[tuple[Any, ...]], str] | None:
+    """A stored DAG's rows and output step, a placeholder standing for each global that is gone.
+
+    For comparing a re-run with a run whose code cannot be imported any more: the steps
+    that used one missing function share its placeholder, as they shared the function.
+    Build the DAG with ``evkit.dag.flat_dag_from_rows``. ``None`` for a blob in a form
+    older than the rows (nothing to compare then).
+    """
+    missing: dict[tuple[str, str | None], type[_Missing]] = {}
+    loaded: list[tuple[list[tuple[Any, ...]], str]] = []
+
+    def load_rows(inner: bytes, big: bool) -> None:
+        loaded.append(_TolerantUnpickler(io.BytesIO(inner), missing).load())
+
+    _TolerantUnpickler(io.BytesIO(blob), missing, on_flat_dag=load_rows).load()
+    return loaded[0] if loaded else None
+
+
 class _Missing:
     """Stands for a global that cannot be imported (see ``find_missing_code``)."""
 

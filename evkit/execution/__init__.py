@@ -7,7 +7,8 @@
 - :mod:`~evkit.execution.deadlines`: a poll bounded by its wait's timeout;
 - :mod:`~evkit.execution.failures`: a failed run's error, kept in and rebuilt from the store;
 - :mod:`~evkit.execution.scope`: what those parts share;
-- :mod:`~evkit.execution.plan`: what a re-run of a stored run reuses (pure, no store).
+- :mod:`~evkit.execution.plan`: what a re-run of a stored run reuses (pure, no store);
+- :mod:`~evkit.execution.prints`: step fingerprints, and the record of them a run stores.
 """
 
 from __future__ import annotations

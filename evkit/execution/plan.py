@@ -1,8 +1,9 @@
 """Re-runs: which checkpoints of a stored run a DAG may reuse, and which steps run again.
 
 ``node.run(workflow_id=ID)`` on a run the store already has compares, step id by step
-id, the fingerprints of the DAG it is given with the ones stored for the run, and this
-module decides. It is pure: it reads no store and runs nothing (the engine does both).
+id, the fingerprints of the DAG it is given with the stored run's (both computed by
+``evkit.execution.prints``), and this module decides. It is pure: it reads no store
+and runs nothing (the engine does both).
 
 The rule: a function step whose fingerprint changed runs again, and so does everything
 downstream of it; every other checkpoint is reused. An event step keeps its checkpointed
@@ -16,80 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal
 
-from evkit.dag import FlatDag, FlatStep, Ref
-from evkit.fingerprint import combine, function_fingerprint, value_fingerprint
+from evkit.dag import FlatDag, FlatStep
+from evkit.execution.prints import EVENT_PRINT, StepPrint as StepPrint
 
 Reason = Literal["code changed", "input changed", "added", "repoll", "rerun"]
-StepPrint = tuple[str, str]
-"""A step's ``(code digest, fingerprint)``: the fingerprint covers the code and every input."""
-
-# Every event step has this fingerprint: what its downstream steps take from it is the
-# checkpointed event, which a change of listener or arguments does not change (only a
-# repoll does, and the plan propagates that itself).
-EVENT_PRINT: StepPrint = ("", combine(["event step"]))
-_ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
 # How many step ids the one-line summary names in each list before "and N more".
 _SUMMARY_NAMES = 8
-
-
-def fingerprint_dag(dag: FlatDag) -> dict[str, StepPrint]:
-    """Each step's ``(code digest, fingerprint)``, by step id.
-
-    A function step's fingerprint combines its code digest, the option that changes its
-    result (``catch_exceptions``), its literal arguments and its upstream steps'
-    fingerprints. A function used by many steps is digested once; its digest is one
-    shared string (pickled once with the run's definition).
-    """
-    codes: dict[int, str] = {}
-    # The code digest and the option, joined once per function and option: most steps of a
-    # big DAG share a function.
-    heads: dict[tuple[int, bool], tuple[str, str]] = {}
-    prints: dict[str, StepPrint] = {}
-    for step in dag.steps:
-        if step.kind == "event" or step.func is None:
-            prints[step.step_id] = EVENT_PRINT
-            continue
-        key = (id(step.func), step.options.catch_exceptions)
-        head = heads.get(key)
-        if head is None:
-            code = codes.get(key[0])
-            if code is None:
-                code = codes[key[0]] = function_fingerprint(step.func)
-            head = heads[key] = (code, code + ("\0catch" if key[1] else "\0raise"))
-        parts = [head[1]]
-        for value in step.args:  # inline for the usual arguments: a big DAG pays this per step
-            kind = type(value)
-            if kind is Ref:
-                parts.append("@" + cast("Ref", value).step_id)
-            elif kind in _ATOMS:
-                parts.append(f"{kind.__name__}:{value!r}")
-            else:
-                parts.append(_argument_part(value))
-        if step.kwargs:
-            parts += [f"{name}={_argument_part(value)}" for name, value in step.kwargs.items()]
-        for up in step.upstream:
-            parts.append(prints[up][1])
-        # One string, one digest: a big DAG pays this per step on every start.
-        prints[step.step_id] = (head[0], combine(("\0".join(parts),)))
-    return prints
-
-
-def _argument_part(value: object) -> str:
-    # Plain values by their repr (exact for these types, and much cheaper than a pickle);
-    # a Ref by the id it stands for (the upstream step's fingerprint is added apart).
-    kind = type(value)
-    if kind is Ref:
-        return "@" + cast("Ref", value).step_id
-    if kind in _ATOMS:
-        return f"{kind.__name__}:{value!r}"
-    try:
-        return value_fingerprint(value)
-    except TypeError:
-        # It cannot be pickled, so the run cannot be stored either: registering it fails
-        # with the message that says so (any digest will do until then).
-        return f"unpicklable {kind.__qualname__}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,8 +151,10 @@ def make_plan(
     Args:
         workflow_id: The run.
         dag: The DAG to run now.
-        prints: Its fingerprints (:func:`fingerprint_dag`).
-        stored_prints: The fingerprints stored with the run's current definition.
+        prints: Its fingerprints (``evkit.execution.prints.live_and_stored_prints``).
+        stored_prints: The fingerprints of the run's current definition, computed the
+            same way (a step's fingerprint need not cover its upstream steps': what
+            runs again, runs again with its downstream).
         checkpointed: Step ids with a checkpoint in their current generation (a function
             step's result, an event step's checkpointed event).
         started: Step ids with any row in their current generation.
@@ -299,6 +236,10 @@ def _reason(
     if step.kind == "event":
         if step.step_id in repoll:
             return "repoll"
+        if before is not None and before != EVENT_PRINT:
+            # A function step's id now names an event step: its stored result is no event
+            # (and its downstream must not take the new step as unchanged).
+            return "code changed"
         if not checkpointed and any(up in dirty for up in step.upstream):
             # Nothing was consumed yet: the wait starts again with its new arguments (a
             # timer's new deadline), not the ones its stored wait recorded.

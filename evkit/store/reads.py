@@ -48,7 +48,7 @@ class StoredRun:
     continuations: dict[str, bytes] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     events: dict[str, StoredEvent] = field(default_factory=dict)
-    fingerprints_blob: bytes | None = None  # the latest definition's (None before version 4)
+    fingerprints_blob: bytes | None = None  # the latest definition's record (None before version 4)
     revision: int = 1  # how many times the run was defined (a re-run that changed it adds one)
     generations: dict[str, int] = field(default_factory=dict)  # a step's current one, if not 1
     # Every step id with rows in its current generation (run, waited or checkpointed).

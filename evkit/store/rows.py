@@ -28,7 +28,8 @@ class RunDefinitionRecord(NamedTuple):
     """A run's DAG, written when the run starts and again by each re-run that changes it.
 
     Table ``run_definitions``: the row with the highest ``seq`` is the run's DAG now.
-    ``fingerprints_blob`` holds each step's fingerprints (see ``evkit.execution.plan``);
+    ``fingerprints_blob`` holds the code digests a re-run derives each step's fingerprint
+    from (``evkit.execution.prints``; rows written before it hold every step's fingerprints);
     ``revision`` counts the definitions (``None`` for the first, as stores before
     version 4 have).
     """

@@ -217,7 +217,8 @@ FROM event_checkpoint_log;
 
 # Version 4: re-runs. A run may be defined again (``node.run(workflow_id=ID)`` with a
 # changed DAG): ``run_definitions`` gets a row per revision, with the fingerprint of each
-# step of that DAG. A step that runs again starts a new generation: a row in
+# step of that DAG (later evkit writes there the code digests the step fingerprints are
+# derived from, see ``evkit.execution.prints``, and reads both forms). A step that runs again starts a new generation: a row in
 # ``step_generations`` (its number and the reason it runs again). A step's rows written
 # after its latest generation row belong to it; earlier ones stay, superseded. The views
 # ``steps`` and ``events`` show each step's current generation (and whether it was

@@ -6,7 +6,8 @@ import pytest
 
 from evkit import workflow
 from evkit.dag import FlatDag, flatten
-from evkit.execution.plan import EVENT_PRINT, RunPlan, fingerprint_dag, make_plan, resolve_step_names
+from evkit.execution.plan import RunPlan, make_plan, resolve_step_names
+from evkit.execution.prints import EVENT_PRINT, fingerprint_dag
 
 
 @workflow.step

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
+from collections.abc import Mapping
 
 from evkit import workflow
+from evkit.listeners.base import WaitDescription
 
 
 class WaitCounter:
@@ -38,14 +39,17 @@ COMMITS = WaitCounter()
 class CountingManualListener(workflow.ManualListener):
     """The built-in manual listener, counting started waits in :data:`POLLS`.
 
-    A plain ``def`` handing back the built-in poll's coroutine: the engine awaits what
-    ``poll_for_event`` returns, and the counting then costs no coroutine of its own per
-    wait (~240 bytes and a frame on every wake-up, which the floor does not pay).
+    It counts in ``describe_wait``, which the engine calls once as each wait starts: its
+    waits stay the built-in listener's (parked until their event is sent), and the
+    counting costs no object per wait, which the floor does not pay either.
     """
 
-    def poll_for_event(self, key: str) -> Awaitable[object]:  # type: ignore[override]
+    @classmethod
+    def describe_wait(
+        cls, args: tuple[object, ...], kwargs: Mapping[str, object], *, now: float
+    ) -> WaitDescription:
         POLLS.hit()
-        return super().poll_for_event(key)
+        return super().describe_wait(args, kwargs, now=now)
 
 
 class StreamSource:

@@ -15,7 +15,12 @@ from typing import Protocol, final
 
 
 class Clock(Protocol):
-    """What evkit needs from a clock."""
+    """What evkit needs from a clock.
+
+    A clock may also offer ``alarm(deadline) -> asyncio.Future[None]`` (both of evkit's
+    do): timer waits then wait on that future alone, without a task (see
+    ``TimerListener.wake_when_ready``).
+    """
 
     def now(self) -> float:
         """Seconds since the epoch."""
@@ -40,6 +45,17 @@ class WallClock:
         while (left := deadline - time.time()) > 0:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(left)
 
+    def alarm(self, deadline: float) -> asyncio.Future[None]:
+        """A future of the running loop that resolves at about ``deadline``.
+
+        Maybe a little early: the loop's clock is not the wall clock. Cancelling the
+        future cancels the alarm.
+        """
+        loop = asyncio.get_running_loop()
+        alarm = _Alarm(loop=loop)
+        alarm.handle = loop.call_at(loop.time() + (deadline - time.time()), _resolve, alarm)
+        return alarm
+
 
 @final
 class FakeClock:
@@ -62,13 +78,23 @@ class FakeClock:
         """Wait until :meth:`advance` moves the clock to ``deadline`` or past it."""
         if deadline <= self._now:
             return
+        await self.alarm(deadline)
+
+    def alarm(self, deadline: float) -> asyncio.Future[None]:
+        """A future of the running loop that resolves once the clock reaches ``deadline``.
+
+        At once if it has; until then it counts as a pending wait (:attr:`sleepers`).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if deadline <= self._now:
+            future.set_result(None)
+            return future
         with self._registered:
             self._counter += 1
             heapq.heappush(self._sleepers, (deadline, self._counter, loop, future))
             self._registered.notify_all()
-        await future
+        return future
 
     @property
     def sleepers(self) -> int:
@@ -103,6 +129,19 @@ class FakeClock:
             _, _, loop, future = heapq.heappop(self._sleepers)
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, future)
+
+
+class _Alarm(asyncio.Future[None]):
+    """A wall-clock alarm's future: cancelling it cancels its timer on the loop."""
+
+    __slots__ = ("handle",)
+    handle: asyncio.TimerHandle
+
+    def cancel(self, msg: object | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self.handle.cancel()
+        return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

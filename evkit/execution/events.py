@@ -4,7 +4,10 @@ For each event step, in this order (``docs/design.md``, "The event contract"):
 
 1. a fresh listener is made with its no-argument constructor (:meth:`EventSteps.run`);
 2. ``poll_for_event`` is awaited on the loop, with the step's resolved arguments (in
-   :meth:`EventSteps.run` itself);
+   :meth:`EventSteps.run` itself). A wait whose listener can tell when its event is
+   there (``EventListener.wake_when_ready``) is *parked* first: it is shown and stored as
+   waiting, but its task, listener and poll start only once the event may be there
+   (:meth:`EventSteps.park`), so a waiting step holds a future, not a task and coroutines;
 3. the event is checkpointed and **nothing else happens with it until that is durable**
    (:meth:`_checkpoint`);
 4. only then is ``event_checkpointed`` awaited, and the commit recorded (:meth:`_commit`);
@@ -53,6 +56,7 @@ class EventSteps:
     def __init__(self, scope: RunScope) -> None:
         self._scope = scope
         self._inbox = scope.services.get(Inbox)
+        self._begun: dict[str, int] = {}  # parked waits (see park): their attempt
 
     async def run(
         self,
@@ -74,14 +78,17 @@ class EventSteps:
         scope = self._scope
         tracker = scope.tracker
         view = tracker.views[step.step_id]
-        view.attempts += 1
-        attempt = view.attempts
-        listener = step.listener()  # step 1
-        self._describe_wait(step, view, args, kwargs, stored)
+        attempt = self._begun.pop(step.step_id, None)
+        if attempt is None:
+            listener = step.listener()  # step 1
+            attempt = self.begin(step, args, kwargs, stored)
+        else:  # parked until now (see park): the wait has begun
+            try:
+                listener = step.listener()  # step 1
+            except BaseException:
+                tracker.waiting -= 1
+                raise
         set_context(self._context(step, attempt, view.deadline))
-        self._log(step, "waiting", attempt)
-        tracker.set_state(step.step_id, "waiting")
-        tracker.waiting += 1
         timed_out = False
         try:  # step 2, awaited here: a wait holds no coroutine of evkit's beside the poll's
             try:
@@ -114,6 +121,60 @@ class EventSteps:
         finally:
             tracker.busy -= 1
         return event  # step 5
+
+    def begin(
+        self,
+        step: FlatStep,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        stored: StoredEvent | None,
+    ) -> int:
+        """Start the step's wait: what the store and the live view show of it; its attempt."""
+        tracker = self._scope.tracker
+        view = tracker.views[step.step_id]
+        self._describe_wait(step, view, args, kwargs, stored)
+        view.attempts += 1
+        self._log(step, "waiting", view.attempts)
+        tracker.set_state(step.step_id, "waiting")
+        tracker.waiting += 1
+        return view.attempts
+
+    def park(
+        self,
+        step: FlatStep,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        stored: StoredEvent | None,
+    ) -> asyncio.Future[None] | None:
+        """Start the wait without polling yet, if its listener can say when its event is there.
+
+        Returns the listener's future (see ``EventListener.wake_when_ready``), which
+        resolves when a poll may return at once: only then does the step get a task, whose
+        :meth:`run` polls (steps 1-5). ``None``: the wait was not started; run the step's
+        task now.
+        """
+        assert step.listener is not None
+        scope = self._scope
+        attempt = scope.tracker.views[step.step_id].attempts + 1
+        wake = step.listener.wake_when_ready(self._context(step, attempt), args, kwargs)
+        if wake is None:
+            return None
+        try:
+            self._begun[step.step_id] = self.begin(step, args, kwargs, stored)
+        except BaseException:
+            wake.cancel()
+            raise
+        return wake
+
+    def unpark(self, step: FlatStep, wake: asyncio.Future[None]) -> None:
+        """A parked wait was cancelled before it polled: nothing was taken at its source."""
+        wake.cancel()
+        attempt = self._begun.pop(step.step_id)
+        tracker = self._scope.tracker
+        tracker.waiting -= 1
+        if not self._scope.abandoned:
+            self._log(step, "cancelled", attempt)
+        tracker.set_state(step.step_id, "cancelled")
 
     async def finish_stored(self, step: FlatStep, stored: StoredEvent) -> object:
         """The value of a step whose event is checkpointed: never polled again.

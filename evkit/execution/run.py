@@ -21,6 +21,7 @@ from evkit.errors import EventTimeoutError, StepFailedError, WorkflowCancellatio
 from evkit.execution.events import EventSteps
 from evkit.execution.failures import NOT_A_FAILURE, failure_blob, one_line
 from evkit.execution.functions import FunctionSteps
+from evkit.execution.parking import ParkedStep
 from evkit.execution.scope import RunScope
 from evkit.execution.tracker import RunTracker
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
@@ -82,7 +83,8 @@ class RunExecution:
             continuations=dict(stored.continuations) if stored else {},
             continue_with=self._run_continuation,
         )
-        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._tasks: dict[str, asyncio.Future[object]] = {}  # step tasks, or parked steps
+        self._parked_context: contextvars.Context | None = None  # see _park
         self.cancel_requested = False  # set by the engine's cancel(): record CANCELED
         with fewer_gc_passes(len(dag.steps) >= BIG_RUN_STEPS):  # several objects per step, all kept
             self._tracker.add_steps(dag, self._results, self._events)
@@ -209,14 +211,56 @@ class RunExecution:
         # Await them all so listener cleanup hooks run and no exception goes unretrieved.
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    def _task_for(self, step_id: str) -> asyncio.Task[object]:
+    def _task_for(self, step_id: str) -> asyncio.Future[object]:
+        """The future of the step's result: its task, started now, or a parked step."""
         task = self._tasks.get(step_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}"
-            )
-            self._tasks[step_id] = task
+            task = self._tasks[step_id] = self._park(step_id) or self._new_task(step_id)
         return task
+
+    def _new_task(self, step_id: str) -> asyncio.Task[object]:
+        return asyncio.get_running_loop().create_task(
+            self._run_step(step_id), name=f"evkit:{self.workflow_id}:{step_id}"
+        )
+
+    def _park(self, step_id: str) -> ParkedStep | None:
+        """Park the step if it starts with a wait its listener can wake (see evkit.execution.parking).
+
+        The wait is the step itself (a source event step) or the source wait it runs
+        inline; it must still have to poll, and have no ``timeout_seconds``.
+        """
+        steps = self._tracker.steps
+        step = steps[step_id]
+        if step_id in self._results:
+            return None
+        if step.kind == "event" and not step.upstream:
+            wait = step
+        elif len(step.upstream) == 1 and self._runs_inline(step.upstream[0]):
+            wait = steps[step.upstream[0]]
+        else:
+            return None
+        if wait.kind != "event" or wait.timeout_seconds is not None or self._stored_checkpoint(wait.step_id):
+            return None
+        args = _resolve_args(wait.args, {})
+        kwargs = resolve_refs(dict(wait.kwargs), {}) if wait.kwargs else {}
+        assert isinstance(kwargs, dict)
+        wake = self._event_steps.park(wait, args, kwargs, self._events.get(wait.step_id))
+        if wake is None:
+            return None
+        if self._parked_context is None:
+            self._parked_context = contextvars.copy_context()
+        return ParkedStep(self, step_id, wake, self._parked_context)
+
+    def start_parked(self, step_id: str) -> asyncio.Task[object]:
+        """A parked step's wait may have its event: start the step's task (see ParkedStep)."""
+        task = self._tasks[step_id] = self._new_task(step_id)
+        return task
+
+    def unpark(self, step_id: str, wake: asyncio.Future[None]) -> None:
+        """A parked step was cancelled before its task started (see ParkedStep)."""
+        step = self._tracker.steps[step_id]
+        wait = step if step.kind == "event" and not step.upstream else self._tracker.steps[step.upstream[0]]
+        self._event_steps.unpark(wait, wake)
 
     async def _run_step(self, step_id: str) -> object:
         try:
@@ -235,7 +279,11 @@ class RunExecution:
                 else:
                     values = [await self._task_for(up)]  # a chain: no gather for one upstream
             else:
-                values = await _all_results(list(map(self._task_for, step.upstream)))
+                # A big fan-in parks (or starts) all its upstream steps here at once, and
+                # every object that makes lives on: see fewer_gc_passes.
+                with fewer_gc_passes(len(step.upstream) >= BIG_RUN_STEPS):
+                    upstream = list(map(self._task_for, step.upstream))
+                values = await _all_results(upstream)
             return await self._start(step, dict(zip(step.upstream, values, strict=True)))
         except (Exception, *NOT_A_FAILURE):
             raise
@@ -288,7 +336,7 @@ class RunExecution:
         return await self._task_for(sub.output)
 
 
-def _all_results(tasks: list[asyncio.Task[object]]) -> asyncio.Future[list[object]]:
+def _all_results(tasks: list[asyncio.Future[object]]) -> asyncio.Future[list[object]]:
     """The tasks' results in their order, or the first failure: ``asyncio.gather`` for step tasks.
 
     ``gather`` copies the caller's context for the callback it adds to each task; a
@@ -301,7 +349,7 @@ def _all_results(tasks: list[asyncio.Task[object]]) -> asyncio.Future[list[objec
     pending = len(tasks)
     context = contextvars.copy_context()
 
-    def task_done(task: asyncio.Task[object]) -> None:
+    def task_done(task: asyncio.Future[object]) -> None:
         nonlocal pending
         pending -= 1
         if outcome.done():

@@ -10,10 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from evkit import codec
 from evkit.context import current_clock
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from evkit.context import EventContext
 
 Event = object
 """Whatever ``poll_for_event`` returns. It must be picklable: it is checkpointed."""
@@ -53,8 +58,8 @@ class EventListener:
     cloudpickle so a resumed run can rebuild it, so it must be picklable.
 
     Besides the instance hooks, a listener class may describe its waits for the engine,
-    the store and the widget (both optional): :meth:`describe_wait` and
-    :attr:`uses_inbox`.
+    the store and the widget (all optional): :meth:`describe_wait`, :attr:`uses_inbox`
+    and :meth:`wake_when_ready`.
     """
 
     uses_inbox: ClassVar[bool] = False
@@ -96,6 +101,27 @@ class EventListener:
             has none.
         """
         return NOTHING_TO_DESCRIBE
+
+    @classmethod
+    def wake_when_ready(
+        cls, context: EventContext, args: tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> asyncio.Future[None] | None:
+        """Optional: a future that resolves once a poll with these arguments may return at once.
+
+        For sources that know when an event is there without a poll running (the inbox
+        does). The engine then keeps the wait *parked*: stored and shown as waiting, with
+        no task, listener or poll until the future resolves (a big fan-out of waits then
+        holds one future per wait). The poll that follows may still wait, as any poll.
+        The engine cancels the future if the wait is cancelled while parked; nothing may
+        be taken at the source before the poll. The default, ``None``: poll now.
+
+        Args:
+            context: The wait's context, as its poll would get it (the run, the clock,
+                the engine's services).
+            args: The poll's positional arguments (upstream results resolved).
+            kwargs: The poll's keyword arguments.
+        """
+        return None
 
     def __init__(self) -> None:
         """Optional constructor. Only the constructor with no arguments is called."""
@@ -157,6 +183,23 @@ class TimerListener(EventListener):
     async def poll_for_event(self, timestamp: float) -> None:  # type: ignore[override]
         """Sleep on the loop until ``timestamp``; no thread is held."""
         await current_clock().sleep_until(float(timestamp))
+
+    @classmethod
+    def wake_when_ready(
+        cls, context: EventContext, args: tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> asyncio.Future[None] | None:
+        """Park the wait until its deadline, on the clock's alarm (see the base class).
+
+        Not for a subclass with its own ``poll_for_event``, nor with a clock that has no
+        ``alarm`` (one of your own): those waits poll from the start.
+        """
+        timestamp = args[0] if args else kwargs.get("timestamp")
+        alarm = getattr(context.clock, "alarm", None)
+        if cls.poll_for_event is not TimerListener.poll_for_event or alarm is None:
+            return None
+        if not isinstance(timestamp, (int, float)) or timestamp <= context.clock.now():
+            return None
+        return cast("asyncio.Future[None]", alarm(float(timestamp)))
 
     @classmethod
     def describe_wait(

@@ -17,7 +17,7 @@ from typing import final
 
 from evkit import codec
 from evkit.answers import Answer
-from evkit.context import get_event_context
+from evkit.context import EventContext, get_event_context
 from evkit.listeners.base import NOTHING_TO_DESCRIBE, EventListener, WaitDescription
 from evkit.services import Service
 from evkit.store import WriteQueue, now
@@ -205,7 +205,7 @@ class Inbox(Service):
     async def _hand_over(self, record: InboxRecord) -> asyncio.Future[None]:
         """Give a sent event to the step waiting for it; return the future of its durable record.
 
-        The wait wakes in the next loop iteration and checkpoints the event at once; if its
+        The wait wakes (within two loop iterations) and checkpoints the event at once; if its
         checkpoint holds exactly the sent payload, it takes the handover (`taken_by_checkpoint`)
         and its row records the send too: the event is stored by one row, one statement,
         one commit. If not (the wait was cancelled, its listener changed the payload or
@@ -222,8 +222,10 @@ class Inbox(Service):
         handover = HandOver(record, loop.create_future())
         self._handovers[(workflow_id, event_id)] = handover
         self._deliver(workflow_id, [(key, event_id, blob)])
-        # Runs after the woken wait: both were scheduled now, in this order.
-        loop.call_soon(self._queue_unless_taken, handover)
+        # Runs after the woken wait had its turn: a polling wait runs in the next loop
+        # iteration, a parked one (see wake_when_ready) gets its task then and runs in the
+        # one after, before this.
+        loop.call_soon(loop.call_soon, self._queue_unless_taken, handover)
         return await handover.durable
 
     def taken_by_checkpoint(self, workflow_id: str, event_id: str, blob: bytes) -> HandOver | None:
@@ -267,26 +269,49 @@ class Inbox(Service):
 
     async def take(self, workflow_id: str, key: str) -> tuple[str, object]:
         """Wait for the oldest event on ``key`` no step has taken; return ``(event_id, payload)``."""
-        self._start_loading(workflow_id)
         while True:
-            index = self._index.get(workflow_id)
-            if index is not None and workflow_id not in self._loading:
-                events = index.get(key)
-                if events:
-                    event_id = next(iter(events))
-                    blob = events.pop(event_id)
-                    if not events:
-                        del index[key]  # an emptied dict keeps its hash table: drop it
-                    self._claimed[(workflow_id, event_id)] = (key, blob)
-                    return event_id, codec.loads(blob)
-            # Also while the run's index loads: _load_index wakes only the waits whose key
-            # has events, so the many waits of a fresh run cost no wake-up of their own.
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters[(workflow_id, key)].append(waiter)
+            waiter = self.ready(workflow_id, key)
+            if waiter is None:
+                taken = self._take_now(workflow_id, key)
+                if taken is not None:
+                    return taken
+                waiter = self._add_waiter(workflow_id, key)
             try:
                 await waiter
             finally:
                 self._drop_waiter(workflow_id, key, waiter)
+
+    def ready(self, workflow_id: str, key: str) -> asyncio.Future[None] | None:
+        """``None`` if an event on ``key`` is there to take now, else a future for when one may be.
+
+        A wait woken by the future takes the event, or waits again.
+
+        Also while the run's index loads: the load wakes only the waits whose key has
+        events, so the many waits of a fresh run cost no wake-up of their own.
+        """
+        self._start_loading(workflow_id)
+        if workflow_id not in self._loading and key in self._index.get(workflow_id, ()):
+            return None
+        return self._add_waiter(workflow_id, key)
+
+    def _take_now(self, workflow_id: str, key: str) -> tuple[str, object] | None:
+        index = self._index.get(workflow_id)
+        if index is None or workflow_id in self._loading:
+            return None
+        events = index.get(key)
+        if not events:
+            return None
+        event_id = next(iter(events))
+        blob = events.pop(event_id)
+        if not events:
+            del index[key]  # an emptied dict keeps its hash table: drop it
+        self._claimed[(workflow_id, event_id)] = (key, blob)
+        return event_id, codec.loads(blob)
+
+    def _add_waiter(self, workflow_id: str, key: str) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[(workflow_id, key)].append(waiter)
+        return waiter
 
     def give_back(self, workflow_id: str, event_id: str) -> None:
         """Make an event a wait took available again, as the oldest on its key.
@@ -365,6 +390,10 @@ class Inbox(Service):
         self._claimed = {claim: taken for claim, taken in self._claimed.items() if claim[0] != workflow_id}
         self._index.pop(workflow_id, None)
         self._loading.pop(workflow_id, None)
+        # A parked wait (see evkit.execution.parking) leaves its waiter when cancelled.
+        self._waiters = defaultdict(
+            list, {where: waiters for where, waiters in self._waiters.items() if where[0] != workflow_id}
+        )
 
     def _drop_waiter(self, workflow_id: str, key: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get((workflow_id, key))
@@ -393,6 +422,24 @@ class ManualListener(EventListener):
         """The ``key`` the wait takes its event from, which is also its label."""
         key = kwargs.get("key", args[0] if args else None)
         return WaitDescription(inbox_key=key, label=key) if isinstance(key, str) else NOTHING_TO_DESCRIBE
+
+    @classmethod
+    def wake_when_ready(
+        cls, context: EventContext, args: tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> asyncio.Future[None] | None:
+        """Park the wait until an event on its key is in the inbox (see the base class).
+
+        Not for a subclass with its own ``poll_for_event`` or ``poll_cancelled``: those
+        are awaited as written, from the start of the wait.
+        """
+        if cls.poll_for_event is not ManualListener.poll_for_event or (
+            cls.poll_cancelled is not ManualListener.poll_cancelled
+        ):
+            return None
+        key = kwargs.get("key", args[0] if args else None)
+        if not isinstance(key, str):
+            return None
+        return context.services.require(Inbox).ready(context.workflow_id, key)
 
     async def poll_for_event(self, key: str) -> object:  # type: ignore[override]
         """Return the payload of the oldest event sent to this run under ``key``."""

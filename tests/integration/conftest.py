@@ -20,5 +20,5 @@ def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
         # FakeClock guards its sleeper list with a lock that is only ever held for a few
         # instructions (so tests on other threads can wait for sleepers); that is not I/O.
         for name in ("threading.Lock.acquire", "threading.Lock.acquire_lock"):
-            bb.functions[name].can_block_functions.append(("evkit/clock.py", {"sleep_until"}))
+            bb.functions[name].can_block_functions.append(("evkit/clock.py", {"sleep_until", "alarm"}))
         yield bb

@@ -216,15 +216,15 @@ FROM event_checkpoint_log;
 
 
 # Version 4: re-runs. A run may be defined again (``node.run(workflow_id=ID)`` with a
-# changed DAG): ``run_definitions`` gets a row per revision, with the fingerprint of each
-# step of that DAG (later evkit writes there the code digests the step fingerprints are
-# derived from, see ``evkit.execution.prints``, and reads both forms). A step that runs again starts a new generation: a row in
-# ``step_generations`` (its number and the reason it runs again). A step's rows written
-# after its latest generation row belong to it; earlier ones stay, superseded. The views
-# ``steps`` and ``events`` show each step's current generation (and whether it was
-# reused by the run's latest revision); ``step_history`` shows every generation.
-# Nothing is written per step on the path of a first run: a step with no generation row
-# is in generation 1.
+# changed DAG): ``run_definitions`` gets a row per revision, with the fingerprint of
+# each step of that DAG (later evkit writes there the code digests the step fingerprints
+# are derived from, see ``evkit.execution.prints``, and reads both forms). A step that
+# runs again starts a new generation: a row in ``step_generations`` (its number and the
+# reason it runs again). A step's rows written after its latest generation row belong to
+# it; earlier ones stay, superseded. The views ``steps`` and ``events`` show each step's
+# current generation (and whether it was reused by the run's latest revision);
+# ``step_history`` shows every generation. Nothing is written per step on the path of a
+# first run: a step with no generation row is in generation 1.
 _V4 = """
 ALTER TABLE run_definitions ADD COLUMN fingerprints_blob BLOB;
 ALTER TABLE run_definitions ADD COLUMN revision INTEGER;

@@ -18,11 +18,11 @@ from evkit import codec, operations
 from evkit.client import ClientRuntime, RemoteRunHandle, new_event_id, open_or_connect, statuses
 from evkit.context import current_clock
 from evkit.dag import NO_DEFAULT, EventNode, StepNode, any_of, flatten, set_runner, step, wait_for_event
-from evkit.engine import RerunRequest
 from evkit.errors import (
     PayloadError,
     StoreError,
 )
+from evkit.execution.definitions import RerunRequest
 from evkit.execution.plan import resolve_step_names
 from evkit.execution.prints import dag_codes
 from evkit.executors import resolve_executor

@@ -8,7 +8,6 @@ run's outcome is written to the store before the task ends.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 
 from evkit import codec
 from evkit.clock import Clock
-from evkit.dag import FlatDag, flat_dag_from_rows, live_step_function
+from evkit.dag import FlatDag
 from evkit.errors import (
     RunStateError,
     WorkflowNotFoundError,
@@ -26,17 +25,15 @@ from evkit.errors import (
     WorkflowStillActiveError,
 )
 from evkit.execution import RunExecution
-from evkit.execution.plan import RunPlan, make_plan, resolve_step_names
-from evkit.execution.prints import DagCodes, dag_codes, encode_codes, live_and_stored_prints, stored_prints
+from evkit.execution.definitions import RerunRequest, RunDefinitions
+from evkit.execution.plan import RunPlan
+from evkit.execution.prints import DagCodes, dag_codes, encode_codes
 from evkit.executors.base import StepExecutor
-from evkit.fingerprint import function_fingerprint
 from evkit.listeners.manual import Inbox
-from evkit.missing_code import MissingCode, find_missing_code, load_rows_with_placeholders
 from evkit.model import RunProgress, RunSnapshot, StepSnapshot, WorkflowStatus
 from evkit.services import ServiceRegistry
-from evkit.store import StoreWriter, WriteQueue, now, run_status
-from evkit.store.reads import DELETE_RUN_SQL, FORK_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
-from evkit.store.rows import RunDefinitionRecord, StepGenerationRecord
+from evkit.store import StoreWriter, WriteQueue, run_status
+from evkit.store.reads import DELETE_RUN_SQL, StoredRun, list_statuses, load_run, run_exists
 from evkit.store.service import StoreReads
 from evkit.watchdog import LoopWatchdog
 
@@ -94,21 +91,6 @@ class ActiveRun:
         return self.execution.status if self.execution is not None else WorkflowStatus.RUNNING
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RerunRequest:
-    """What a re-run is asked to do beyond comparing fingerprints.
-
-    Attributes:
-        repoll: Event steps (ids or ``name=``) to poll again.
-        rerun: Function steps (ids or ``name=``) to run again though unchanged.
-        fork_from: The run whose checkpoints a new run starts from (``workflow.fork``).
-    """
-
-    repoll: tuple[str, ...] = ()
-    rerun: tuple[str, ...] = ()
-    fork_from: str | None = None
-
-
 def _waits_on_inbox(dag: FlatDag) -> bool:
     """True when some event step of ``dag`` takes its event from the inbox (``send_event``)."""
     return any(step.listener is not None and step.listener.uses_inbox for step in dag.steps)
@@ -127,21 +109,6 @@ def _slow_listener_seconds(value: float | None) -> float:
     if not value >= 0:
         raise ValueError(f"`slow_listener_seconds` must be >= 0 (0 turns the warning off), got {value!r}.")
     return value
-
-
-def _missing_code_message(workflow_id: str, missing: list[MissingCode]) -> str:
-    parts = []
-    for item in missing:
-        what = (
-            f"module {item.module!r}" if item.name is None else f"{item.name!r} from module {item.module!r}"
-        )
-        users = f" (used by step {', '.join(map(repr, item.steps))})" if item.steps else ""
-        parts.append(f"{what}{users}: {item.error}")
-    return (
-        f"Run {workflow_id!r} cannot be resumed: its stored steps refer to code that cannot be "
-        f"imported now: {'; '.join(parts)}. Make the module importable again (install it, or put "
-        f"its directory on sys.path) and resume, or delete the run with workflow.delete({workflow_id!r})."
-    )
 
 
 class Engine:
@@ -175,6 +142,7 @@ class Engine:
         self.executors = dict(executors)
         self.default_executor = default_executor
         self.inbox = Inbox(self.queue)
+        self.definitions = RunDefinitions(self.queue, writer.path)
         self._active: dict[str, ActiveRun] = {}
         # What listeners may use (EventContext.services); never the engine itself. A
         # listener may add its own service (the HTTP server, Redis readers).
@@ -284,8 +252,9 @@ class Engine:
         request: RerunRequest,
     ) -> object:
         workflow_id = active.workflow_id
+        definitions = self.definitions
         if request.fork_from is not None:
-            await self._fork(request.fork_from, workflow_id)
+            await definitions.fork(request.fork_from, workflow_id)
         stored = await self.queue.read(load_run, workflow_id)
         if stored is None:
             if dag is None:
@@ -296,18 +265,8 @@ class Engine:
                 )
             # Checked here too (the API checks a node's names before it starts): nothing of
             # the run is stored yet, so the starter gets the error at its call.
-            self._resolve(workflow_id, dag, request)
-            user_metadata = codec.to_json(dict(metadata or {}))
-            self.queue.append(
-                RunDefinitionRecord(
-                    workflow_id=workflow_id,
-                    created_at=now(),
-                    dag_blob=codec.dumps(dag),
-                    output_step=dag.output,
-                    user_metadata=user_metadata,
-                    fingerprints_blob=encode_codes(codes if codes is not None else dag_codes(dag)),
-                )
-            )
+            definitions.resolve_names(workflow_id, dag, request)
+            definitions.define(workflow_id, dag, metadata, codes)
         else:
             status = WorkflowStatus(stored.status)
             if status is WorkflowStatus.CANCELED:
@@ -317,16 +276,16 @@ class Engine:
                     workflow_id=workflow_id,
                 )
             if dag is None and request.fork_from is not None:
-                dag = self._load_dag(workflow_id, stored.dag_blob)
+                dag = definitions.load_dag(workflow_id, stored.dag_blob)
             if dag is None:
                 # A resume: the stored code, as it was (crash recovery).
                 if status is WorkflowStatus.SUCCESSFUL:
                     assert stored.output_blob is not None
                     return codec.loads(stored.output_blob)
-                dag = self._load_dag(workflow_id, stored.dag_blob)
-                self._warn_of_live_definitions(workflow_id, dag, stored)
+                dag = definitions.load_dag(workflow_id, stored.dag_blob)
+                definitions.warn_of_live_definitions(workflow_id, dag, stored)
             else:
-                plan = self._plan(workflow_id, dag, codes, stored, request)
+                plan = definitions.plan(workflow_id, dag, codes, stored, request)
                 active.plan = plan
                 # A notice, not a problem: at WARNING so that a notebook shows it (Python
                 # prints WARNING and above when the user configured no logging).
@@ -344,7 +303,7 @@ class Engine:
                         if codes is not None
                         else stored.fingerprints_blob or encode_codes(dag_codes(dag))
                     )
-                    stored = self._supersede(workflow_id, dag, record, stored, plan, user_metadata)
+                    stored = definitions.supersede(workflow_id, dag, record, stored, plan, user_metadata)
         # Durable before any step runs, so a run that was started is never forgotten.
         await self.queue.append(run_status(workflow_id, "RUNNING"))
         active.registered.set()
@@ -375,175 +334,6 @@ class Engine:
             # for all of them to be written), and events sent meanwhile would wait for it.
             self.inbox.prime(workflow_id)
         return await execution.execute()
-
-    def _resolve(self, workflow_id: str, dag: FlatDag, request: RerunRequest) -> tuple[set[str], set[str]]:
-        """The step ids ``request`` names to poll and to run again.
-
-        Raises:
-            ValueError: A name is unknown (the message lists the known steps).
-        """
-        repoll = resolve_step_names(
-            dag, request.repoll, argument="repoll", workflow_id=workflow_id, kind="event"
-        )
-        rerun = resolve_step_names(
-            dag, request.rerun, argument="rerun", workflow_id=workflow_id, kind="function"
-        )
-        return repoll, rerun
-
-    def _plan(
-        self,
-        workflow_id: str,
-        dag: FlatDag,
-        codes: DagCodes | None,
-        stored: StoredRun,
-        request: RerunRequest,
-    ) -> RunPlan:
-        """Compare ``dag`` with the stored run; ``codes`` is ``None`` when ``dag`` is the stored one."""
-        repoll, rerun = self._resolve(workflow_id, dag, request)
-        if codes is None:  # a fork of the stored DAG: compared with itself
-            prints = before = stored_prints(stored.fingerprints_blob, dag)
-        else:
-            prints, before = live_and_stored_prints(
-                dag, codes, stored.fingerprints_blob, lambda: self._stored_dag_or_none(stored)
-            )
-        checkpointed = set(stored.results)
-        checkpointed.update(step_id for step_id, event in stored.events.items() if event.checkpointed)
-        return make_plan(
-            workflow_id=workflow_id,
-            dag=dag,
-            prints=prints,
-            stored_prints=before,
-            checkpointed=checkpointed,
-            started=stored.started,
-            generations=stored.generations,
-            revision=stored.revision,
-            repoll=repoll,
-            rerun=rerun,
-        )
-
-    def _supersede(
-        self,
-        workflow_id: str,
-        dag: FlatDag,
-        record: bytes,
-        stored: StoredRun,
-        plan: RunPlan,
-        user_metadata: str | None,
-    ) -> StoredRun:
-        """Queue the run's new definition and its new generations; the checkpoints still valid.
-
-        Queued together with the RUNNING status that follows, so they are durable in one
-        transaction before any step runs: a crash leaves the old definition or the new
-        one, and a resume continues the re-run.
-        """
-        recorded_at = now()
-        self.queue.append(
-            RunDefinitionRecord(
-                workflow_id=workflow_id,
-                created_at=recorded_at,
-                dag_blob=codec.dumps(dag),
-                output_step=dag.output,
-                user_metadata=user_metadata,
-                fingerprints_blob=record,
-                revision=plan.revision,
-            )
-        )
-        gone = set()
-        for entry in plan.supersede:
-            gone.add(entry.step_id)
-            self.queue.append(
-                StepGenerationRecord(
-                    workflow_id=workflow_id,
-                    step_id=entry.step_id,
-                    generation=entry.generation,
-                    revision=plan.revision,
-                    reason=entry.reason,
-                    recorded_at=recorded_at,
-                )
-            )
-        return dataclasses.replace(
-            stored,
-            results={k: v for k, v in stored.results.items() if k not in gone},
-            continuations={k: v for k, v in stored.continuations.items() if k not in gone},
-            attempts={k: v for k, v in stored.attempts.items() if k not in gone},
-            events={k: v for k, v in stored.events.items() if k not in gone},
-        )
-
-    async def _fork(self, source_id: str, workflow_id: str) -> None:
-        """Copy run ``source_id``'s definition and checkpoints to the new run ``workflow_id``.
-
-        Raises:
-            WorkflowNotFoundError: The store has no run ``source_id``.
-            RunStateError: The store already has a run ``workflow_id``.
-        """
-        if not await self.queue.read(run_exists, source_id):
-            raise WorkflowNotFoundError(
-                f"workflow.fork({source_id!r}, {workflow_id!r}): run {source_id!r} is not in store "
-                f"{self.writer.path!r}. Check the id with workflow.list_all().",
-                workflow_id=source_id,
-            )
-        if await self.queue.read(run_exists, workflow_id):
-            raise RunStateError(
-                f"workflow.fork({source_id!r}, {workflow_id!r}): store {self.writer.path!r} already has a "
-                f"run {workflow_id!r}. Give the fork a new id.",
-                workflow_id=workflow_id,
-            )
-        for sql in FORK_RUN_SQL:
-            self.queue.execute(sql, [workflow_id, source_id])
-        # Durable before the fork's run status: the copy is in the batch before it.
-
-    def _warn_of_live_definitions(self, workflow_id: str, dag: FlatDag, stored: StoredRun) -> None:
-        """Warn when this process defines a step still to run differently from the stored code."""
-        differ: list[str] = []
-        for step in dag.steps:
-            if step.func is None or step.kind != "function" or step.step_id in stored.results:
-                continue
-            live = live_step_function(step.func)
-            if (
-                live is not None
-                and live is not step.func
-                and function_fingerprint(live) != function_fingerprint(step.func)
-            ):
-                differ.append(f"{step.step_id!r} ({step.func.__module__}.{step.func.__qualname__})")
-        if differ:
-            logger.warning(
-                "Run %r resumes with its stored code, but this process defines step %s differently. "
-                "To run the new code, build the DAG again and call node.run(workflow_id=%r): it runs "
-                "what changed and reuses every other checkpoint.",
-                workflow_id,
-                ", ".join(differ),
-                workflow_id,
-            )
-
-    def _stored_dag_or_none(self, stored: StoredRun) -> FlatDag | None:
-        """The stored run's DAG, to compare a re-run with; ``None`` when it cannot be read.
-
-        Code it refers to that is gone is stood in for by placeholders: the comparison
-        needs which steps shared a function, not the function (its digest is recorded).
-        """
-        try:
-            return self._load_dag(stored.workflow_id, stored.dag_blob)
-        except WorkflowNotResumableError:
-            rows = load_rows_with_placeholders(stored.dag_blob)
-            return None if rows is None else flat_dag_from_rows(*rows)
-
-    def _load_dag(self, workflow_id: str, blob: bytes) -> FlatDag:
-        """The run's stored DAG.
-
-        Raises:
-            WorkflowNotResumableError: Code it refers to cannot be imported any more.
-        """
-        try:
-            loaded = codec.loads(blob)
-        except (ImportError, AttributeError) as exc:
-            missing = find_missing_code(blob)
-            if not missing:
-                raise
-            raise WorkflowNotResumableError(
-                _missing_code_message(workflow_id, missing), workflow_id=workflow_id
-            ) from exc
-        assert isinstance(loaded, FlatDag)
-        return loaded
 
     def _blocking_listener(self, frame: types.FrameType) -> tuple[types.FrameType, str] | None:
         """The listener hook's frame the loop is in, and the watchdog's warning; else ``None``.

@@ -8,7 +8,11 @@
 - :mod:`~evkit.execution.failures`: a failed run's error, kept in and rebuilt from the store;
 - :mod:`~evkit.execution.scope`: what those parts share;
 - :mod:`~evkit.execution.plan`: what a re-run of a stored run reuses (pure, no store);
-- :mod:`~evkit.execution.prints`: step fingerprints, and the record of them a run stores.
+- :mod:`~evkit.execution.prints`: step fingerprints, and the record of them a run stores;
+- :mod:`~evkit.execution.definitions`: a run's definitions in the store (new, re-run,
+  fork, resume);
+- :mod:`~evkit.execution.parking`: steps parked on their wait, with no task until its
+  event may be there.
 """
 
 from __future__ import annotations

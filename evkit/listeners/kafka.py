@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("evkit.kafka")
 
 _IDLE_WAIT_SECONDS = 0.2  # how long one fetch blocks its thread when nothing is buffered
-_MAX_BATCH = 10_000  # messages taken from librdkafka's buffer per fetch
+# Messages taken from librdkafka's buffer per fetch. Small batches keep few messages (and
+# the objects of their waits) in flight at once, so most die before the GC's young
+# passes move them to the old generation, whose passes walk every wait of a big run.
+_MAX_BATCH = 1_000
 _MAX_GAP_CHECK = 10_000  # offsets checked in the store before committing an untracked message
 _JOIN_TIMEOUT_SECONDS = 60.0  # a commit refused by the group waits this long for the consumer to join
 

@@ -171,7 +171,10 @@ class KafkaConsumers(Service):
 
 def kafka_consumers(services: ServiceRegistry) -> KafkaConsumers:
     """The engine's :class:`KafkaConsumers` service, made on first use."""
-    return services.get_or_add(KafkaConsumers, lambda: KafkaConsumers(services.require(StoreReads)))
+    consumers = services.get(KafkaConsumers)  # every commit asks: no closure made for the lookup
+    if consumers is None:
+        consumers = services.add(KafkaConsumers(services.require(StoreReads)))
+    return consumers
 
 
 class _Fetched(NamedTuple):
@@ -507,7 +510,7 @@ class _Consumer:
         """
         self._loop = asyncio.get_running_loop()
         if self._mark_done(message):
-            return self._commit_targets()
+            return self._commit_targets(self._partitions[message.partition])
         return self._commit_elsewhere(message)
 
     async def _commit_elsewhere(self, message: KafkaMessage) -> None:
@@ -532,15 +535,18 @@ class _Consumer:
             self._join_wanted = False
         await self.commit(message)
 
-    def _commit_targets(self) -> asyncio.Future[None]:
+    def _commit_targets(self, partition: PartitionCommits | None = None) -> asyncio.Future[None]:
         """A future done when a commit round that starts after this call has ended.
 
-        That round covers what is checkpointed now. Many waits finish together (one group
-        commit checkpoints them all): their commits share one round, one synchronous
-        commit of every partition's target.
+        That round covers what is checkpointed now (in ``partition``, or in any). Many
+        waits finish together (one group commit checkpoints them all): their commits share
+        one round, one synchronous commit of every partition's target. With nothing to
+        commit (an earlier message of the partition is in flight, or a round under way
+        covers it) the future is done already.
         """
         loop = asyncio.get_running_loop()
-        if not any(p.target() > p.committed for p in self._partitions.values()):
+        partitions = self._partitions.values() if partition is None else (partition,)
+        if not any(p.target() > p.committed for p in partitions):
             if self._no_round is None:
                 self._no_round = loop.create_future()
                 self._no_round.set_result(None)

@@ -355,10 +355,9 @@ class _Consumer:
                     if message.source_id in taken:
                         self._mark_done(message)
                 self._commit_targets().add_done_callback(self._log_failed_commit)
-            for message in messages:
-                if message.source_id not in taken:
-                    self._ready.append(message)
-                    self._queued.add((message.partition, message.offset))
+                messages = [message for message in messages if message.source_id not in taken]
+            self._ready.extend(messages)
+            self._queued.update((message.partition, message.offset) for message in messages)
             self._hand_out()
 
     def _accept(self, fetched: list[KafkaMessage]) -> list[KafkaMessage]:

@@ -1,23 +1,31 @@
 """Scenario 9: Kafka messages through ``KafkaListener`` waits, checkpointed and committed.
 
 The parent starts a real broker (tansu, as the test suite does) and produces N messages on
-3 partitions; each side reads them through its own consumer group. evkit runs N
-``KafkaListener`` waits feeding one step; the floor is a plain confluent-kafka consumer
-that appends each batch to DuckDB as Arrow (one committed transaction) and then commits
-the batch's offsets synchronously. Both join their group with one message first, so the
-timing (first message to last commit) leaves the group join out.
+3 partitions for the floor: a plain confluent-kafka consumer that appends each batch to
+DuckDB as Arrow (one committed transaction) and then commits the batch's offsets
+synchronously, timed from its first message after joining its group.
+
+evkit runs N ``KafkaListener`` waits feeding one step, as scenario 3 runs N waits on a
+stream: once all N wait (each registered with the engine's consumer), a producer process
+sends the N messages to a topic of evkit's own, and the timing runs until the last
+commit. The group join (with one message first) is left out, as for the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import peak_rss_mb, temp_store
 from bench.floor import FloorStore, now
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 PARTITIONS = 3
 # tansu holds a JoinGroup for about session.timeout.ms / 2 (23 s with the default), and
@@ -47,12 +55,21 @@ def available() -> bool:
 def produce(bootstrap: str, topic: str, n: int) -> None:
     """Create ``topic`` and produce ``n`` 100-byte messages (batched: the consumers never
     rely on the high watermark, which tansu gets wrong after a batch)."""
-    from confluent_kafka import Producer
+    create_topic(bootstrap, topic)
+    _send(bootstrap, topic, n)
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(10)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+
+
+def _send(bootstrap: str, topic: str, n: int, producer: Producer | None = None) -> None:
+    from confluent_kafka import Producer
+
+    producer = producer or Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     payload = b"x" * 90
     for i in range(n):
         while True:
@@ -65,12 +82,47 @@ def produce(bootstrap: str, topic: str, n: int) -> None:
     producer.flush(60)
 
 
+class _Producer:
+    """A producer process that sends ``n`` messages when told to (a real source: the
+    messages arrive while the waits wait, from another process)."""
+
+    def __init__(self, bootstrap: str, topic: str, n: int) -> None:
+        root = str(Path(__file__).resolve().parent.parent)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.scen_kafka", bootstrap, topic, str(n)],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ready":  # its client is made: "go" sends at once
+            raise RuntimeError(f"the producer for {topic!r} exited with {self._proc.wait()}")
+
+    def go(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("go\n")
+        self._proc.stdin.flush()
+
+    def wait(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        if self._proc.wait(60) != 0:
+            raise RuntimeError(f"the producer exited with {self._proc.returncode}")
+
+
 def evkit_kafka(bootstrap: str, topic: str, n: int) -> dict[str, float]:
-    """N ``KafkaListener`` waits feeding one step. Timed from the moment all N wait (the
-    gate opens) until the last commit, as scenario 3 is; the whole run is reported too."""
-    from bench.listeners import COMMITS, KAFKA_GATE, POLLS, GatedKafkaListener
+    """N ``KafkaListener`` waits feeding one step. Timed from the moment all N wait and
+    the producer is told to send, until the last commit, as scenario 3 is; the whole run
+    (registering the waits too) is reported as well. ``topic`` is the floor's: evkit
+    reads ``<topic>-evkit``, whose messages are sent only once its waits wait."""
+    from bench.listeners import COMMITS, POLLS, CountingKafkaListener
     from evkit import workflow
 
+    topic = f"{topic}-evkit"
+    produce(bootstrap, topic, 1)  # the message the consumer joins its group with
+    producer = _Producer(bootstrap, topic, n)
     with temp_store() as path:
         runtime = workflow.init(storage=path, loop="thread")
 
@@ -80,29 +132,28 @@ def evkit_kafka(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 
         def wait() -> object:
             return workflow.wait_for_event(
-                GatedKafkaListener, topic, group="evkit", bootstrap_servers=bootstrap, config=GROUP_CONFIG
+                CountingKafkaListener, topic, group="evkit", bootstrap_servers=bootstrap, config=GROUP_CONFIG
             )
 
-        runtime.call_soon(lambda engine: KAFKA_GATE.set())
         join_start = time.perf_counter()
         POLLS.reset(1)
         COMMITS.reset(1)
         assert workflow.run(count.step(wait()), workflow_id="join") == 1  # joins the group
         join_s = time.perf_counter() - join_start
-        runtime.call_soon(lambda engine: KAFKA_GATE.clear())
         POLLS.reset(n)
         COMMITS.reset(n)
         run_start = time.perf_counter()
         handle = workflow.run_async(count.step(*[wait() for _ in range(n)]), workflow_id="kafka")
         POLLS.reached.wait()
         start = time.perf_counter()
-        runtime.call_soon(lambda engine: KAFKA_GATE.set())
+        producer.go()
         COMMITS.reached.wait()
         elapsed = time.perf_counter() - start
         assert handle.result() == n
         whole_run = time.perf_counter() - run_start
         batches = runtime.engine().queue.batches_written
         workflow.shutdown()
+    producer.wait()
     return {
         "messages_per_s": n / elapsed,
         "total_s": elapsed,
@@ -177,3 +228,20 @@ async def _floor(path: str, bootstrap: str, topic: str, n: int) -> dict[str, flo
         "batches": batches,
         "rss_mb": peak_rss_mb(),
     }
+
+
+def _producer_main(argv: list[str]) -> int:
+    """``python -m bench.scen_kafka BOOTSTRAP TOPIC N``: say ``ready``, wait for a line, send N."""
+    bootstrap, topic, n = argv
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer.list_topics(topic, timeout=10)  # connected, with the topic's metadata, before "ready"
+    print("ready", flush=True)
+    sys.stdin.readline()
+    _send(bootstrap, topic, int(n), producer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_producer_main(sys.argv[1:]))

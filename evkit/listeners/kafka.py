@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NamedTuple, cast, final
 
@@ -38,7 +38,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("evkit.kafka")
 
 _IDLE_WAIT_SECONDS = 0.2  # how long one fetch blocks its thread when nothing is buffered
-_MAX_BATCH = 10_000  # messages taken from librdkafka's buffer per fetch
+# Messages taken from librdkafka's buffer per fetch. Small batches keep few messages (and
+# the objects of their waits) in flight at once, so most die before the GC's young
+# passes move them to the old generation, whose passes walk every wait of a big run.
+_MAX_BATCH = 1_000
 _MAX_GAP_CHECK = 10_000  # offsets checked in the store before committing an untracked message
 _JOIN_TIMEOUT_SECONDS = 60.0  # a commit refused by the group waits this long for the consumer to join
 
@@ -54,15 +57,18 @@ class KafkaListener(EventListener):
     and get distinct messages, each partition's in order.
     """
 
-    async def poll_for_event(  # type: ignore[override]
+    def poll_for_event(  # type: ignore[override]
         self,
         topic: str,
         *,
         group: str,
         bootstrap_servers: str,
         config: Mapping[str, object] | None = None,
-    ) -> KafkaMessage:
+    ) -> Awaitable[KafkaMessage]:
         """Return the next message of ``topic`` for this group.
+
+        A plain ``def`` that hands back the consumer's wait for the message: the engine
+        awaits it, and a wait then holds one coroutine fewer.
 
         Args:
             topic: The topic to read.
@@ -81,9 +87,9 @@ class KafkaListener(EventListener):
         items = checked_config(topic, group, bootstrap_servers, config)
         context = get_event_context()
         consumer = kafka_consumers(context.services).consumer(bootstrap_servers, group, topic, items)
-        return await consumer.take(context.workflow_id)
+        return consumer.take(context.workflow_id)
 
-    async def event_checkpointed(self, event: object) -> None:
+    def event_checkpointed(self, event: object) -> Awaitable[None]:  # type: ignore[override]
         """Commit the message's offset (synchronously), now that its event is checkpointed.
 
         The committed offset of a partition is the lowest offset this engine read and has
@@ -91,15 +97,19 @@ class KafkaListener(EventListener):
         and never passes a message that is not checkpointed. Idempotent: the engine calls
         it again after a crash between the checkpoint and the commit.
 
+        A plain ``def`` that hands back the commit's awaitable: the engine awaits it, and
+        the commits of many events then cost no coroutine each.
+
         Raises:
             RuntimeError: The broker refused the commit for another reason than a
                 rebalance (the message names topic, partition and offset).
         """
-        if isinstance(event, KafkaMessage):  # not the `default` of a timed-out wait
-            consumers = kafka_consumers(get_event_context().services)
-            await consumers.consumer(event.bootstrap_servers, event.group, event.topic, event.config).commit(
-                event
-            )
+        if not isinstance(event, KafkaMessage):  # the `default` of a timed-out wait
+            return _nothing()
+        consumers = kafka_consumers(get_event_context().services)
+        return consumers.consumer(event.bootstrap_servers, event.group, event.topic, event.config).commit(
+            event
+        )
 
     def source_id(self, event: object) -> str | None:
         """``kafka:<group>:<topic>:<partition>:<offset>``, stored with the checkpoint."""
@@ -161,7 +171,10 @@ class KafkaConsumers(Service):
 
 def kafka_consumers(services: ServiceRegistry) -> KafkaConsumers:
     """The engine's :class:`KafkaConsumers` service, made on first use."""
-    return services.get_or_add(KafkaConsumers, lambda: KafkaConsumers(services.require(StoreReads)))
+    consumers = services.get(KafkaConsumers)  # every commit asks: no closure made for the lookup
+    if consumers is None:
+        consumers = services.add(KafkaConsumers(services.require(StoreReads)))
+    return consumers
 
 
 class _Fetched(NamedTuple):
@@ -199,7 +212,10 @@ class _Consumer:
         self._held_messages: dict[tuple[int, int], KafkaMessage] = {}
         self._partitions: dict[int, PartitionCommits] = {}  # the assigned partitions
         self._commit_lock = asyncio.Lock()  # one untracked commit at a time
-        self._next_round: asyncio.Future[None] | None = None  # the commit round callers wait for
+        # The callers waiting for the next commit round: one plain future each, so a
+        # cancelled caller cancels only its own.
+        self._round_waiters: list[asyncio.Future[None]] = []
+        self._no_round: asyncio.Future[None] | None = None  # done: for callers with nothing to wait for
         self._flusher: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()  # the consumer is a member of its group
         self._join_wanted = False  # keep fetching without waits until it is
@@ -338,11 +354,10 @@ class _Consumer:
                 for message in messages:
                     if message.source_id in taken:
                         self._mark_done(message)
-                self._spawn(self._commit_targets(), "commit")
-            for message in messages:
-                if message.source_id not in taken:
-                    self._ready.append(message)
-                    self._queued.add((message.partition, message.offset))
+                self._commit_targets().add_done_callback(self._log_failed_commit)
+                messages = [message for message in messages if message.source_id not in taken]
+            self._ready.extend(messages)
+            self._queued.update((message.partition, message.offset) for message in messages)
             self._hand_out()
 
     def _accept(self, fetched: list[KafkaMessage]) -> list[KafkaMessage]:
@@ -482,17 +497,22 @@ class _Consumer:
         partition.done(message.offset)
         return True
 
-    async def commit(self, message: KafkaMessage) -> None:
+    def commit(self, message: KafkaMessage) -> Awaitable[None]:
         """Commit after ``message``'s checkpoint, by the rule of :class:`PartitionCommits`.
+
+        Returns what to await: the commit round that covers the message (a future), or,
+        for a message this consumer did not read, a coroutine that commits it alone.
 
         Raises:
             RuntimeError: The broker refused the commit, or the consumer could not join
-                its group to make it.
+                its group to make it (raised by the awaitable).
         """
         self._loop = asyncio.get_running_loop()
         if self._mark_done(message):
-            await self._commit_targets()
-            return
+            return self._commit_targets(self._partitions[message.partition])
+        return self._commit_elsewhere(message)
+
+    async def _commit_elsewhere(self, message: KafkaMessage) -> None:
         # Not read by this consumer: a message checkpointed before a restart, or of a
         # partition another member owns now.
         if await self._commit_untracked(message) or self._joined.is_set():
@@ -514,33 +534,48 @@ class _Consumer:
             self._join_wanted = False
         await self.commit(message)
 
-    async def _commit_targets(self) -> None:
-        """Wait for a commit round that starts after this call, so it covers what is done now.
+    def _commit_targets(self, partition: PartitionCommits | None = None) -> asyncio.Future[None]:
+        """A future done when a commit round that starts after this call has ended.
 
-        Many waits finish together (one group commit checkpoints them all): their commits
-        share one round, one synchronous commit of every partition's target.
+        That round covers what is checkpointed now (in ``partition``, or in any). Many
+        waits finish together (one group commit checkpoints them all): their commits share
+        one round, one synchronous commit of every partition's target. With nothing to
+        commit (an earlier message of the partition is in flight, or a round under way
+        covers it) the future is done already.
         """
-        if not any(p.target() > p.committed for p in self._partitions.values()):
-            return
-        if self._next_round is None:
-            self._next_round = asyncio.get_running_loop().create_future()
-            self._next_round.add_done_callback(_retrieve)
-        round_ = self._next_round
+        loop = asyncio.get_running_loop()
+        partitions = self._partitions.values() if partition is None else (partition,)
+        if not any(p.target() > p.committed for p in partitions):
+            if self._no_round is None:
+                self._no_round = loop.create_future()
+                self._no_round.set_result(None)
+            return self._no_round
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._round_waiters.append(waiter)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(
+            self._flusher = loop.create_task(
                 self._flush(), name=f"evkit-kafka-commit:{self.topic}:{self.group}"
             )
-        await asyncio.shield(round_)  # a cancelled wait must not cancel the others' round
+        return waiter
+
+    def _log_failed_commit(self, round_: asyncio.Future[None]) -> None:
+        # A round nobody waits for (a re-read message the store already has): its error is logged.
+        if not round_.cancelled() and round_.exception() is not None:
+            logger.error("%r: %s", self, round_.exception(), exc_info=round_.exception())
 
     async def _flush(self) -> None:
-        while self._next_round is not None:
-            round_, self._next_round = self._next_round, None
+        while self._round_waiters:
+            waiters, self._round_waiters = self._round_waiters, []
             try:
                 await self._commit_due()
             except Exception as exc:
-                round_.set_exception(exc)
+                for waiter in waiters:
+                    if not waiter.done():  # a cancelled caller's is
+                        waiter.set_exception(exc)
             else:
-                round_.set_result(None)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     async def _commit_due(self) -> None:
         from confluent_kafka import TopicPartition
@@ -666,10 +701,8 @@ class _Consumer:
             client.close()
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
-    # Every caller of a failed round may have been cancelled: the error was theirs to see.
-    if not future.cancelled():
-        future.exception()
+async def _nothing() -> None:
+    """Nothing to commit."""
 
 
 def _as_bytes(value: object) -> bytes | None:

@@ -21,7 +21,7 @@ BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_GROUP = "evkit"
 """The ``group.id`` used when the config does not say."""
 
-_commits: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+_commits: set[asyncio.Future[None]] = set()  # referenced until done (the loop keeps weak refs to tasks)
 
 
 class Consumer:
@@ -106,26 +106,24 @@ class Consumer:
             raise TypeError(f"Consumer.commit() needs a message from poll(), got {message!r}.")
         consumers = kafka_consumers(get_event_context().services)
         consumer = consumers.consumer(message.bootstrap_servers, message.group, message.topic, message.config)
-        task = asyncio.get_running_loop().create_task(
-            consumer.commit(message), name="evkit-kafka-seed-commit"
-        )
-        _commits.add(task)
-        task.add_done_callback(_commits.discard)
-        return _Commit(task)
+        commit = asyncio.ensure_future(consumer.commit(message))  # a future, or a task of a coroutine
+        _commits.add(commit)
+        commit.add_done_callback(_commits.discard)
+        return _Commit(commit)
 
 
 class _Commit:
     """A commit under way: awaiting it waits for the broker and raises its error."""
 
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
-        task.add_done_callback(_retrieve)
+    def __init__(self, commit: asyncio.Future[None]) -> None:
+        self._task = commit
+        commit.add_done_callback(_retrieve)
 
     def __await__(self) -> Generator[object, None, None]:
         return self._task.__await__()
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
+def _retrieve(task: asyncio.Future[None]) -> None:
     # A commit nobody awaits must not fail silently.
     if not task.cancelled() and task.exception() is not None:
         import logging

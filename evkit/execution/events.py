@@ -161,9 +161,11 @@ class EventSteps:
             return None
         try:
             self._begun[step.step_id] = self.begin(step, args, kwargs, stored)
-        except BaseException:
+        except Exception:
+            # The listener's description failed: the step's own task begins the wait
+            # again and fails as any wait does, under the step's name.
             wake.cancel()
-            raise
+            return None
         return wake
 
     def unpark(self, step: FlatStep, wake: asyncio.Future[None]) -> None:

@@ -226,20 +226,10 @@ class RunExecution:
     def _park(self, step_id: str) -> ParkedStep | None:
         """Park the step if it starts with a wait its listener can wake (see evkit.execution.parking).
 
-        The wait is the step itself (a source event step) or the source wait it runs
-        inline; it must still have to poll, and have no ``timeout_seconds``.
+        The wait must still have to poll, and have no ``timeout_seconds``.
         """
-        steps = self._tracker.steps
-        step = steps[step_id]
-        if step_id in self._results:
-            return None
-        if step.kind == "event" and not step.upstream:
-            wait = step
-        elif len(step.upstream) == 1 and self._runs_inline(step.upstream[0]):
-            wait = steps[step.upstream[0]]
-        else:
-            return None
-        if wait.kind != "event" or wait.timeout_seconds is not None or self._stored_checkpoint(wait.step_id):
+        wait = None if step_id in self._results else self._first_wait(self._tracker.steps[step_id])
+        if wait is None or wait.timeout_seconds is not None or self._stored_checkpoint(wait.step_id):
             return None
         args = _resolve_args(wait.args, {})
         kwargs = resolve_refs(dict(wait.kwargs), {}) if wait.kwargs else {}
@@ -251,6 +241,19 @@ class RunExecution:
             self._parked_context = contextvars.copy_context()
         return ParkedStep(self, step_id, wake, self._parked_context)
 
+    def _first_wait(self, step: FlatStep) -> FlatStep | None:
+        """The wait ``step`` starts with, or ``None``.
+
+        That is the step itself (a source event step) or the source wait it runs inline
+        (see ``_runs_inline``).
+        """
+        if step.kind == "event" and not step.upstream:
+            return step
+        if len(step.upstream) == 1 and self._runs_inline(step.upstream[0]):
+            source = self._tracker.steps[step.upstream[0]]
+            return source if source.kind == "event" else None
+        return None
+
     def start_parked(self, step_id: str) -> asyncio.Task[object]:
         """A parked step's wait may have its event: start the step's task (see ParkedStep)."""
         task = self._tasks[step_id] = self._new_task(step_id)
@@ -258,8 +261,8 @@ class RunExecution:
 
     def unpark(self, step_id: str, wake: asyncio.Future[None]) -> None:
         """A parked step was cancelled before its task started (see ParkedStep)."""
-        step = self._tracker.steps[step_id]
-        wait = step if step.kind == "event" and not step.upstream else self._tracker.steps[step.upstream[0]]
+        wait = self._first_wait(self._tracker.steps[step_id])
+        assert wait is not None
         self._event_steps.unpark(wait, wake)
 
     async def _run_step(self, step_id: str) -> object:

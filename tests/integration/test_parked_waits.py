@@ -9,7 +9,9 @@ A listener with a poll of its own is polled from the start, as written.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from typing import ClassVar, NoReturn
+
+import pytest
 
 import evkit
 from evkit import workflow
@@ -148,3 +150,23 @@ async def test_a_cancelled_wall_clock_alarm_cancels_its_timer() -> None:
     assert handle.cancelled()
     fired = WallClock().alarm(0)  # past: resolves on the next loop turn
     await asyncio.wait_for(fired, timeout=5)
+
+
+class FailingDescription(workflow.ManualListener):
+    """Its description fails (a subclass's mistake); its poll is the built-in one."""
+
+    @classmethod
+    def describe_wait(cls, args: object, kwargs: object, *, now: float) -> NoReturn:  # type: ignore[override]
+        raise ValueError("no description")
+
+
+async def test_a_wait_whose_description_fails_fails_its_run_as_an_unparked_one(
+    aruntime: evkit.Runtime,
+) -> None:
+    waits = [workflow.wait_for_event(FailingDescription, "k"), workflow.wait_for_event(OwnPollListener, "j")]
+    handle = workflow.run_async(collect.step(*waits), workflow_id="no-description")
+    with pytest.raises(evkit.StepFailedError) as failed:
+        await handle
+    assert isinstance(failed.value.__cause__, ValueError)
+    assert str(failed.value.__cause__) == "no description"
+    assert handle.status is workflow.WorkflowStatus.FAILED

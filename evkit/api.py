@@ -28,7 +28,6 @@ from evkit.execution.prints import dag_codes
 from evkit.executors import resolve_executor
 from evkit.gcscope import BIG_RUN_STEPS, fewer_gc_passes
 from evkit.handle import RunHandle, draw_timeline
-from evkit.listeners.ask import notebook_user
 from evkit.listeners.base import TimerListener
 from evkit.model import (
     DEFAULT_STORAGE as DEFAULT_STORAGE,
@@ -762,6 +761,8 @@ def send_event(workflow_id: str, key: str, payload: object = None, *, event_id: 
 
     # Who answers (an ask step's answer records it) is this process's user, also when the
     # owner of the store stores the event.
+    from evkit.listeners.ask import notebook_user  # typed questions load on first use (evkit.workflow)
+
     answered_by = notebook_user()
     runtime = _current_runtime()
     if isinstance(runtime, ClientRuntime):

@@ -33,7 +33,6 @@ from evkit.api import (
     sql as sql,
     wait_for_any as wait_for_any,
 )
-from evkit.asking import ask as ask, pending as pending
 from evkit.context import (
     get_current_step_id as get_current_step_id,
     get_current_workflow_id as get_current_workflow_id,
@@ -51,21 +50,22 @@ from evkit.errors import (
 )
 from evkit.handle import RunHandle as RunHandle
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
-from evkit.listeners.http import HTTPListener as HTTPListener
 from evkit.listeners.manual import ManualListener as ManualListener
-from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
-from evkit.listeners.webhooks import (
-    GitHubSignature as GitHubSignature,
-    HMACSignature as HMACSignature,
-    StripeSignature as StripeSignature,
-)
 from evkit.model import WorkflowStatus as WorkflowStatus
-from evkit.serve import serve_events as serve_events
 
 if typing.TYPE_CHECKING:
+    from evkit.asking import ask as ask, pending as pending
     from evkit.listeners.cron import CronListener as CronListener
     from evkit.listeners.files import FileListener as FileListener, FileRecord as FileRecord
+    from evkit.listeners.http import HTTPListener as HTTPListener
     from evkit.listeners.kafka import KafkaListener as KafkaListener
+    from evkit.listeners.redis_streams import RedisStreamListener as RedisStreamListener
+    from evkit.listeners.webhooks import (
+        GitHubSignature as GitHubSignature,
+        HMACSignature as HMACSignature,
+        StripeSignature as StripeSignature,
+    )
+    from evkit.serve import serve_events as serve_events
 
 # Ray injected every status as a module attribute (workflow.RUNNING, ...).
 RUNNING = WorkflowStatus.RUNNING
@@ -136,13 +136,22 @@ __all__ = [
 ]
 
 
-# The optional sources load on first use: `import evkit` (and a cold start) does not pay
-# for them. The names are here for type checkers, `dir()` and `from ... import *`.
+# The sources and the typed questions load on first use: `from evkit import workflow`
+# (and a cold start) does not pay for them. The names are here for type checkers, `dir()`
+# and `from ... import *`.
 _SOURCES = {
     "CronListener": "evkit.listeners.cron",
     "FileListener": "evkit.listeners.files",
     "FileRecord": "evkit.listeners.files",
     "KafkaListener": "evkit.listeners.kafka",
+    "HTTPListener": "evkit.listeners.http",
+    "RedisStreamListener": "evkit.listeners.redis_streams",
+    "GitHubSignature": "evkit.listeners.webhooks",
+    "HMACSignature": "evkit.listeners.webhooks",
+    "StripeSignature": "evkit.listeners.webhooks",
+    "serve_events": "evkit.serve",
+    "ask": "evkit.asking",
+    "pending": "evkit.asking",
 }
 
 

@@ -12,7 +12,6 @@ starts or resumes a run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
@@ -42,8 +41,6 @@ SECRET_HEADER = "Authorization"
 MAX_REQUEST_BYTES = 256 * 1024 * 1024  # send_events of many payloads in one request
 MAX_CHANGES_WAIT_SECONDS = 60.0
 SQL_BATCH_ROWS = 122_880  # DuckDB's own vector multiple: Arrow batches of ~1 row group
-START_GRACE_SECONDS = 0.5
-"""How long after the engine the endpoint starts, unless someone waits for it sooner."""
 
 
 class ControlServer(Service):
@@ -60,7 +57,6 @@ class ControlServer(Service):
         self._secret = secrets.token_urlsafe(32)
         self._runner: web.AppRunner | None = None
         self._starting: asyncio.Task[OwnerInfo] | None = None
-        self._hurry = asyncio.Event()  # someone waits for the endpoint: skip the grace
         self.info: OwnerInfo | None = None
         self._closed = False
         # The long polls waiting now: closing wakes them, so no client holds the close up.
@@ -72,26 +68,17 @@ class ControlServer(Service):
 
     # ------------------------------------------------------------------ life cycle
 
-    def start_soon(self, *, now: bool = False) -> asyncio.Task[OwnerInfo]:
-        """Start listening in a task of the engine's loop (call it on that loop); returns the task.
-
-        The task waits :data:`START_GRACE_SECONDS` first, unless ``now`` (here or in a
-        later call) says someone waits for the endpoint.
-        """
-        if now:
-            self._hurry.set()
+    def start_soon(self) -> asyncio.Task[OwnerInfo]:
+        """Start listening in a task of the engine's loop (call it on that loop); returns the task."""
         if self._starting is None:
             self._starting = self._engine.loop.create_task(self._start(), name="evkit-control-start")
             self._starting.add_done_callback(_log_start_failure)
         return self._starting
 
     async def _start(self) -> OwnerInfo:
-        # Importing aiohttp costs a fresh process 0.1-0.3 s on a worker thread, which
-        # still holds the GIL most of that time: a script's first run, started with the
-        # engine, would share the GIL with it. Clients that find no owner file yet wait
-        # for one (workflow.init in another process waits up to 5 s).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._hurry.wait(), START_GRACE_SECONDS)
+        # Importing aiohttp costs a fresh process 0.1-0.3 s: on a worker thread, the loop
+        # (and the first run, which does not wait for the endpoint) goes on meanwhile. It
+        # starts with the engine, not later: a pause in the middle of a run would be worse.
         web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
 
         app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._auth_middleware()])

@@ -201,10 +201,9 @@ class Runtime:
 
     def _serve(self, engine: Engine) -> None:
         # The owner serves other processes (the CLI, scripts, a second notebook) on the
-        # engine's loop. It starts in the background, after a short grace (see
-        # ControlServer.start_soon): the first call does not wait for it. A client that
-        # finds the store held waits a moment for the owner file; `serving_async()` waits
-        # for it here, without the grace.
+        # engine's loop. It starts in the background: the first call does not wait for it
+        # (in a notebook cell it starts once the cell returns). A client that finds the
+        # store held waits a moment for the owner file; `serving_async()` waits for it here.
         server = ControlServer(engine, self.storage)
         engine.services.add(server)
         if running_loop() is engine.loop:
@@ -229,7 +228,7 @@ class Runtime:
             if server is None:
                 server = ControlServer(engine, self.storage)
                 engine.services.add(server)
-            info = await asyncio.shield(server.start_soon(now=True))
+            info = await asyncio.shield(server.start_soon())
             return info.url
 
         return await self.acall(wait)

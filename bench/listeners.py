@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from evkit import workflow
 from evkit.listeners.base import WaitDescription

@@ -309,7 +309,7 @@ class Inbox(Service):
         return event_id, codec.loads(blob)
 
     def _add_waiter(self, workflow_id: str, key: str) -> asyncio.Future[None]:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(self, workflow_id, key)
         self._waiters[(workflow_id, key)].append(waiter)
         return waiter
 
@@ -357,7 +357,7 @@ class Inbox(Service):
             if self._index.get(workflow_id) is index:
                 del self._index[workflow_id]  # the next wait reads again
             for (run, _), waiters in list(self._waiters.items()):
-                for waiter in waiters if run == workflow_id else ():
+                for waiter in list(waiters) if run == workflow_id else ():  # cancel() drops it
                     if waiter.done():
                         continue
                     if isinstance(exc, asyncio.CancelledError):
@@ -390,10 +390,6 @@ class Inbox(Service):
         self._claimed = {claim: taken for claim, taken in self._claimed.items() if claim[0] != workflow_id}
         self._index.pop(workflow_id, None)
         self._loading.pop(workflow_id, None)
-        # A parked wait (see evkit.execution.parking) leaves its waiter when cancelled.
-        self._waiters = defaultdict(
-            list, {where: waiters for where, waiters in self._waiters.items() if where[0] != workflow_id}
-        )
 
     def _drop_waiter(self, workflow_id: str, key: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get((workflow_id, key))
@@ -401,6 +397,26 @@ class Inbox(Service):
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[(workflow_id, key)]
+
+
+class _Waiter(asyncio.Future[None]):
+    """A wait's wake-up on one key of the inbox; cancelled, it leaves the key's waiters.
+
+    A parked wait (see ``ManualListener.wake_when_ready``) is cancelled through this
+    future alone: a method rather than a done callback, so it costs no object more.
+    """
+
+    __slots__ = ("_inbox", "_key", "_workflow_id")
+
+    def __init__(self, inbox: Inbox, workflow_id: str, key: str) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self._inbox, self._workflow_id, self._key = inbox, workflow_id, key
+
+    def cancel(self, msg: object | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._inbox._drop_waiter(self._workflow_id, self._key, self)
+        return True
 
 
 class ManualListener(EventListener):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import typing
 
@@ -38,6 +37,7 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
     WorkflowStillActiveError as WorkflowStillActiveError,
 )
+from evkit.lazy_names import lazy_names as _lazy_names
 
 if typing.TYPE_CHECKING:
     from evkit import workflow as workflow
@@ -310,15 +310,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    imported = importlib.import_module(module)
-    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

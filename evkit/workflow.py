@@ -6,7 +6,6 @@ additions (``send_event``, ``ManualListener``, ``sql``).
 
 from __future__ import annotations
 
-import importlib
 import typing
 
 from evkit import event_listener as event_listener
@@ -49,6 +48,7 @@ from evkit.errors import (
     WorkflowNotResumableError as WorkflowNotResumableError,
 )
 from evkit.handle import RunHandle as RunHandle
+from evkit.lazy_names import lazy_names as _lazy_names
 from evkit.listeners.base import EventListener as EventListener, TimerListener as TimerListener
 from evkit.listeners.manual import ManualListener as ManualListener
 from evkit.model import WorkflowStatus as WorkflowStatus
@@ -155,14 +155,4 @@ _SOURCES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_SOURCES})
+__getattr__, __dir__ = _lazy_names(__name__, _SOURCES)
